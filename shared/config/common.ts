@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { int, parseEnv, url } from './env.js';
+
+/** Variables every process that talks to AWS reads. */
+export const awsEnvShape = {
+  /** Resource name prefix for every queue and table. @default 'payfleet-' */
+  PAYFLEET_RESOURCE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{0,40}$/, { error: 'may hold only letters, digits, "-" and "_" (at most 40)' })
+    .default('payfleet-'),
+  /** AWS region. Required: the fleet never guesses where money lives. */
+  AWS_REGION: z.string().min(1),
+  AWS_ENDPOINT_URL: url().optional(),
+  AWS_ENDPOINT_URL_SQS: url().optional(),
+  AWS_ENDPOINT_URL_DYNAMODB: url().optional(),
+  /** Set when any credential source is configured; only its presence is read. */
+  AWS_ACCESS_KEY_ID: z.string().optional(),
+  AWS_PROFILE: z.string().optional(),
+  AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: z.string().optional(),
+  AWS_CONTAINER_CREDENTIALS_FULL_URI: z.string().optional(),
+  AWS_WEB_IDENTITY_TOKEN_FILE: z.string().optional(),
+} as const;
+
+export const awsEnvSchema = z.object(awsEnvShape);
+
+export interface AwsConfig {
+  readonly resourcePrefix: string;
+  readonly region: string;
+  readonly sqsEndpoint: string | undefined;
+  readonly dynamodbEndpoint: string | undefined;
+}
+
+/**
+ * Turn parsed AWS variables into {@link AwsConfig}. A worker has no embedded fallback: with no
+ * endpoint and no credential source it refuses to start and says what to set (CONTRACT.md §8).
+ */
+export function toAwsConfig(env: z.output<typeof awsEnvSchema>): AwsConfig {
+  const sqsEndpoint = env.AWS_ENDPOINT_URL_SQS ?? env.AWS_ENDPOINT_URL;
+  const dynamodbEndpoint = env.AWS_ENDPOINT_URL_DYNAMODB ?? env.AWS_ENDPOINT_URL;
+  const hasCredentials = Boolean(
+    env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ||
+      env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_WEB_IDENTITY_TOKEN_FILE,
+  );
+  if (!hasCredentials && (!sqsEndpoint || !dynamodbEndpoint)) {
+    throw new ConfigError([
+      'AWS_ENDPOINT_URL: no endpoint and no AWS credentials are configured. Set AWS_ENDPOINT_URL ' +
+        '(or AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_DYNAMODB) to a local stack such as the one ' +
+        '`payfleet stack up` prints, or provide credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ' +
+        'AWS_PROFILE, or an ECS task role) to use AWS itself.',
+    ]);
+  }
+  return Object.freeze({ resourcePrefix: env.PAYFLEET_RESOURCE_PREFIX, region: env.AWS_REGION, sqsEndpoint, dynamodbEndpoint });
+}
+
+export function loadAwsConfig(env: Record<string, string | undefined> = process.env): AwsConfig {
+  return toAwsConfig(parseEnv(awsEnvSchema, env));
+}
+
+/** Variables for bootstrap only. */
+export const bootstrapEnvSchema = z.object({
+  ...awsEnvShape,
+  /** DLQ redrive: receives before SQS itself moves a message to the DLQ. @default 10 */
+  PAYFLEET_MAX_RECEIVE_COUNT: int(10, { min: 1, max: 1000 }),
+  /** Number of payout shards (rows in the lease table). @default 8 */
+  PAYFLEET_PAYOUT_SHARDS: int(8, { min: 1, max: 256 }),
+  /** Number of ledger outbox shards. @default 8 */
+  PAYFLEET_LEDGER_SHARDS: int(8, { min: 1, max: 256 }),
+});

@@ -1,0 +1,94 @@
+/**
+ * The processor port: one interface every card processor connector implements (sandbox, stripe,
+ * worldpay, more to come). Connectors speak HTTP/XML to the processor; callers (auth and capture
+ * workers) only ever see these types.
+ *
+ * Outcomes are values, not exceptions: the worker must treat an ambiguous outcome differently
+ * from an error, and a decline is a normal business result.
+ *
+ *   ambiguous: the request went out and no answer came back (read timeout, reset after send).
+ *   The money may have moved. The worker never sends a fresh authorisation; it calls `lookup`
+ *   (or repeats the same request under the same idempotency key, which processors replay) first.
+ */
+import type { SensitiveCard } from './sensitive-card.js';
+
+export type ProcessorName = 'sandbox' | 'stripe' | 'worldpay';
+
+export interface AuthoriseRequest {
+  readonly chargeId: string;
+  readonly gatewayAccountId: string;
+  /** Minor units, > 0. */
+  readonly amount: number;
+  /** ISO 4217, upper case. */
+  readonly currency: string;
+  readonly reference: string;
+  readonly description: string;
+  /**
+   * Derived from `authRequestId` by the worker and reused on every retry of that request
+   * (Stripe `Idempotency-Key`, Worldpay `orderCode`).
+   */
+  readonly idempotencyKey: string;
+  readonly card: SensitiveCard;
+}
+
+export interface CaptureRequest {
+  readonly chargeId: string;
+  /** The processor's reference from the authorisation (PaymentIntent id, Worldpay orderCode). */
+  readonly processorRef: string;
+  readonly amount: number;
+  readonly currency: string;
+  /** Derived from the charge and attempt-independent, so a retried capture is de-duplicated. */
+  readonly idempotencyKey: string;
+}
+
+export interface LookupRequest {
+  readonly chargeId: string;
+  /** Known after an approved authorisation; absent when resolving an ambiguous authorise. */
+  readonly processorRef?: string;
+  /** The idempotency key of the authorise being resolved. */
+  readonly idempotencyKey: string;
+  readonly amount: number;
+  readonly currency: string;
+}
+
+/** Common to every outcome: what the processor said, safe to store (no card data). */
+interface OutcomeBase {
+  /** Processor-side reference, when one exists. */
+  readonly processorRef?: string;
+}
+
+export type AuthoriseOutcome =
+  | (OutcomeBase & { readonly kind: 'approved'; readonly processorRef: string; readonly amount: number; readonly currency: string })
+  | (OutcomeBase & { readonly kind: 'declined'; readonly code: string; readonly message: string })
+  | (OutcomeBase & { readonly kind: 'error'; readonly retryable: boolean; readonly code: string; readonly message: string; readonly retryAfterMs?: number })
+  | (OutcomeBase & { readonly kind: 'ambiguous'; readonly reason: string });
+
+export type CaptureOutcome =
+  | (OutcomeBase & { readonly kind: 'captured' })
+  /** Accepted; the processor confirms asynchronously (Worldpay captureReceived). */
+  | (OutcomeBase & { readonly kind: 'submitted' })
+  | (OutcomeBase & { readonly kind: 'error'; readonly retryable: boolean; readonly code: string; readonly message: string; readonly retryAfterMs?: number })
+  | (OutcomeBase & { readonly kind: 'ambiguous'; readonly reason: string });
+
+/** What a lookup found at the processor for an authorisation. */
+export type LookupOutcome =
+  | { readonly kind: 'not_found' }
+  | { readonly kind: 'authorised'; readonly processorRef: string; readonly amount: number; readonly currency: string }
+  | { readonly kind: 'declined'; readonly processorRef?: string; readonly code: string; readonly message: string }
+  | { readonly kind: 'captured'; readonly processorRef: string; readonly amount: number; readonly currency: string }
+  | { readonly kind: 'capture_submitted'; readonly processorRef: string }
+  | { readonly kind: 'voided'; readonly processorRef: string }
+  | { readonly kind: 'unknown'; readonly reason: string };
+
+export type VoidOutcome =
+  | { readonly kind: 'voided' }
+  | { readonly kind: 'error'; readonly retryable: boolean; readonly code: string; readonly message: string }
+  | { readonly kind: 'ambiguous'; readonly reason: string };
+
+export interface ProcessorConnector {
+  readonly name: ProcessorName;
+  authorise(req: AuthoriseRequest, signal?: AbortSignal): Promise<AuthoriseOutcome>;
+  capture(req: CaptureRequest, signal?: AbortSignal): Promise<CaptureOutcome>;
+  void(req: { chargeId: string; processorRef: string; idempotencyKey: string }, signal?: AbortSignal): Promise<VoidOutcome>;
+  lookup(req: LookupRequest, signal?: AbortSignal): Promise<LookupOutcome>;
+}
