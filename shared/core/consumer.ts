@@ -1,0 +1,421 @@
+import { ChangeMessageVisibilityCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
+import { Consumer } from 'sqs-consumer';
+import { MessageParseError, classify, toPayfleetError, type PayfleetError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import type { CoreMetrics } from '../ops/metrics.js';
+import { backoffMs, type BackoffPolicy } from './backoff.js';
+import { sendToDlq } from './dlq.js';
+import { GroupScheduler } from './group-scheduler.js';
+import { DeleteBatcher, VisibilityBatcher } from './sqs-batcher.js';
+
+/** What a handler may ask for instead of plain success. */
+export type HandlerResult =
+  | { readonly action: 'ack' }
+  /**
+   * Put the message back for `delaySec` (deferred retry, "not ready yet"). `countsAsAttempt`
+   * false means the consumer's max-attempts budget is not charged (payout readiness gating).
+   */
+  | { readonly action: 'defer'; readonly delaySec: number; readonly countsAsAttempt?: boolean; readonly reason?: string }
+  | { readonly action: 'dead-letter'; readonly code: string; readonly detail: string };
+
+export interface HandlerContext {
+  readonly messageId: string;
+  readonly groupId: string;
+  /** SQS ApproximateReceiveCount of this delivery. */
+  readonly receiveCount: number;
+  /** Aborted when the process is shutting down past its grace period. */
+  readonly signal: AbortSignal;
+  /** Child logger carrying messageId and groupId. */
+  readonly log: Logger;
+  /**
+   * Report the attempt number as counted on the work item (which survives redrives and is not
+   * fooled by deliveries that never reached the handler). The larger of this and the receive
+   * count drives backoff and exhaustion.
+   */
+  setAttempts(attempts: number): void;
+}
+
+export interface FifoConsumerOptions<T> {
+  readonly sqs: SQSClient;
+  readonly queueUrl: string;
+  readonly dlqUrl: string;
+  /** Name used in logs, metrics and the `payfleet-source-queue` attribute. */
+  readonly queueName: string;
+  readonly worker: string;
+  /** Parse and validate a body; throw MessageParseError (or anything) for bad input. */
+  readonly parse: (body: string, message: Message) => T;
+  readonly handle: (message: T, ctx: HandlerContext) => Promise<HandlerResult | void>;
+  /** Messages processed at once, across groups. Pollers = ceil(concurrency / batchSize). */
+  readonly concurrency: number;
+  /** @default 10 */
+  readonly batchSize?: number;
+  /** Long-poll wait. @default 20 */
+  readonly waitTimeSec?: number;
+  /** Visibility on receive and on each heartbeat. @default 30 */
+  readonly visibilityTimeoutSec?: number;
+  /** @default visibilityTimeoutSec / 3 */
+  readonly heartbeatSec?: number;
+  /** Attempts before RETRIES_EXHAUSTED. @default 8 */
+  readonly maxAttempts?: number;
+  readonly backoff?: BackoffPolicy;
+  readonly logger: Logger;
+  readonly metrics?: CoreMetrics;
+  /** Optional gate checked per message before handling (payout readiness). */
+  readonly acceptGate?: () => HandlerResult | undefined;
+}
+
+interface Held {
+  readonly message: Message;
+  readonly receivedAtMs: number;
+  /** When our current visibility runs out (local clock). */
+  visibleAtMs: number;
+  settled: boolean;
+}
+
+const MAX_VISIBILITY_SEC = 43_200;
+
+/**
+ * A FIFO-correct consumer built on sqs-consumer, which only polls here: each poller's
+ * `preReceiveMessageCallback` waits for capacity, and its batch handler hands messages to a
+ * {@link GroupScheduler} and returns at once. So a slow message holds its own group only, never a
+ * poller, and several pollers let concurrency exceed one receive's 10 messages.
+ *
+ * Every message is deleted only after its handler resolved (its result committed), through batched
+ * deletes whose `Failed` entries are checked. Held messages have their visibility extended by a
+ * heartbeat until they are settled.
+ */
+export class FifoConsumer<T> {
+  private readonly pollers: Consumer[] = [];
+  private readonly scheduler: GroupScheduler<Held>;
+  private readonly held = new Set<Held>();
+  private readonly deletes: DeleteBatcher;
+  private readonly visibility: VisibilityBatcher;
+  private readonly abort = new AbortController();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private closed: Promise<void> | undefined;
+  private readonly o: Required<Omit<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'heartbeatSec'>> &
+    Pick<FifoConsumerOptions<T>, 'metrics' | 'acceptGate'> & { heartbeatSec: number };
+
+  constructor(options: FifoConsumerOptions<T>) {
+    const visibilityTimeoutSec = options.visibilityTimeoutSec ?? 30;
+    this.o = {
+      batchSize: 10,
+      waitTimeSec: 20,
+      maxAttempts: 8,
+      backoff: { baseMs: 1000, maxMs: 300_000 },
+      ...options,
+      visibilityTimeoutSec,
+      heartbeatSec: options.heartbeatSec ?? Math.max(1, Math.floor(visibilityTimeoutSec / 3)),
+    };
+    if (this.o.heartbeatSec * 2 > visibilityTimeoutSec) {
+      throw new Error(`heartbeatSec (${this.o.heartbeatSec}) must be at most half of visibilityTimeoutSec (${visibilityTimeoutSec})`);
+    }
+    this.scheduler = new GroupScheduler<Held>(
+      this.o.concurrency,
+      (h) => this.process(h),
+      (dropped) => void this.handBack(dropped, 0, 'group short-circuited after a failure'),
+    );
+    this.deletes = new DeleteBatcher(this.o.sqs, this.o.queueUrl);
+    this.visibility = new VisibilityBatcher(this.o.sqs, this.o.queueUrl);
+  }
+
+  /** Messages currently held (received, not yet deleted or handed back). */
+  get inFlight(): number {
+    return this.held.size;
+  }
+
+  start(): void {
+    const pollers = Math.max(1, Math.ceil(this.o.concurrency / this.o.batchSize));
+    for (let i = 0; i < pollers; i++) {
+      const poller = Consumer.create({
+        sqs: this.o.sqs,
+        queueUrl: this.o.queueUrl,
+        batchSize: this.o.batchSize,
+        waitTimeSeconds: this.o.waitTimeSec,
+        visibilityTimeout: this.o.visibilityTimeoutSec,
+        messageSystemAttributeNames: ['All'],
+        messageAttributeNames: ['All'],
+        shouldDeleteMessages: false,
+        suppressFifoWarning: true,
+        strictReturn: true,
+        // Back-pressure: do not ask SQS for more than we can start soon. Rejecting while stopping
+        // ends the poll loop without opening one more long poll.
+        preReceiveMessageCallback: async () => {
+          if (this.stopping) throw new Error('consumer stopping');
+          await this.scheduler.waitForCapacity(this.o.concurrency);
+          if (this.stopping) throw new Error('consumer stopping');
+        },
+        handleMessageBatch: async (messages: Message[]) => {
+          this.accept(messages);
+          return [];
+        },
+      });
+      poller.on('error', (err: Error) => {
+        if (!this.stopping) this.o.logger.warn({ err }, 'receive failed; sqs-consumer retries');
+      });
+      poller.start();
+      this.pollers.push(poller);
+    }
+    this.heartbeat = setInterval(() => this.beat(), this.o.heartbeatSec * 1000);
+    this.heartbeat.unref();
+  }
+
+  private accept(messages: Message[]): void {
+    const now = Date.now();
+    for (const message of messages) {
+      const h: Held = { message, receivedAtMs: now, visibleAtMs: now + this.o.visibilityTimeoutSec * 1000, settled: false };
+      this.held.add(h);
+      this.o.metrics?.received.inc({ queue: this.o.queueName });
+      if (this.stopping) {
+        // A long poll that was already open when shutdown began: hand these straight back.
+        void this.handBack([h], 0, 'shutting down');
+        continue;
+      }
+      this.scheduler.push(message.Attributes?.MessageGroupId ?? '', h);
+    }
+    this.o.metrics?.inFlight.set({ queue: this.o.queueName }, this.held.size);
+  }
+
+  /** Handle one message; the verdict tells the scheduler whether its group may go on. */
+  private async process(h: Held): Promise<'continue' | 'stop-lane'> {
+    const { message } = h;
+    const messageId = message.MessageId ?? '';
+    const groupId = message.Attributes?.MessageGroupId ?? '';
+    const receiveCount = Number(message.Attributes?.ApproximateReceiveCount ?? '1');
+    const log = this.o.logger.child({ messageId, groupId });
+    const started = performance.now();
+    let attempts = receiveCount;
+    const observe = (outcome: string) =>
+      this.o.metrics?.processing.observe({ queue: this.o.queueName, outcome }, (performance.now() - started) / 1000);
+
+    if (this.stopping) {
+      await this.handBack([h], 0, 'shutting down');
+      return 'stop-lane';
+    }
+    try {
+      const gated = this.o.acceptGate?.();
+      const result: HandlerResult | void =
+        gated ??
+        (await this.o.handle(this.parse(message, messageId), {
+          messageId,
+          groupId,
+          receiveCount,
+          signal: this.abort.signal,
+          log,
+          setAttempts: (n) => {
+            attempts = Math.max(receiveCount, n);
+          },
+        }));
+      const r = result ?? { action: 'ack' as const };
+      if (r.action === 'ack') {
+        await this.ack(h, log);
+        observe('success');
+        return 'continue';
+      }
+      if (r.action === 'dead-letter') {
+        await this.deadLetter(h, { code: r.code, detail: r.detail, attempts }, log);
+        observe('dead-lettered');
+        return 'continue';
+      }
+      this.o.metrics?.deferred.inc({ queue: this.o.queueName });
+      if (r.countsAsAttempt !== false && attempts >= this.o.maxAttempts) {
+        await this.deadLetter(h, { code: 'RETRIES_EXHAUSTED', detail: r.reason ?? 'deferred too many times', attempts }, log);
+        observe('dead-lettered');
+        return 'continue';
+      }
+      log.debug({ delaySec: r.delaySec, reason: r.reason }, 'deferred');
+      await this.handBack([h], r.delaySec, r.reason ?? 'deferred');
+      observe('deferred');
+      return 'stop-lane';
+    } catch (err) {
+      return this.fail(h, toPayfleetError(err), attempts, log, observe);
+    }
+  }
+
+  private parse(message: Message, messageId: string): T {
+    try {
+      return this.o.parse(message.Body ?? '', message);
+    } catch (err) {
+      if (err instanceof MessageParseError) throw err;
+      throw new MessageParseError(err instanceof Error ? err.message : String(err), { cause: err, messageId });
+    }
+  }
+
+  private async fail(
+    h: Held,
+    err: PayfleetError,
+    attempts: number,
+    log: Logger,
+    observe: (outcome: string) => void,
+  ): Promise<'continue' | 'stop-lane'> {
+    this.countConflict(err);
+    if (err.kind === 'terminal') {
+      log.warn({ code: err.code, err }, 'terminal failure; dead-lettering');
+      await this.deadLetter(h, { code: err.code, detail: err.message, attempts }, log);
+      observe('dead-lettered');
+      return 'continue';
+    }
+    // Retryable, or an ambiguous outcome that escaped its handler: the next attempt starts by
+    // looking the result up (the work item records what was sent), so a plain retry is safe.
+    if (attempts >= this.o.maxAttempts) {
+      log.error({ code: err.code, attempts, err }, 'retries exhausted; dead-lettering');
+      await this.deadLetter(h, { code: 'RETRIES_EXHAUSTED', detail: `${err.code}: ${err.message}`, attempts }, log);
+      observe('dead-lettered');
+      return 'continue';
+    }
+    const hinted = 'retryAfterMs' in err && typeof err.retryAfterMs === 'number' ? err.retryAfterMs : 0;
+    const delayMs = Math.max(hinted, backoffMs(attempts, this.o.backoff));
+    // Work aborted by shutdown goes straight back for another process to take.
+    const delaySec = this.stopping ? 0 : Math.min(MAX_VISIBILITY_SEC, Math.ceil(delayMs / 1000));
+    log.warn({ code: err.code, kind: err.kind, attempts, delaySec, err }, 'attempt failed; retrying after backoff');
+    this.o.metrics?.retried.inc({ queue: this.o.queueName, code: err.code });
+    await this.handBack([h], delaySec, err.code);
+    observe('retried');
+    return 'stop-lane';
+  }
+
+  private countConflict(err: PayfleetError): void {
+    if (err.code === 'LEASE_LOST' || err.code === 'LEASE_HELD') this.o.metrics?.leaseConflicts.inc({ kind: err.code });
+    if (err.code === 'CONFLICT') {
+      const part = (err as { part?: string }).part ?? 'unknown';
+      this.o.metrics?.commitConflicts.inc({ part });
+    }
+  }
+
+  private async ack(h: Held, log: Logger): Promise<void> {
+    try {
+      await this.deletes.add({ receiptHandle: h.message.ReceiptHandle! });
+      this.o.metrics?.succeeded.inc({ queue: this.o.queueName });
+    } catch (err) {
+      // The result is committed; a redelivery finds the completed work item and is acknowledged.
+      log.warn({ err }, 'delete failed after commit; a redelivery will be acknowledged as a duplicate');
+    } finally {
+      this.settle(h);
+    }
+  }
+
+  private async deadLetter(h: Held, letter: { code: string; detail: string; attempts: number }, log: Logger): Promise<void> {
+    try {
+      await sendToDlq(this.o.sqs, {
+        dlqUrl: this.o.dlqUrl,
+        sourceQueue: this.o.queueName,
+        worker: this.o.worker,
+        message: h.message,
+        letter,
+      });
+    } catch (err) {
+      // Never delete what we could not park: hand it back and try again later.
+      log.error({ err, code: letter.code }, 'could not send to the DLQ; handing the message back');
+      await this.handBack([h], Math.ceil(backoffMs(letter.attempts, this.o.backoff) / 1000), 'dlq send failed');
+      return;
+    }
+    this.o.metrics?.deadLettered.inc({ queue: this.o.queueName, code: letter.code });
+    log.warn({ code: letter.code, attempts: letter.attempts }, 'message dead-lettered');
+    await this.ack(h, log);
+  }
+
+  /** Make messages visible again after `delaySec` (0 = now) and forget them. */
+  private async handBack(hs: Held[], delaySec: number, reason: string): Promise<void> {
+    await Promise.all(
+      hs.map(async (h) => {
+        try {
+          await this.o.sqs.send(
+            new ChangeMessageVisibilityCommand({
+              QueueUrl: this.o.queueUrl,
+              ReceiptHandle: h.message.ReceiptHandle!,
+              VisibilityTimeout: Math.max(0, Math.min(MAX_VISIBILITY_SEC, delaySec)),
+            }),
+          );
+        } catch (err) {
+          // It comes back when its current visibility expires instead; nothing is lost.
+          this.o.logger.warn({ err, messageId: h.message.MessageId, reason }, 'could not change visibility');
+        } finally {
+          this.settle(h);
+        }
+      }),
+    );
+  }
+
+  private settle(h: Held): void {
+    if (h.settled) return;
+    h.settled = true;
+    this.held.delete(h);
+    this.o.metrics?.inFlight.set({ queue: this.o.queueName }, this.held.size);
+  }
+
+  /** Extend visibility of every held message whose visibility would lapse before the next beat. */
+  private beat(): void {
+    const now = Date.now();
+    const horizon = now + this.o.heartbeatSec * 2000;
+    for (const h of this.held) {
+      if (h.settled || h.visibleAtMs > horizon) continue;
+      const visibleAtMs = now + this.o.visibilityTimeoutSec * 1000;
+      this.visibility
+        .add({ receiptHandle: h.message.ReceiptHandle!, visibilityTimeoutSec: this.o.visibilityTimeoutSec })
+        .then(() => {
+          h.visibleAtMs = visibleAtMs;
+        })
+        .catch((err: unknown) => {
+          if (!h.settled) this.o.logger.warn({ err, messageId: h.message.MessageId }, 'visibility heartbeat failed');
+        });
+    }
+  }
+
+  /**
+   * Staged, idempotent shutdown (STYLE.md §8); every stage has its own try/catch:
+   * stop receiving -> let open long polls finish -> drain in-flight work within `graceMs` ->
+   * abort what is left and hand back everything unfinished (visibility 0) -> flush deletes.
+   */
+  close(graceMs: number): Promise<void> {
+    this.closed ??= this.doClose(graceMs);
+    return this.closed;
+  }
+
+  private async doClose(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    this.stopping = true;
+    try {
+      for (const p of this.pollers) p.stop({ abort: false });
+      // Aborting a long poll strands whatever it received until visibility expires: wait instead.
+      while (this.pollers.some((p) => p.status.isPolling) && Date.now() < deadline) await sleep(25);
+    } catch (err) {
+      this.o.logger.warn({ err }, 'stopping pollers failed');
+    }
+    try {
+      const queued = this.scheduler.drainQueued();
+      await this.handBack(queued, 0, 'shutting down');
+    } catch (err) {
+      this.o.logger.warn({ err }, 'handing back queued messages failed');
+    }
+    try {
+      await Promise.race([this.scheduler.whenIdle(), sleep(Math.max(0, deadline - Date.now()))]);
+    } catch (err) {
+      this.o.logger.warn({ err }, 'draining failed');
+    }
+    if (this.scheduler.running > 0) {
+      this.o.logger.warn({ running: this.scheduler.running }, 'grace period over; aborting in-flight work');
+      this.abort.abort(new Error('shutdown'));
+      await Promise.race([this.scheduler.whenIdle(), sleep(2000)]);
+    }
+    try {
+      const leftovers = [...this.held];
+      if (leftovers.length > 0) await this.handBack(leftovers, 0, 'shutting down');
+    } catch (err) {
+      this.o.logger.warn({ err }, 'handing back held messages failed');
+    }
+    try {
+      await Promise.all([this.deletes.flush(), this.visibility.flush()]);
+    } catch (err) {
+      this.o.logger.warn({ err }, 'flushing deletes failed');
+    }
+    if (this.heartbeat) clearInterval(this.heartbeat);
+  }
+}
+
+/** Exposed for tests and tools that want the same classification as the consumer. */
+export { classify };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,161 @@
+/**
+ * Ports of the exactly-once core. They speak the domain (leases, work items, outcomes); the
+ * DynamoDB adapters beside them speak the SDK. Workers depend on these types only.
+ *
+ * How the pieces fence each other (one attempt of one work item):
+ *
+ *   worker A  acquire(charge#c1) -> token 7 ─ begin(auth#r1, token 7) ─ processor call ─ commit(fence: c1/7) ✓
+ *   worker B                 acquire(charge#c1) ✗ held by A until t+30s (returned with the failure)
+ *
+ *   paused A  token 7 ──────── (GC pause, lease expires) ───────────────────── commit(fence c1/7) ✗ LeaseLostError
+ *   worker B            acquire -> token 8 ─ begin(auth#r1, token 8: takes over A's IN_PROGRESS) ─ commit ✓
+ */
+import type { PayfleetError } from '../errors.js';
+
+// ───────────────────────────── leases ─────────────────────────────
+
+/** A lease held by this process. The fencing token grows by one on every successful acquire. */
+export interface Lease {
+  readonly key: string;
+  readonly owner: string;
+  readonly fencingToken: number;
+  /** Epoch ms, by the acquiring process' clock. */
+  readonly expiresAtMs: number;
+}
+
+export interface LeaseHolder {
+  readonly owner: string | undefined;
+  readonly expiresAtMs: number;
+  readonly fencingToken: number;
+}
+
+export type AcquireResult =
+  | { readonly acquired: true; readonly lease: Lease }
+  /** Who holds it and until when, taken from the failed conditional write itself (no second read). */
+  | { readonly acquired: false; readonly holder: LeaseHolder };
+
+export interface LeaseStore {
+  /** Take `key` if it is free, expired, or never existed. */
+  acquire(key: string, owner: string, leaseMs: number): Promise<AcquireResult>;
+  /** Extend a held lease. Throws {@link LeaseLostError} if another owner or token holds it now. */
+  renew(lease: Lease, leaseMs: number): Promise<Lease>;
+  /** Give a lease up (keeps the token so it stays monotonic). Never throws for a lease already lost. */
+  release(lease: Lease): Promise<void>;
+  /** Read a lease row (operators, tests). */
+  inspect(key: string): Promise<LeaseHolder | undefined>;
+}
+
+// ─────────────────────── idempotency (work items) ───────────────────────
+
+export type WorkItemState =
+  /** First time seen, or taken over from an attempt whose holder lost its lease or deadline. */
+  | { readonly status: 'started'; readonly attemptId: string; readonly attempts: number; readonly record: WorkItemRecord }
+  /** Done before: acknowledge the message without redoing anything. */
+  | { readonly status: 'completed'; readonly result: Record<string, unknown> | undefined; readonly record: WorkItemRecord }
+  /** Another live attempt holds it (its deadline has not passed and it has the current fence). */
+  | { readonly status: 'busy'; readonly record: WorkItemRecord };
+
+export interface WorkItemRecord {
+  readonly idempotencyKey: string;
+  readonly status: 'IN_PROGRESS' | 'COMPLETED';
+  readonly attemptId?: string;
+  /** How many attempts began on this item (counts across deliveries and processes). */
+  readonly attempts: number;
+  /** Our own deadline for an IN_PROGRESS attempt, epoch ms (there is no Lambda context). */
+  readonly expiresAtMs?: number;
+  readonly fencingToken?: number;
+  readonly result?: Record<string, unknown>;
+  /** Free-form progress notes an attempt leaves for the next one (e.g. "authorise sent"). */
+  readonly progress?: Record<string, unknown>;
+}
+
+export interface BeginOptions {
+  /** Deadline for this attempt; after it another attempt may take over. */
+  readonly deadlineMs: number;
+  /** When the item is processed under a lease: a newer token may take over an older IN_PROGRESS at once. */
+  readonly fencingToken?: number;
+}
+
+export interface IdempotencyStore {
+  begin(idempotencyKey: string, options: BeginOptions): Promise<WorkItemState>;
+  /** Record progress on an in-progress attempt (fenced by attemptId). */
+  note(idempotencyKey: string, attemptId: string, progress: Record<string, unknown>): Promise<void>;
+  /** Read without changing (tests, CLI). */
+  get(idempotencyKey: string): Promise<WorkItemRecord | undefined>;
+}
+
+// ───────────────────────────── outbox ─────────────────────────────
+
+export type ResourceType = 'payment' | 'payout';
+
+/** A ledger event as a worker asks for it; the commit assigns sequence, id and shard. */
+export interface NewEvent {
+  readonly eventType: string;
+  readonly details: Record<string, unknown>;
+}
+
+/** A ledger event as stored in the outbox (events table). */
+export interface StoredEvent {
+  readonly eventId: string;
+  readonly resourceType: ResourceType;
+  readonly resourceId: string;
+  readonly sequence: number;
+  readonly eventType: string;
+  /** ISO-8601 with microseconds. */
+  readonly timestamp: string;
+  readonly gatewayAccountId?: string;
+  readonly live: boolean;
+  readonly details: Record<string, unknown>;
+  /** Present until the emitter has sent and marked the event. */
+  readonly pendingShard?: string;
+  readonly emittedAt?: string;
+}
+
+// ───────────────────────────── commit ─────────────────────────────
+
+/** One entity a commit changes, under optimistic concurrency, with the ledger events it emits. */
+export interface EntityChange {
+  readonly table: 'charges' | 'payouts' | 'batches';
+  readonly key: Record<string, string>;
+  /** Version the caller read; 0 means "must not exist yet" (create). The commit writes expected+1. */
+  readonly expectedVersion: number;
+  /** Attributes to set (the full item for a create). Never card data. */
+  readonly set: Record<string, unknown>;
+  readonly remove?: readonly string[];
+  /**
+   * The ledger resource this entity is, when it emits events. Sequence numbers continue from the
+   * entity's `eventSeq` attribute (read by the caller as `currentEventSeq`); the commit writes
+   * `eventSeq = currentEventSeq + events.length`, so sequences have no gaps and no duplicates.
+   */
+  readonly resource?: { readonly type: ResourceType; readonly id: string; readonly gatewayAccountId?: string; readonly live: boolean };
+  readonly currentEventSeq?: number;
+  readonly events?: readonly NewEvent[];
+}
+
+export interface CommitRequest {
+  /** The fence: the commit fails unless this lease is still held with this token (and unexpired). */
+  readonly lease?: Lease;
+  /** Completes a work item begun with IdempotencyStore.begin (fenced by attemptId). */
+  readonly workItem?: { readonly idempotencyKey: string; readonly attemptId: string; readonly result?: Record<string, unknown> };
+  /** Entities and their events; all-or-nothing. At most 100 items in all (DynamoDB's limit). */
+  readonly changes: readonly EntityChange[];
+}
+
+export interface CommitResult {
+  /** Events written, in the order of `changes` and then sequence. */
+  readonly events: readonly StoredEvent[];
+  /** New version of each change, in order. */
+  readonly versions: readonly number[];
+}
+
+export interface OutcomeStore {
+  /** One TransactWriteItems; idempotent on retry (ClientRequestToken). Throws a domain error on cancellation. */
+  commit(change: CommitRequest): Promise<CommitResult>;
+}
+
+// ───────────────────────────── errors ─────────────────────────────
+
+/** Which part of a commit refused it; carried by the commit errors. */
+export type CommitConflictPart = 'lease' | 'workItem' | 'entity' | 'event' | 'extra';
+
+export type CommitError = PayfleetError & { readonly part?: CommitConflictPart };

@@ -1,0 +1,246 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { RetryableError, TerminalError } from '../../shared/errors.js';
+import { silentLogger } from '../../shared/log/logger.js';
+import { FifoConsumer, type FifoConsumerOptions, type HandlerResult } from '../../shared/core/consumer.js';
+import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
+import { createMetrics } from '../../shared/ops/metrics.js';
+import { setupTestStack, type TestStack } from '../support/stack.js';
+import { drain, eventually, sendAll, sleep } from '../support/sqs.js';
+
+const Body = z.object({ group: z.string(), seq: z.number().int() });
+type Body = z.infer<typeof Body>;
+
+let stack: TestStack;
+beforeAll(async () => {
+  stack = await setupTestStack('consumer');
+});
+afterAll(() => stack.close());
+
+/** A fresh queue pair per test: purging FIFO queues is slow and racy, a new prefix is not. */
+async function freshQueues(label: string) {
+  const s = await setupTestStack(label);
+  const queueName = s.names.queue('auth-requests');
+  return { s, queueUrl: s.url(queueName), dlqUrl: s.url(s.names.dlq('auth-requests')), queueName };
+}
+
+function consumerFor(
+  q: Awaited<ReturnType<typeof freshQueues>>,
+  handle: (m: Body, ctx: Parameters<FifoConsumerOptions<Body>['handle']>[1]) => Promise<HandlerResult | void>,
+  extra: Partial<FifoConsumerOptions<Body>> = {},
+) {
+  return new FifoConsumer<Body>({
+    sqs: q.s.clients.sqs,
+    queueUrl: q.queueUrl,
+    dlqUrl: q.dlqUrl,
+    queueName: q.queueName,
+    worker: 'test',
+    parse: (body) => Body.parse(JSON.parse(body)),
+    handle,
+    concurrency: 4,
+    waitTimeSec: 1,
+    visibilityTimeoutSec: 6,
+    heartbeatSec: 2,
+    logger: silentLogger(),
+    backoff: { baseMs: 1000, maxMs: 4000 },
+    ...extra,
+  });
+}
+
+const msg = (group: string, seq: number, dedup = `${group}-${seq}`) => ({ body: JSON.stringify({ group, seq }), groupId: group, dedupId: dedup });
+
+describe('Class: FifoConsumer', () => {
+  it('keeps order within each of 64 groups at concurrency 32, while one slow group does not stall the others', async () => {
+    const q = await freshQueues('order');
+    const perGroup = 6;
+    const groups = Array.from({ length: 64 }, (_, i) => `g${i}`);
+    const messages = [];
+    for (let seq = 0; seq < perGroup; seq++) for (const g of groups) messages.push(msg(g, seq));
+    await sendAll(q.s.clients.sqs, q.queueUrl, messages);
+
+    const seen = new Map<string, number[]>();
+    const active = new Map<string, number>();
+    let overlapInGroup = false;
+    let maxConcurrent = 0;
+    let running = 0;
+    const finishedAt = new Map<string, number>();
+    const t0 = Date.now();
+    const consumer = consumerFor(
+      q,
+      async (m) => {
+        if ((active.get(m.group) ?? 0) > 0) overlapInGroup = true;
+        active.set(m.group, 1);
+        running++;
+        maxConcurrent = Math.max(maxConcurrent, running);
+        // g0 is the slow group: 1.5 s per message.
+        await sleep(m.group === 'g0' ? 1500 : 5);
+        running--;
+        active.set(m.group, 0);
+        seen.set(m.group, [...(seen.get(m.group) ?? []), m.seq]);
+        if (seen.get(m.group)!.length === perGroup) finishedAt.set(m.group, Date.now() - t0);
+      },
+      { concurrency: 32 },
+    );
+    consumer.start();
+    await eventually(() => finishedAt.size === groups.length, 60_000, 'all groups to finish');
+    await consumer.close(5000);
+
+    for (const g of groups) expect(seen.get(g), `order of ${g}`).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(overlapInGroup).toBe(false);
+    expect(maxConcurrent).toBeGreaterThan(10); // more than one receive's worth: several pollers
+    const slow = finishedAt.get('g0')!;
+    const others = [...finishedAt].filter(([g]) => g !== 'g0').map(([, t]) => t);
+    const lastOther = Math.max(...others);
+    // The slow group needs >= 9 s (6 x 1.5 s). Every other group is done long before it.
+    expect(slow).toBeGreaterThanOrEqual(9000);
+    expect(lastOther).toBeLessThan(slow / 2);
+    console.info(`[timings] slow group done at ${slow} ms; all 63 other groups done by ${lastOther} ms; max concurrent ${maxConcurrent}`);
+    q.s.close();
+  });
+
+  it('dead-letters a poison message at once with INVALID_MESSAGE, body byte for byte, and its group carries on', async () => {
+    const q = await freshQueues('poison');
+    const poison = '{"group":"p","seq": not json';
+    await sendAll(q.s.clients.sqs, q.queueUrl, [
+      { body: poison, groupId: 'p', dedupId: 'p-bad' },
+      { body: JSON.stringify({ group: 'p', seq: 2 }), groupId: 'p', dedupId: 'p-2' },
+      { body: JSON.stringify({ group: 'p', seq: 'three' }), groupId: 'p', dedupId: 'p-3' },
+      { body: JSON.stringify({ group: 'p', seq: 4 }), groupId: 'p', dedupId: 'p-4' },
+    ]);
+    const handled: number[] = [];
+    const consumer = consumerFor(q, async (m) => {
+      handled.push(m.seq);
+    });
+    consumer.start();
+    await eventually(() => handled.length === 2, 20_000, 'good messages');
+    await consumer.close(3000);
+    expect(handled).toEqual([2, 4]);
+    const dead = await drain(q.s.clients.sqs, q.dlqUrl);
+    expect(dead).toHaveLength(2);
+    const first = dead.find((d) => d.Body === poison)!;
+    expect(first.Body).toBe(poison);
+    const attr = (name: string) => first.MessageAttributes?.[name]?.StringValue;
+    expect(attr(DLQ_ATTRIBUTES.code)).toBe('INVALID_MESSAGE');
+    expect(attr(DLQ_ATTRIBUTES.sourceQueue)).toBe(q.queueName);
+    expect(attr(DLQ_ATTRIBUTES.worker)).toBe('test');
+    expect(attr(DLQ_ATTRIBUTES.attempts)).toBe('1');
+    expect(Date.parse(attr(DLQ_ATTRIBUTES.failedAt)!)).not.toBeNaN();
+    expect(attr(DLQ_ATTRIBUTES.detail)).toBeTruthy();
+    expect(await drain(q.s.clients.sqs, q.queueUrl)).toHaveLength(0);
+    q.s.close();
+  });
+
+  it('backs off retryable failures with growing visibility delays, dead-letters RETRIES_EXHAUSTED, then the group continues', async () => {
+    const q = await freshQueues('backoff');
+    await sendAll(q.s.clients.sqs, q.queueUrl, [msg('b', 1), msg('b', 2)]);
+    const attemptsAt: number[] = [];
+    const handled: number[] = [];
+    const metrics = createMetrics('test', { defaultMetrics: false });
+    const consumer = consumerFor(
+      q,
+      async (m, ctx) => {
+        if (m.seq === 1) {
+          attemptsAt.push(Date.now());
+          ctx.setAttempts(attemptsAt.length);
+          throw new RetryableError('PROCESSOR_UNAVAILABLE', 'processor 503');
+        }
+        handled.push(m.seq);
+      },
+      { maxAttempts: 4, backoff: { baseMs: 1000, maxMs: 8000 }, metrics, waitTimeSec: 1 },
+    );
+    consumer.start();
+    await eventually(() => handled.length === 1, 40_000, 'second message after exhaustion');
+    await consumer.close(3000);
+    expect(attemptsAt).toHaveLength(4);
+    const gaps = attemptsAt.slice(1).map((t, i) => t - attemptsAt[i]!);
+    // Equal-jitter steps of 1 s, 2 s, 4 s windows, rounded up to whole seconds: >= 1, 1, 2 s.
+    expect(gaps[0]).toBeGreaterThanOrEqual(900);
+    expect(gaps[2]).toBeGreaterThanOrEqual(1900);
+    expect(gaps[2]!).toBeGreaterThan(gaps[0]!);
+    const dead = await drain(q.s.clients.sqs, q.dlqUrl);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue).toBe('RETRIES_EXHAUSTED');
+    expect(dead[0]!.MessageAttributes?.[DLQ_ATTRIBUTES.attempts]?.StringValue).toBe('4');
+    expect(dead[0]!.MessageAttributes?.[DLQ_ATTRIBUTES.detail]?.StringValue).toContain('PROCESSOR_UNAVAILABLE');
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/payfleet_messages_retried_total\{[^}]*code="PROCESSOR_UNAVAILABLE"[^}]*\} 3/);
+    expect(text).toMatch(/payfleet_messages_dead_lettered_total\{[^}]*code="RETRIES_EXHAUSTED"[^}]*\} 1/);
+    console.info(`[timings] retry gaps ms: ${gaps.join(', ')}`);
+    q.s.close();
+  });
+
+  it('dead-letters terminal errors with their code and does not retry them', async () => {
+    const q = await freshQueues('terminal');
+    await sendAll(q.s.clients.sqs, q.queueUrl, [msg('t', 1), msg('t', 2)]);
+    let calls = 0;
+    const handled: number[] = [];
+    const consumer = consumerFor(q, async (m) => {
+      if (m.seq === 1) {
+        calls++;
+        throw new TerminalError('TOKEN_EXPIRED', 'payment token expired');
+      }
+      handled.push(m.seq);
+    });
+    consumer.start();
+    await eventually(() => handled.length === 1, 20_000);
+    await consumer.close(3000);
+    expect(calls).toBe(1);
+    const dead = await drain(q.s.clients.sqs, q.dlqUrl);
+    expect(dead.map((d) => d.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue)).toEqual(['TOKEN_EXPIRED']);
+    q.s.close();
+  });
+
+  it('keeps a slow message invisible with the heartbeat, so it is not redelivered while in work', async () => {
+    const q = await freshQueues('heartbeat');
+    await sendAll(q.s.clients.sqs, q.queueUrl, [msg('h', 1)]);
+    let calls = 0;
+    const consumer = consumerFor(
+      q,
+      async () => {
+        calls++;
+        await sleep(9000); // 1.5 x the 6 s visibility timeout
+      },
+      { visibilityTimeoutSec: 6, heartbeatSec: 2 },
+    );
+    const rival = consumerFor(q, async () => {
+      calls++;
+    });
+    consumer.start();
+    await sleep(500);
+    rival.start();
+    await eventually(() => consumer.inFlight === 0 && calls >= 1, 20_000, 'slow message to finish');
+    await Promise.all([consumer.close(3000), rival.close(3000)]);
+    expect(calls).toBe(1);
+    q.s.close();
+  });
+
+  it('on close, hands unfinished messages back at once (visibility 0) instead of stranding them', async () => {
+    const q = await freshQueues('handback');
+    await sendAll(q.s.clients.sqs, q.queueUrl, [msg('x', 1), msg('y', 1)]);
+    const started: string[] = [];
+    const consumer = consumerFor(
+      q,
+      async (m, ctx) => {
+        started.push(m.group);
+        // Work that honours the abort signal, as every real handler must.
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(resolve, 60_000);
+          ctx.signal.addEventListener('abort', () => {
+            clearTimeout(t);
+            reject(new RetryableError('SHUTDOWN', 'aborted'));
+          });
+        });
+      },
+      { visibilityTimeoutSec: 30, heartbeatSec: 10 },
+    );
+    consumer.start();
+    await eventually(() => started.length === 2, 10_000);
+    const t0 = Date.now();
+    await consumer.close(500);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // Visible again right away, not after the 30 s visibility timeout.
+    const back = await drain(q.s.clients.sqs, q.queueUrl, { waitSec: 1 });
+    expect(back.map((m) => m.Attributes?.MessageGroupId).sort()).toEqual(['x', 'y']);
+    q.s.close();
+  });
+});
