@@ -1,0 +1,368 @@
+/**
+ * OutcomeStore.commit as ONE TransactWriteItems: all of it or none of it.
+ *
+ *   [0] ConditionCheck leases[lease.key]    owner = me AND fencingToken = tok AND expiresAtMs > now   (if lease)
+ *   [1] Update idempotency[key]             -> COMPLETED + result + ttl; if attemptId = mine AND IN_PROGRESS (if workItem)
+ *   [n] Put    <entity> (expectedVersion 0)  version 1;          if attribute_not_exists(pk)
+ *       Update <entity>                     version = exp + 1;   if version = exp [AND eventSeq = cur]
+ *           ... eventSeq = cur + events.length when the change emits events
+ *   [m] Put    events[resourceId, cur + i]  the outbox row;      if attribute_not_exists(resourceId)
+ *
+ * Sequences continue from the entity's eventSeq under the entity's version condition, and each
+ * event row must not exist: gaps and duplicates are impossible. A cancellation names the index that
+ * refused; it becomes LeaseLostError (lease) or ConflictError{part} with the item from ALL_OLD.
+ *
+ * Lost responses: the request carries a ClientRequestToken hashed from the whole request. The
+ * built TransactWriteItems input is kept (bounded, 9 minutes) and resent unchanged — inside
+ * commit() on an unknown outcome, and by a later commit() of the same request — so DynamoDB
+ * (which remembers a token for 10 minutes after success) applies it at most once. After a
+ * definite cancellation nothing was applied: the next try is built afresh under a new token.
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TransactWriteCommand, type DynamoDBDocumentClient, type TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
+import { RetryableError } from '../errors.js';
+import { maskPans } from '../log/redact.js';
+import { TABLES, type ResourceNames } from '../resources.js';
+import { systemClock, ttlSeconds, type Clock } from './clock.js';
+import { DEFAULT_WORK_ITEM_TTL_SEC } from './dynamo-idempotency.js';
+import { leaseFenceCheck, toHolder, unmarshallRaw } from './dynamo-leases.js';
+import { CommitOutcomeUnknownError, CommitTooLargeError, ConflictError, InvalidCommitError, LeaseLostError } from './errors.js';
+import { createOutbox, DEFAULT_LEDGER_SHARDS, type OutboxItem } from './outbox.js';
+import type { CommitConflictPart, CommitRequest, CommitResult, EntityChange, OutcomeStore } from './ports.js';
+
+export interface DynamoOutcomeStoreOptions {
+  readonly doc: DynamoDBDocumentClient;
+  readonly names: ResourceNames;
+  /** Must equal bootstrap's ledgerShards. @default 8 */
+  readonly ledgerShards?: number;
+  /** @default Date.now */
+  readonly now?: Clock;
+  /** TTL of a completed work item after completion. @default 604800 (7 days) */
+  readonly workItemTtlSec?: number;
+  /** Resends of the identical request when its outcome is unknown. @default 2 */
+  readonly resendAttempts?: number;
+  /** Pause before a resend. @default 200 */
+  readonly resendDelayMs?: number;
+}
+
+/** DynamoDB's limit on items in one transaction. */
+export const MAX_TRANSACT_ITEMS = 100;
+/** Attributes the commit owns on every entity. */
+const MANAGED = new Set(['version', 'eventSeq']);
+/** Keys that only card data has; names like cardholder_name are the workers' call, not ours. */
+const CARD_KEY = /^(card_?number|pan|cvc|cvv2?|cvc2|security_?code|decrypted.*)$/i;
+const WHOLE_PAN = /^\d(?:[ -]?\d){12,18}$/;
+/** A kept request is resent unchanged only within this window (DynamoDB's is 10 minutes). */
+const MEMO_MS = 9 * 60_000;
+const MEMO_MAX = 1000;
+
+interface PartRef {
+  readonly part: CommitConflictPart;
+  readonly table: string;
+  readonly key: Record<string, unknown>;
+}
+
+interface Built {
+  readonly input: TransactWriteCommandInput;
+  readonly parts: readonly PartRef[];
+  readonly result: CommitResult;
+}
+
+interface MemoEntry {
+  generation: number;
+  builtAtMs: number;
+  built: Built | undefined;
+}
+
+export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): OutcomeStore {
+  const { doc, names } = options;
+  const now = options.now ?? systemClock;
+  const outbox = createOutbox({ ledgerShards: options.ledgerShards ?? DEFAULT_LEDGER_SHARDS, now });
+  const workItemTtlSec = options.workItemTtlSec ?? DEFAULT_WORK_ITEM_TTL_SEC;
+  const resendAttempts = options.resendAttempts ?? 2;
+  const resendDelayMs = options.resendDelayMs ?? 200;
+  const memo = new Map<string, MemoEntry>();
+
+  function build(req: CommitRequest, token: string): Built {
+    const t = now();
+    const items: NonNullable<TransactWriteCommandInput['TransactItems']> = [];
+    const parts: PartRef[] = [];
+    const events: OutboxItem[] = [];
+    const versions: number[] = [];
+    if (req.lease) {
+      items.push(leaseFenceCheck(names.table('leases'), req.lease, t));
+      parts.push({ part: 'lease', table: names.table('leases'), key: { leaseKey: req.lease.key } });
+    }
+    if (req.workItem) {
+      const w = req.workItem;
+      const table = names.table('idempotency');
+      items.push({
+        Update: {
+          TableName: table,
+          Key: { idempotencyKey: w.idempotencyKey },
+          ConditionExpression: '#attempt = :aid AND #status = :inProgress',
+          UpdateExpression: `SET #status = :completed, #done = :now, #ttl = :ttl${w.result ? ', #result = :result' : ''}`,
+          ExpressionAttributeNames: { '#attempt': 'attemptId', '#status': 'status', '#done': 'completedAtMs', '#ttl': 'ttl', ...(w.result ? { '#result': 'result' } : {}) },
+          ExpressionAttributeValues: {
+            ':aid': w.attemptId,
+            ':inProgress': 'IN_PROGRESS',
+            ':completed': 'COMPLETED',
+            ':now': t,
+            ':ttl': ttlSeconds(t, workItemTtlSec),
+            ...(w.result ? { ':result': w.result } : {}),
+          },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        },
+      });
+      parts.push({ part: 'workItem', table, key: { idempotencyKey: w.idempotencyKey } });
+    }
+    const eventItems: typeof items = [];
+    const eventParts: PartRef[] = [];
+    for (const change of req.changes) {
+      const table = names.table(change.table);
+      const newEvents = change.events ?? [];
+      const cur = change.currentEventSeq ?? 0;
+      const version = change.expectedVersion + 1;
+      versions.push(version);
+      if (change.expectedVersion === 0) {
+        const pk = TABLES[change.table].partitionKey.name;
+        items.push({
+          Put: {
+            TableName: table,
+            // A new resource starts its sequence here (0 when it emits nothing yet).
+            Item: { ...definedOnly(change.set), ...change.key, version, ...(change.resource ? { eventSeq: newEvents.length } : {}) },
+            ConditionExpression: 'attribute_not_exists(#pk)',
+            ExpressionAttributeNames: { '#pk': pk },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        });
+      } else {
+        const attrNames: Record<string, string> = { '#version': 'version' };
+        const values: Record<string, unknown> = { ':expected': change.expectedVersion, ':version': version };
+        const sets = ['#version = :version'];
+        Object.entries(definedOnly(change.set))
+          .filter(([k]) => !(k in change.key))
+          .forEach(([k, v], i) => {
+            attrNames[`#s${i}`] = k;
+            values[`:s${i}`] = v;
+            sets.push(`#s${i} = :s${i}`);
+          });
+        let condition = '#version = :expected';
+        if (change.resource && newEvents.length > 0) {
+          // The caller's currentEventSeq must be the stored one, or the sequence would gap.
+          attrNames['#seq'] = 'eventSeq';
+          Object.assign(values, { ':seq': cur + newEvents.length, ':curSeq': cur });
+          sets.push('#seq = :seq');
+          condition += cur === 0 ? ' AND (attribute_not_exists(#seq) OR #seq = :curSeq)' : ' AND #seq = :curSeq';
+        }
+        const removes = (change.remove ?? []).map((k, i) => {
+          attrNames[`#r${i}`] = k;
+          return `#r${i}`;
+        });
+        items.push({
+          Update: {
+            TableName: table,
+            Key: change.key,
+            ConditionExpression: condition,
+            UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+            ExpressionAttributeNames: attrNames,
+            ExpressionAttributeValues: values,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          },
+        });
+      }
+      parts.push({ part: 'entity', table, key: change.key });
+      if (change.resource && newEvents.length > 0) {
+        for (const e of outbox.build(change.resource, cur, newEvents)) {
+          events.push(e);
+          eventItems.push({
+            Put: {
+              TableName: names.table('events'),
+              Item: { ...e },
+              ConditionExpression: 'attribute_not_exists(resourceId)',
+              ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+            },
+          });
+          eventParts.push({ part: 'event', table: names.table('events'), key: { resourceId: e.resourceId, sequence: e.sequence } });
+        }
+      }
+    }
+    return {
+      input: { TransactItems: [...items, ...eventItems], ClientRequestToken: token },
+      parts: [...parts, ...eventParts],
+      result: { events, versions },
+    };
+  }
+
+  function prepared(req: CommitRequest): Built {
+    const fingerprint = sha256(stableJson(requestIdentity(req)));
+    const wall = Date.now();
+    let entry = memo.get(fingerprint);
+    if (entry && wall - entry.builtAtMs > MEMO_MS && entry.built) {
+      // Past the window in which the identical request may be resent: a new token, a new request.
+      entry.built = undefined;
+      entry.generation += 1;
+    }
+    if (!entry) {
+      entry = { generation: 0, builtAtMs: wall, built: undefined };
+      memo.set(fingerprint, entry);
+      if (memo.size > MEMO_MAX) memo.delete(memo.keys().next().value as string);
+    }
+    if (!entry.built) {
+      entry.built = build(req, sha256(`${fingerprint}:${entry.generation}`).slice(0, 36));
+      entry.builtAtMs = wall;
+    }
+    return entry.built;
+  }
+
+  function forget(req: CommitRequest): void {
+    const entry = memo.get(sha256(stableJson(requestIdentity(req))));
+    // Definitely not applied: the next try may differ (fresh clock), so it gets a fresh token.
+    if (entry) {
+      entry.built = undefined;
+      entry.generation += 1;
+    }
+  }
+
+  return {
+    async commit(req) {
+      validate(req);
+      const built = prepared(req);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await doc.send(new TransactWriteCommand(built.input));
+          return built.result;
+        } catch (err) {
+          const name = (err as { name?: unknown }).name;
+          if (name === 'TransactionCanceledException') {
+            forget(req);
+            throw translateCancellation(err, built.parts, req);
+          }
+          if (name === 'ValidationException') {
+            forget(req);
+            throw new InvalidCommitError([`DynamoDB refused the transaction: ${(err as Error).message}`], { cause: err });
+          }
+          if (name === 'ResourceNotFoundException') throw err;
+          const token = built.input.ClientRequestToken ?? '';
+          // The token was used with another payload: an earlier form of this commit may have applied.
+          if (name === 'IdempotentParameterMismatchException') throw new CommitOutcomeUnknownError(token, { cause: err });
+          // Timeout, reset, 5xx, TransactionInProgress: it may or may not have applied. Resending
+          // the identical input is safe (same token) and tells us which.
+          if (attempt >= resendAttempts) throw new CommitOutcomeUnknownError(token, { cause: err });
+          await sleep(resendDelayMs * (attempt + 1));
+        }
+      }
+    },
+  };
+}
+
+/** What identifies a request: everything but the lease's expiry (renewals move it). */
+function requestIdentity(req: CommitRequest): unknown {
+  const { lease, ...rest } = req;
+  return { ...rest, lease: lease ? { key: lease.key, owner: lease.owner, fencingToken: lease.fencingToken } : undefined };
+}
+
+function translateCancellation(err: unknown, parts: readonly PartRef[], req: CommitRequest): Error {
+  const reasons = ((err as { CancellationReasons?: unknown }).CancellationReasons ?? []) as { Code?: string; Item?: object }[];
+  const rank: Record<CommitConflictPart, number> = { lease: 0, workItem: 1, entity: 2, event: 3, extra: 4 };
+  const failed = reasons
+    .map((r, i) => ({ code: r.Code ?? 'None', item: r.Item ? unmarshallRaw(r.Item) : undefined, ref: parts[i] }))
+    .filter((f) => f.code !== 'None' && f.ref)
+    .sort((a, b) => rank[a.ref!.part] - rank[b.ref!.part]);
+  const first = failed[0];
+  if (!first || !first.ref) return new RetryableError('TRANSACTION_CANCELED', `transaction cancelled without reasons: ${(err as Error).message}`, { cause: err });
+  const { ref, code, item } = first;
+  if (ref.part === 'lease' && code === 'ConditionalCheckFailed' && req.lease) {
+    return new LeaseLostError(req.lease, item ? toHolder(item) : undefined, { cause: err });
+  }
+  if (code === 'ConditionalCheckFailed' || code === 'TransactionConflict') {
+    const reason = code === 'TransactionConflict' ? 'transaction' : 'condition';
+    return new ConflictError({ part: ref.part, key: ref.key, table: ref.table, reason, cause: err, ...(item ? { existing: item } : {}) });
+  }
+  if (code === 'ThrottlingError' || code === 'ProvisionedThroughputExceeded') {
+    return new RetryableError('THROTTLED', `transaction throttled on ${ref.part} ${JSON.stringify(ref.key)}`, { cause: err });
+  }
+  return new InvalidCommitError([`${code} on ${ref.part} ${JSON.stringify(ref.key)}`], { cause: err });
+}
+
+/** Everything that can be known wrong before sending. Throws InvalidCommitError / CommitTooLargeError. */
+function validate(req: CommitRequest): void {
+  const problems: string[] = [];
+  const seenItems = new Set<string>();
+  const seenResources = new Set<string>();
+  let count = (req.lease ? 1 : 0) + (req.workItem ? 1 : 0);
+  req.changes.forEach((c: EntityChange, i) => {
+    const at = `changes[${i}]`;
+    const def = TABLES[c.table];
+    if (!def || !['charges', 'payouts', 'batches'].includes(c.table)) {
+      problems.push(`${at}: unknown table ${String(c.table)}`);
+      return;
+    }
+    const keyNames = [def.partitionKey.name, ...(def.sortKey ? [def.sortKey.name] : [])];
+    const given = Object.keys(c.key);
+    if (given.length !== keyNames.length || !keyNames.every((k) => typeof c.key[k] === 'string' && c.key[k] !== '')) {
+      problems.push(`${at}: key must be exactly ${keyNames.join(' + ')} (non-empty strings)`);
+    }
+    for (const k of keyNames) {
+      if (k in c.set && c.set[k] !== c.key[k]) problems.push(`${at}: set.${k} differs from the key`);
+      if (c.remove?.includes(k)) problems.push(`${at}: cannot remove key attribute ${k}`);
+    }
+    const id = `${c.table}:${stableJson(c.key)}`;
+    if (seenItems.has(id)) problems.push(`${at}: ${id} appears twice (one item per transaction)`);
+    seenItems.add(id);
+    if (!Number.isInteger(c.expectedVersion) || c.expectedVersion < 0) problems.push(`${at}: expectedVersion must be an integer >= 0`);
+    for (const k of [...Object.keys(c.set), ...(c.remove ?? [])]) {
+      if (MANAGED.has(k)) problems.push(`${at}: ${k} is written by the commit, not by set/remove`);
+    }
+    const events = c.events ?? [];
+    const cur = c.currentEventSeq ?? 0;
+    if (!Number.isInteger(cur) || cur < 0) problems.push(`${at}: currentEventSeq must be an integer >= 0`);
+    if (c.expectedVersion === 0 && cur !== 0) problems.push(`${at}: a new entity has no events yet (currentEventSeq must be 0)`);
+    if (events.length > 0 && !c.resource) problems.push(`${at}: events need a resource`);
+    if (c.resource && events.length > 0) {
+      if (seenResources.has(c.resource.id)) problems.push(`${at}: resource ${c.resource.id} emits events in two changes`);
+      seenResources.add(c.resource.id);
+    }
+    findCardData(c.set, `${at}.set`, problems);
+    events.forEach((e, j) => findCardData(e.details, `${at}.events[${j}].details`, problems));
+    count += 1 + (c.resource ? events.length : 0);
+  });
+  if (req.workItem?.result) findCardData(req.workItem.result, 'workItem.result', problems);
+  if (count > MAX_TRANSACT_ITEMS) throw new CommitTooLargeError(count, MAX_TRANSACT_ITEMS);
+  if (count === 0) problems.push('nothing to commit');
+  if (problems.length > 0) throw new InvalidCommitError(problems);
+}
+
+/** Card-number keys, or whole strings that are Luhn-valid 13-19 digit runs, anywhere in `value`. */
+function findCardData(value: unknown, path: string, problems: string[]): void {
+  if (typeof value === 'string') {
+    if (WHOLE_PAN.test(value) && maskPans(value) !== value) problems.push(`${path}: looks like a card number`);
+    return;
+  }
+  if (typeof value !== 'object' || value === null) return;
+  for (const [k, v] of Object.entries(value)) {
+    if (CARD_KEY.test(k) && v !== undefined && v !== null) problems.push(`${path}.${k}: card data must never be stored`);
+    findCardData(v, Array.isArray(value) ? `${path}[${k}]` : `${path}.${k}`, problems);
+  }
+}
+
+function definedOnly(obj: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined));
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** JSON with object keys sorted, so equal requests hash equal. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : stableJson(v))).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

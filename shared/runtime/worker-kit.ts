@@ -1,0 +1,242 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { GetQueueAttributesCommand, GetQueueUrlCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { parseEnv } from '../config/env.js';
+import { toWorkerConfig, workerEnvShape, workerInvariants, type WorkerConfig } from '../config/worker.js';
+import { ConfigError } from '../errors.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { FifoConsumer, type FifoConsumerOptions, type HandlerResult } from '../core/consumer.js';
+import { createDynamoIdempotencyStore } from '../core/dynamo-idempotency.js';
+import { createDynamoLeaseStore } from '../core/dynamo-leases.js';
+import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
+import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
+import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../core/ports.js';
+import { createMetrics, type CoreMetrics } from '../ops/metrics.js';
+import { startOpsServer, type ReadinessCheck } from '../ops/server.js';
+import { resourceNames, type QueueKey, type ResourceNames, type TableKey } from '../resources.js';
+import { Lifecycle } from './lifecycle.js';
+
+export type WorkerName = 'auth' | 'capture' | 'payout' | 'ledger';
+
+/** Everything a worker's handlers may use; built once by {@link runWorker}, injected everywhere. */
+export interface WorkerKit<C> {
+  readonly worker: WorkerName;
+  /** Unique per process: `<worker>-<host>-<pid>-<random>`; the owner of every lease it takes. */
+  readonly ownerId: string;
+  readonly config: WorkerConfig;
+  /** The worker's own settings, parsed from its extra schema. */
+  readonly settings: C;
+  readonly log: Logger;
+  readonly clients: AwsClients;
+  readonly metrics: CoreMetrics;
+  readonly names: ResourceNames;
+  readonly leases: LeaseStore;
+  readonly keeper: LeaseKeeper;
+  readonly idempotency: IdempotencyStore;
+  readonly outcomes: OutcomeStore;
+  /** Aborted when shutdown begins: background loops stop taking new work. */
+  readonly stopping: AbortSignal;
+  queueUrl(key: QueueKey, dlq?: boolean): Promise<string>;
+}
+
+/** A loop the worker runs beside (or instead of) the consumer: emitter, initiator, response poller. */
+export interface BackgroundTask {
+  readonly name: string;
+  start(): void;
+  /** Finish or hand back what is claimed; release what is held. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export interface WorkerPlan<T> {
+  /** The queue to consume, if any (the ledger emitter consumes none). */
+  readonly consume?: {
+    readonly queue: QueueKey;
+    readonly parse: (body: string, message: Message) => T;
+    readonly handle: FifoConsumerOptions<T>['handle'];
+    readonly acceptGate?: () => HandlerResult | undefined;
+    /** Overrides of the consumer settings from config (capture uses pay-connector's names). */
+    readonly overrides?: Partial<Pick<FifoConsumerOptions<T>, 'concurrency' | 'batchSize' | 'waitTimeSec' | 'maxAttempts'>>;
+  };
+  readonly background?: readonly BackgroundTask[];
+  readonly checks?: readonly ReadinessCheck[];
+  readonly status?: () => Record<string, unknown>;
+}
+
+export interface WorkerSpec<S extends z.ZodRawShape, T> {
+  readonly worker: WorkerName;
+  /** Extra environment variables of this worker (zod shape keyed by variable name). */
+  readonly env?: S;
+  /** Extra cross-field checks on the worker's variables. */
+  readonly refine?: (env: z.output<z.ZodObject<typeof workerEnvShape & S>>, ctx: z.RefinementCtx) => void;
+  /** Turn the worker's parsed variables into its settings object. */
+  readonly settings: (env: z.output<z.ZodObject<typeof workerEnvShape & S>>) => unknown;
+  /** Build handlers and loops from the kit. */
+  readonly build: (kit: WorkerKit<never>) => Promise<WorkerPlan<T>> | WorkerPlan<T>;
+}
+
+/** Parse a worker's whole configuration once (common + its own), frozen. Throws ConfigError. */
+export function loadConfig<S extends z.ZodRawShape>(
+  spec: Pick<WorkerSpec<S, unknown>, 'env' | 'refine'>,
+  env: Record<string, string | undefined> = process.env,
+) {
+  const schema = z.object({ ...workerEnvShape, ...(spec.env ?? ({} as S)) }).superRefine((v, ctx) => {
+    workerInvariants(v as never, ctx);
+    spec.refine?.(v as never, ctx);
+  });
+  const parsed = parseEnv(schema, env) as z.output<z.ZodObject<typeof workerEnvShape & S>>;
+  return { parsed, config: toWorkerConfig(parsed as never) };
+}
+
+/** Standard readiness checks: the source queue answers, and a row read from each table. */
+export function sqsCheck(sqs: SQSClient, queueUrl: () => Promise<string>): ReadinessCheck {
+  return {
+    name: 'sqs',
+    check: async (signal) => {
+      await sqs.send(new GetQueueAttributesCommand({ QueueUrl: await queueUrl(), AttributeNames: ['QueueArn'] }), { abortSignal: signal });
+    },
+  };
+}
+
+export function tableCheck(kit: Pick<WorkerKit<unknown>, 'clients' | 'names'>, table: TableKey, key: Record<string, unknown>): ReadinessCheck {
+  return {
+    name: `dynamodb:${table}`,
+    check: async (signal) => {
+      await kit.clients.doc.send(new GetCommand({ TableName: kit.names.table(table), Key: key }), { abortSignal: signal });
+    },
+  };
+}
+
+/**
+ * The composition root of a worker process: parse config (exit 2 with one line per problem),
+ * build clients, stores, metrics, the ops server and the consumer, install signal handling, and
+ * run until SIGTERM. Shutdown order: readiness goes 503 -> consumer stops receiving, lets its last
+ * long poll finish, drains within the grace period and hands back the rest -> background loops
+ * stop -> leases released -> ops server closed -> clients destroyed -> logs flushed.
+ */
+export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, T>): Promise<void> {
+  let loaded;
+  try {
+    loaded = loadConfig(spec);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`payfleet worker ${spec.worker}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const { parsed, config } = loaded;
+  const settings = spec.settings(parsed);
+  const log = createLogger({ worker: spec.worker, level: config.logLevel });
+  const ownerId = `${spec.worker}-${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const lifecycle = new Lifecycle({ logger: log, forceAfterMs: config.forceExitMs });
+  lifecycle.installSignalHandlers();
+
+  const clients = createAwsClients(config.aws, { maxSockets: config.consumer.concurrency + 20 });
+  const names = resourceNames(config.aws.resourcePrefix);
+  const metrics = createMetrics(spec.worker);
+  const leases = createDynamoLeaseStore({ doc: clients.doc, tableName: names.table('leases') });
+  const keeper = createLeaseKeeper({
+    store: leases,
+    leaseMs: config.lease.leaseMs,
+    renewMs: config.lease.renewMs,
+    onLost: (lease, reason) => {
+      metrics.leaseConflicts.inc({ kind: 'LEASE_LOST' });
+      log.warn({ lease: lease.key, reason: String(reason) }, 'lease lost');
+    },
+  });
+  const idempotency = createDynamoIdempotencyStore({ doc: clients.doc, tableName: names.table('idempotency') });
+  const outcomes = createDynamoOutcomeStore({ doc: clients.doc, names, ledgerShards: config.ledgerShards });
+  const stopping = new AbortController();
+  const urls = new Map<string, Promise<string>>();
+  const queueUrl = (key: QueueKey, dlq = false) => {
+    const name = dlq ? names.dlq(key) : names.queue(key);
+    let p = urls.get(name);
+    if (!p) {
+      p = clients.sqs.send(new GetQueueUrlCommand({ QueueName: name })).then(
+        (r) => r.QueueUrl!,
+        (err: unknown) => {
+          urls.delete(name);
+          throw new Error(`queue ${name} not found (${(err as Error).name}); run \`payfleet bootstrap\` against this endpoint first`);
+        },
+      );
+      urls.set(name, p);
+    }
+    return p;
+  };
+
+  const kit: WorkerKit<unknown> = {
+    worker: spec.worker,
+    ownerId,
+    config,
+    settings,
+    log,
+    clients,
+    metrics,
+    names,
+    leases,
+    keeper,
+    idempotency,
+    outcomes,
+    stopping: stopping.signal,
+    queueUrl,
+  };
+  const plan = await spec.build(kit as WorkerKit<never>);
+
+  let consumer: FifoConsumer<T> | undefined;
+  if (plan.consume) {
+    const c = plan.consume;
+    consumer = new FifoConsumer<T>({
+      sqs: clients.sqs,
+      queueUrl: await queueUrl(c.queue),
+      dlqUrl: await queueUrl(c.queue, true),
+      queueName: names.queue(c.queue),
+      worker: spec.worker,
+      parse: c.parse,
+      handle: c.handle,
+      concurrency: c.overrides?.concurrency ?? config.consumer.concurrency,
+      batchSize: c.overrides?.batchSize ?? config.consumer.batchSize,
+      waitTimeSec: c.overrides?.waitTimeSec ?? config.consumer.waitTimeSec,
+      visibilityTimeoutSec: config.consumer.visibilityTimeoutSec,
+      heartbeatSec: config.consumer.heartbeatSec,
+      maxAttempts: c.overrides?.maxAttempts ?? config.consumer.maxAttempts,
+      backoff: { baseMs: config.consumer.retryBaseMs, maxMs: config.consumer.retryMaxMs },
+      logger: log,
+      metrics,
+      ...(c.acceptGate ? { acceptGate: c.acceptGate } : {}),
+    });
+  }
+  const checks: ReadinessCheck[] = [...(plan.checks ?? [])];
+  if (plan.consume && !checks.some((c) => c.name === 'sqs')) {
+    const q = plan.consume.queue;
+    checks.push(sqsCheck(clients.sqs, () => queueUrl(q)));
+  }
+  if (!checks.some((c) => c.name.startsWith('dynamodb'))) checks.push(tableCheck(kit, 'leases', { leaseKey: 'readiness-probe' }));
+  const ops = await startOpsServer({
+    port: config.opsPort,
+    registry: metrics.registry,
+    checks,
+    logger: log,
+    ...(plan.status ? { status: plan.status } : {}),
+  });
+
+  lifecycle
+    .onShutdown('readiness', async () => {
+      ops.setDraining();
+      stopping.abort();
+    })
+    .onShutdown('consumer', async () => consumer?.close(config.shutdownGraceMs))
+    .onShutdown('background', async () => {
+      await Promise.all((plan.background ?? []).map((t) => t.stop(config.shutdownGraceMs)));
+    })
+    .onShutdown('leases', async () => keeper.releaseAll())
+    .onShutdown('ops', async () => ops.close())
+    .onShutdown('clients', async () => clients.destroy())
+    .onShutdown('logs', async () => log.flush());
+
+  consumer?.start();
+  for (const task of plan.background ?? []) task.start();
+  log.info({ ownerId, opsPort: ops.port, prefix: names.prefix, concurrency: config.consumer.concurrency }, 'worker started');
+}
