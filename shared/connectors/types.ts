@@ -49,6 +49,12 @@ export interface LookupRequest {
   readonly idempotencyKey: string;
   readonly amount: number;
   readonly currency: string;
+  /**
+   * The authorise request being resolved (card freshly decrypted), when the caller can rebuild it.
+   * Processors whose lookup is an idempotent replay need it (Stripe compares every parameter of a
+   * replay with the first request); connectors that look up by reference ignore it.
+   */
+  readonly original?: AuthoriseRequest;
 }
 
 /** Common to every outcome: what the processor said, safe to store (no card data). */

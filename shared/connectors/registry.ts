@@ -1,0 +1,133 @@
+/**
+ * The composition of processor connectors: `processor` of a message -> its connector.
+ *
+ * Built once per worker process by its entrypoint (connectors own keep-alive pools; `close()`
+ * releases them on shutdown). A message naming a processor this deployment does not know or has not
+ * configured is bad input: {@link ProcessorRegistry.get} throws TerminalError('UNKNOWN_PROCESSOR'),
+ * which the worker dead-letters (CONTRACT.md §6) — redrivable once the processor is configured.
+ */
+import { z } from 'zod';
+import { url } from '../config/env.js';
+import { TerminalError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { createSandboxConnector, type SandboxConnectorOptions } from './sandbox.js';
+import { createStripeConnector, type StripeConnectorOptions } from './stripe.js';
+import type { TokenServiceClientOptions } from './token-service.js';
+import type { ProcessorConnector, ProcessorName } from './types.js';
+import { createWorldpayConnector } from './worldpay.js';
+
+export interface WorldpayRegistryOptions {
+  readonly baseUrl: string;
+  readonly merchantCode: string;
+  readonly username: string;
+  readonly password: string;
+  readonly timeoutMs?: number;
+  readonly maxConnections?: number;
+}
+
+export interface ProcessorRegistryConfig {
+  /** The in-process sandbox processor; `false` disables it. @default enabled */
+  readonly sandbox?: SandboxConnectorOptions | false;
+  /** Stripe; absent = not configured. */
+  readonly stripe?: StripeConnectorOptions;
+  /** Worldpay; absent = not configured. */
+  readonly worldpay?: WorldpayRegistryOptions;
+  /** Passed to connectors that log (never card data). */
+  readonly logger?: Logger;
+}
+
+export interface ProcessorRegistry {
+  /** Configured connectors by name. */
+  readonly connectors: ReadonlyMap<ProcessorName, ProcessorConnector>;
+  /** The connector for `name`. Throws TerminalError('UNKNOWN_PROCESSOR') for unknown or unconfigured names. */
+  get(name: string): ProcessorConnector;
+  has(name: string): boolean;
+  /** Release every connector's connection pool. Idempotent. */
+  close(): Promise<void>;
+}
+
+const KNOWN: ReadonlySet<string> = new Set<ProcessorName>(['sandbox', 'stripe', 'worldpay']);
+
+/** Build the connectors named in `config`. */
+export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): ProcessorRegistry {
+  const connectors = new Map<ProcessorName, ProcessorConnector>();
+  if (config.sandbox !== false) connectors.set('sandbox', createSandboxConnector(config.sandbox ?? {}));
+  if (config.stripe) connectors.set('stripe', createStripeConnector({ logger: config.logger, ...config.stripe }));
+  if (config.worldpay) connectors.set('worldpay', createWorldpayConnector({ ...config.worldpay }));
+  let closing: Promise<void> | undefined;
+
+  return {
+    connectors,
+    get(name) {
+      const c = KNOWN.has(name) ? connectors.get(name as ProcessorName) : undefined;
+      if (c) return c;
+      // The name is message input: bound it before it lands in a DLQ attribute.
+      const shown = JSON.stringify(name.slice(0, 40));
+      throw new TerminalError(
+        'UNKNOWN_PROCESSOR',
+        KNOWN.has(name) ? `processor ${shown} is not configured in this deployment` : `unknown processor ${shown}`,
+      );
+    },
+    has(name) {
+      return KNOWN.has(name) && connectors.has(name as ProcessorName);
+    },
+    close() {
+      closing ??= Promise.allSettled(
+        [...connectors.values()].map((c) => (c as Partial<{ close(): Promise<void> }>).close?.()),
+      ).then(() => undefined);
+      return closing;
+    },
+  };
+}
+
+/**
+ * Environment variables for the connectors (CONTRACT.md §7), for a worker's config schema to
+ * spread in. A processor is configured when its credentials are set.
+ */
+export const connectorEnvShape = {
+  /** Payment Token Service base URL. */
+  PAYMENT_TOKEN_SERVICE_URL: url(),
+  PAYMENT_TOKEN_SERVICE_API_KEY: z.string().min(1),
+  /** Decrypt deadline. @default 5000 */
+  PAYMENT_TOKEN_SERVICE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
+  /** Stripe API base. @default https://api.stripe.com */
+  STRIPE_API_BASE_URL: url().default('https://api.stripe.com'),
+  /** Stripe secret key; Stripe is disabled when unset. */
+  STRIPE_API_KEY: z.string().min(1).optional(),
+  /** Worldpay XML endpoint or base URL; Worldpay is disabled when unset. */
+  WORLDPAY_API_BASE_URL: url().optional(),
+  WORLDPAY_MERCHANT_CODE: z.string().min(1).optional(),
+  WORLDPAY_USERNAME: z.string().min(1).optional(),
+  WORLDPAY_PASSWORD: z.string().min(1).optional(),
+  /** Deadline of one processor call; past it a sent request is ambiguous. @default 20000 */
+  PAYFLEET_PROCESSOR_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(20_000),
+  /** Keep-alive connections per processor. @default 32 */
+  PAYFLEET_PROCESSOR_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1024).default(32),
+  /** Disable the in-process sandbox processor (e.g. in production). @default true */
+  PAYFLEET_SANDBOX_PROCESSOR_ENABLED: z.stringbool().default(true),
+} as const;
+
+export type ConnectorEnv = z.output<z.ZodObject<typeof connectorEnvShape>>;
+
+/** Turn parsed connector variables into registry and token-service options. */
+export function connectorConfigFromEnv(env: ConnectorEnv): { registry: ProcessorRegistryConfig; tokenService: TokenServiceClientOptions } {
+  const common = { timeoutMs: env.PAYFLEET_PROCESSOR_TIMEOUT_MS, maxConnections: env.PAYFLEET_PROCESSOR_MAX_CONNECTIONS };
+  const wp = env.WORLDPAY_API_BASE_URL;
+  const worldpay =
+    wp && env.WORLDPAY_MERCHANT_CODE && env.WORLDPAY_USERNAME && env.WORLDPAY_PASSWORD
+      ? { baseUrl: wp, merchantCode: env.WORLDPAY_MERCHANT_CODE, username: env.WORLDPAY_USERNAME, password: env.WORLDPAY_PASSWORD, ...common }
+      : undefined;
+  return {
+    registry: {
+      sandbox: env.PAYFLEET_SANDBOX_PROCESSOR_ENABLED ? {} : false,
+      stripe: env.STRIPE_API_KEY ? { apiKey: env.STRIPE_API_KEY, baseUrl: env.STRIPE_API_BASE_URL, ...common } : undefined,
+      worldpay,
+    },
+    tokenService: {
+      baseUrl: env.PAYMENT_TOKEN_SERVICE_URL,
+      apiKey: env.PAYMENT_TOKEN_SERVICE_API_KEY,
+      timeoutMs: env.PAYMENT_TOKEN_SERVICE_TIMEOUT_MS,
+      maxConnections: env.PAYFLEET_PROCESSOR_MAX_CONNECTIONS,
+    },
+  };
+}

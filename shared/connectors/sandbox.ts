@@ -1,0 +1,217 @@
+/**
+ * The `sandbox` processor: in-process, deterministic, no network (GOV.UK Pay's sandbox gateway).
+ * The card number picks the scenario (all numbers Luhn-valid; see docs/connectors.md):
+ *
+ *   4242424242424242  approve (also any other Luhn-valid number that is not listed here)
+ *   4000000000000002  decline card_declined
+ *   4000000000009995  decline insufficient_funds
+ *   4000000000000069  decline expired_card
+ *   4000000000000119  error, retryable (processing_error)
+ *   4000000000000101  error, not retryable (PROCESSOR_REJECTED)
+ *   4000000000000259  timeout after charge: authorise -> ambiguous, lookup -> authorised
+ *   4000000000000077  slow: waits `slowMs`, then approves
+ *   4000000000000341  approve; every capture fails with a retryable error
+ *   4000000000000044  approve; capture is asynchronous ('submitted')
+ *   not Luhn-valid    decline incorrect_number
+ *
+ * Stateless by design, so it behaves the same across worker restarts: everything capture, void and
+ * lookup need is in the processorRef, `sbx_<scenario>_<sha256(idempotencyKey) prefix>`, derived
+ * from the request alone — repeating an authorise yields the same ref.
+ */
+import { createHash } from 'node:crypto';
+import type { SensitiveCard } from './sensitive-card.js';
+import type {
+  AuthoriseOutcome,
+  AuthoriseRequest,
+  CaptureOutcome,
+  CaptureRequest,
+  LookupOutcome,
+  LookupRequest,
+  ProcessorConnector,
+  VoidOutcome,
+} from './types.js';
+
+export type SandboxScenario =
+  | 'approve'
+  | 'decline'
+  | 'insufficient'
+  | 'expired'
+  | 'error'
+  | 'reject'
+  | 'timeout'
+  | 'slow'
+  | 'capfail'
+  | 'capasync'
+  | 'badnumber';
+
+/** The magic card numbers, by what they do. */
+export const SANDBOX_CARDS = Object.freeze({
+  approve: '4242424242424242',
+  decline: '4000000000000002',
+  insufficientFunds: '4000000000009995',
+  expiredCard: '4000000000000069',
+  errorRetryable: '4000000000000119',
+  errorNonRetryable: '4000000000000101',
+  timeoutAfterCharge: '4000000000000259',
+  slow: '4000000000000077',
+  captureFailsRetryable: '4000000000000341',
+  captureSubmitted: '4000000000000044',
+});
+
+const SCENARIO_BY_NUMBER: ReadonlyMap<string, SandboxScenario> = new Map([
+  [SANDBOX_CARDS.decline, 'decline'],
+  [SANDBOX_CARDS.insufficientFunds, 'insufficient'],
+  [SANDBOX_CARDS.expiredCard, 'expired'],
+  [SANDBOX_CARDS.errorRetryable, 'error'],
+  [SANDBOX_CARDS.errorNonRetryable, 'reject'],
+  [SANDBOX_CARDS.timeoutAfterCharge, 'timeout'],
+  [SANDBOX_CARDS.slow, 'slow'],
+  [SANDBOX_CARDS.captureFailsRetryable, 'capfail'],
+  [SANDBOX_CARDS.captureSubmitted, 'capasync'],
+]);
+
+const DECLINES: Partial<Record<SandboxScenario, { code: string; message: string }>> = {
+  decline: { code: 'card_declined', message: 'Your card was declined.' },
+  insufficient: { code: 'insufficient_funds', message: 'Your card has insufficient funds.' },
+  expired: { code: 'expired_card', message: 'Your card has expired.' },
+  badnumber: { code: 'incorrect_number', message: 'Your card number is incorrect.' },
+};
+
+/** Scenarios whose authorisation leaves money held at the (pretend) processor. */
+const AUTHORISING: ReadonlySet<SandboxScenario> = new Set(['approve', 'timeout', 'slow', 'capfail', 'capasync']);
+
+export interface SandboxConnectorOptions {
+  /** Delay of the "slow" card. @default 2_000 */
+  readonly slowMs?: number;
+}
+
+/** Luhn check over a digit string. */
+export function luhnValid(digits: string): boolean {
+  if (!/^\d{12,19}$/.test(digits)) return false;
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return sum % 10 === 0;
+}
+
+/** Scenario of a card. Reads the number only inside this function. */
+export function sandboxScenarioOf(card: SensitiveCard): SandboxScenario {
+  const { number } = card.reveal();
+  if (!luhnValid(number)) return 'badnumber';
+  return SCENARIO_BY_NUMBER.get(number) ?? 'approve';
+}
+
+/** The deterministic processorRef for an authorisation. */
+export function sandboxRef(scenario: SandboxScenario, idempotencyKey: string): string {
+  return `sbx_${scenario}_${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 24)}`;
+}
+
+/** Scenario encoded in a sandbox ref, or undefined for a foreign ref. */
+export function scenarioOfRef(ref: string): SandboxScenario | undefined {
+  const m = /^sbx_([a-z]+)_[0-9a-f]{24}$/.exec(ref);
+  return m?.[1] !== undefined && (AUTHORISING.has(m[1] as SandboxScenario) || m[1] in DECLINES) ? (m[1] as SandboxScenario) : undefined;
+}
+
+/** Create the sandbox connector. */
+export function createSandboxConnector(options: SandboxConnectorOptions = {}): ProcessorConnector {
+  const slowMs = options.slowMs ?? 2_000;
+
+  async function authorise(req: AuthoriseRequest, signal?: AbortSignal): Promise<AuthoriseOutcome> {
+    const scenario = sandboxScenarioOf(req.card);
+    const processorRef = sandboxRef(scenario, req.idempotencyKey);
+    const decline = DECLINES[scenario];
+    if (decline) return { kind: 'declined', processorRef, ...decline };
+    switch (scenario) {
+      case 'error':
+        return { kind: 'error', retryable: true, code: 'processing_error', message: 'sandbox: processor error, try again' };
+      case 'reject':
+        return { kind: 'error', retryable: false, code: 'PROCESSOR_REJECTED', message: 'sandbox: processor rejected the request' };
+      case 'timeout':
+        // The pretend processor charged, the answer was "lost": lookup will find it.
+        return { kind: 'ambiguous', reason: 'sandbox: timed out after the charge was made' };
+      case 'slow':
+        // The charge happens at the end of the wait; an abort before it means nothing happened.
+        if (!(await sleep(slowMs, signal))) return { kind: 'error', retryable: true, code: 'ABORTED', message: 'sandbox: aborted before the charge' };
+        break;
+      default:
+        break;
+    }
+    return { kind: 'approved', processorRef, amount: req.amount, currency: req.currency };
+  }
+
+  async function capture(req: CaptureRequest): Promise<CaptureOutcome> {
+    const scenario = scenarioOfRef(req.processorRef);
+    if (scenario === undefined || !AUTHORISING.has(scenario)) {
+      return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'sandbox: no authorisation with this reference', processorRef: req.processorRef };
+    }
+    if (scenario === 'capfail') {
+      return { kind: 'error', retryable: true, code: 'processing_error', message: 'sandbox: capture failed, try again', processorRef: req.processorRef };
+    }
+    if (scenario === 'capasync') return { kind: 'submitted', processorRef: req.processorRef };
+    return { kind: 'captured', processorRef: req.processorRef };
+  }
+
+  async function voidAuth(req: { processorRef: string }): Promise<VoidOutcome> {
+    const scenario = scenarioOfRef(req.processorRef);
+    if (scenario === undefined || !AUTHORISING.has(scenario)) {
+      return { kind: 'error', retryable: false, code: 'NOT_VOIDABLE', message: 'sandbox: no authorisation with this reference' };
+    }
+    return { kind: 'voided' };
+  }
+
+  async function lookup(req: LookupRequest): Promise<LookupOutcome> {
+    let scenario: SandboxScenario | undefined;
+    let processorRef = req.processorRef;
+    if (processorRef !== undefined) {
+      scenario = scenarioOfRef(processorRef);
+      if (scenario === undefined) return { kind: 'not_found' };
+    } else if (req.original) {
+      scenario = sandboxScenarioOf(req.original.card);
+      processorRef = sandboxRef(scenario, req.idempotencyKey);
+    } else {
+      // Without the card the sandbox cannot tell the scenario; its only ambiguous scenario is
+      // "timeout after charge", which charged. Callers resolving an ambiguous authorise should
+      // pass `original` (as they must for Stripe) to get the exact answer.
+      scenario = 'approve';
+      processorRef = sandboxRef(scenario, req.idempotencyKey);
+    }
+    const decline = DECLINES[scenario];
+    if (decline) return { kind: 'declined', processorRef, ...decline };
+    // Errors (retryable or not) never charged.
+    if (!AUTHORISING.has(scenario)) return { kind: 'not_found' };
+    // Stateless: the sandbox cannot know whether a capture followed; it reports the authorisation.
+    return { kind: 'authorised', processorRef, amount: req.amount, currency: req.currency };
+  }
+
+  return {
+    name: 'sandbox',
+    authorise,
+    capture,
+    void: voidAuth,
+    lookup,
+  };
+}
+
+/** Resolve true after `ms`, false as soon as `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
