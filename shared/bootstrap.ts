@@ -32,6 +32,12 @@ export interface BootstrapOptions {
   readonly prefix: string;
   /** @default 10 */
   readonly maxReceiveCount?: number;
+  /**
+   * Redrive limit of capture-requests only. Every deferred capture retry is one more receive, so
+   * the default 10 would let SQS dead-letter a capture long before CAPTURE_PROCESS_MAXIMUM_RETRIES
+   * (96). @default 200
+   */
+  readonly captureMaxReceiveCount?: number;
   /** @default 8 */
   readonly payoutShards?: number;
   /** @default 8 */
@@ -89,7 +95,8 @@ export async function bootstrap(
       VisibilityTimeout: String(options.visibilityTimeoutSec ?? 30),
       MessageRetentionPeriod: String(FOURTEEN_DAYS_SEC),
     };
-    if (dlqArn) attrs.RedrivePolicy = JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount });
+    const receives = key === 'capture-requests' ? (options.captureMaxReceiveCount ?? 200) : maxReceiveCount;
+    if (dlqArn) attrs.RedrivePolicy = JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: receives });
     const q = await ensureQueue(clients.sqs, name, attrs);
     changes.push({ resource: `queue ${name}`, kind: q.kind, ...(q.detail ? { detail: q.detail } : {}) });
     queueUrls[name] = q.url;

@@ -22,7 +22,46 @@ export const awsEnvShape = {
   AWS_WEB_IDENTITY_TOKEN_FILE: z.string().optional(),
 } as const;
 
-export const awsEnvSchema = z.object(awsEnvShape);
+const NO_ENDPOINT_PROBLEM =
+  'no endpoint and no AWS credentials are configured. Set AWS_ENDPOINT_URL ' +
+  '(or AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_DYNAMODB) to a local stack such as the one ' +
+  '`payfleet stack up` prints, or provide credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ' +
+  'AWS_PROFILE, or an ECS task role) to use AWS itself.';
+
+type AwsEnvPresence = Partial<Record<keyof typeof awsEnvShape, unknown>>;
+
+function lacksEndpointAndCredentials(env: AwsEnvPresence): boolean {
+  const hasCredentials = Boolean(
+    env.AWS_ACCESS_KEY_ID ||
+      env.AWS_PROFILE ||
+      env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ||
+      env.AWS_CONTAINER_CREDENTIALS_FULL_URI ||
+      env.AWS_WEB_IDENTITY_TOKEN_FILE,
+  );
+  const sqs = env.AWS_ENDPOINT_URL_SQS || env.AWS_ENDPOINT_URL;
+  const dynamodb = env.AWS_ENDPOINT_URL_DYNAMODB || env.AWS_ENDPOINT_URL;
+  return !hasCredentials && (!sqs || !dynamodb);
+}
+
+/**
+ * Add the "no endpoint and no credentials" line to `schema`. It runs even when other variables
+ * already failed (zod skips ordinary refinements then), so a bare environment hears about
+ * AWS_REGION and AWS_ENDPOINT_URL in one go rather than one start-up at a time.
+ */
+export function withAwsEndpointCheck<S extends z.ZodType<AwsEnvPresence>>(schema: S): S {
+  return schema.check(
+    z.superRefine<AwsEnvPresence>(
+      (env, ctx) => {
+        if (lacksEndpointAndCredentials(env ?? {}))
+          ctx.addIssue({ code: 'custom', path: ['AWS_ENDPOINT_URL'], message: NO_ENDPOINT_PROBLEM });
+      },
+      { when: () => true },
+    ),
+  ) as S;
+}
+
+/** The AWS variables, with the endpoint-or-credentials check. */
+export const awsEnvSchema = withAwsEndpointCheck(z.object(awsEnvShape));
 
 export interface AwsConfig {
   readonly resourcePrefix: string;
@@ -38,18 +77,8 @@ export interface AwsConfig {
 export function toAwsConfig(env: z.output<typeof awsEnvSchema>): AwsConfig {
   const sqsEndpoint = env.AWS_ENDPOINT_URL_SQS ?? env.AWS_ENDPOINT_URL;
   const dynamodbEndpoint = env.AWS_ENDPOINT_URL_DYNAMODB ?? env.AWS_ENDPOINT_URL;
-  const hasCredentials = Boolean(
-    env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE || env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI ||
-      env.AWS_CONTAINER_CREDENTIALS_FULL_URI || env.AWS_WEB_IDENTITY_TOKEN_FILE,
-  );
-  if (!hasCredentials && (!sqsEndpoint || !dynamodbEndpoint)) {
-    throw new ConfigError([
-      'AWS_ENDPOINT_URL: no endpoint and no AWS credentials are configured. Set AWS_ENDPOINT_URL ' +
-        '(or AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_DYNAMODB) to a local stack such as the one ' +
-        '`payfleet stack up` prints, or provide credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ' +
-        'AWS_PROFILE, or an ECS task role) to use AWS itself.',
-    ]);
-  }
+  // Schemas built with withAwsEndpointCheck report this already; this covers any that are not.
+  if (lacksEndpointAndCredentials(env)) throw new ConfigError([`AWS_ENDPOINT_URL: ${NO_ENDPOINT_PROBLEM}`]);
   return Object.freeze({ resourcePrefix: env.PAYFLEET_RESOURCE_PREFIX, region: env.AWS_REGION, sqsEndpoint, dynamodbEndpoint });
 }
 
@@ -57,11 +86,16 @@ export function loadAwsConfig(env: Record<string, string | undefined> = process.
   return toAwsConfig(parseEnv(awsEnvSchema, env));
 }
 
-/** Variables for bootstrap only. */
+/**
+ * Variables for bootstrap only. `payfleet stack up` reads them before its endpoints exist, so the
+ * endpoint check is not part of this schema: `payfleet bootstrap` adds it with withAwsEndpointCheck.
+ */
 export const bootstrapEnvSchema = z.object({
   ...awsEnvShape,
   /** DLQ redrive: receives before SQS itself moves a message to the DLQ. @default 10 */
   PAYFLEET_MAX_RECEIVE_COUNT: int(10, { min: 1, max: 1000 }),
+  /** Redrive limit of capture-requests (each deferred capture retry is a receive). @default 200 */
+  PAYFLEET_CAPTURE_MAX_RECEIVE_COUNT: int(200, { min: 1, max: 1000 }),
   /** Number of payout shards (rows in the lease table). @default 8 */
   PAYFLEET_PAYOUT_SHARDS: int(8, { min: 1, max: 256 }),
   /** Number of ledger outbox shards. @default 8 */

@@ -22,7 +22,7 @@
  *
  * The boundary is undici's `onRequestStart` hook, called on a connected socket just before the
  * request line is written. Failing before it (ECONNREFUSED, DNS, connect timeout, TLS errors,
- * deadline or abort while queued) means no byte left the process. Anything after it (headers or
+ * deadline or abort while waiting for a connection) means no byte left the process. Anything after it (headers or
  * body timeout, reset, "other side closed", abort) may have been processed by the server.
  *
  * Once a request has been reported as not sent it is also guaranteed never to be sent later: one
@@ -50,7 +50,12 @@ export interface HttpClientOptions {
   /** A larger response is abandoned (ambiguous). @default 1 MiB */
   readonly maxResponseBytes?: number;
   /** Extra trust anchors or a client certificate. Verification cannot be turned off. */
-  readonly tls?: { readonly ca?: string | Buffer; readonly cert?: string | Buffer; readonly key?: string | Buffer; readonly passphrase?: string };
+  readonly tls?: {
+    readonly ca?: string | Buffer;
+    readonly cert?: string | Buffer;
+    readonly key?: string | Buffer;
+    readonly passphrase?: string;
+  };
   /** Use this dispatcher instead of creating an Agent (not closed by `close()`). */
   readonly dispatcher?: Dispatcher;
 }
@@ -128,7 +133,8 @@ export function parseRetryAfterMs(value: string | undefined, now: number = Date.
 /** Create a client bound to one origin. Only composition roots and connector factories call this. */
 export function createHttpClient(options: HttpClientOptions): HttpClient {
   const base = new URL(options.baseUrl);
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new TypeError(`baseUrl must be http(s), got ${base.protocol}`);
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new TypeError(`baseUrl must be http(s), got ${base.protocol}`);
   const origin = base.origin;
   const basePath = base.pathname.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -216,6 +222,7 @@ function send(
     let headers: Record<string, string> = {};
     const chunks: Buffer[] = [];
     let size = 0;
+    let leaveQueue: () => void = () => undefined;
 
     const release = () => {
       if (released) return;
@@ -233,7 +240,11 @@ function send(
       const detail = { cause: err, aborted: stopReason?.aborted ?? false, timedOut: stopReason?.timedOut ?? false };
       const why = stopReason?.message ?? describe(err);
       finish(() =>
-        reject(phaseStarted ? new HttpAmbiguousError(`${what}: ${why} after the request was sent`, detail) : new HttpNotSentError(`${what}: ${why} before the request was sent`, detail)),
+        reject(
+          phaseStarted
+            ? new HttpAmbiguousError(`${what}: ${why} after the request was sent`, detail)
+            : new HttpNotSentError(`${what}: ${why} before the request was sent`, detail),
+        ),
       );
     };
     // Deadline or caller abort. Before the request started we can answer "not sent" right away and
@@ -287,7 +298,7 @@ function send(
       },
     };
 
-    const leaveQueue = slots.acquire(() => {
+    leaveQueue = slots.acquire(() => {
       if (settled) {
         // Granted after we gave up (cannot happen once the waiter left the queue; kept for safety).
         release();
@@ -316,9 +327,28 @@ function send(
   }).catch((err: unknown) => {
     // undici reports bad arguments (a header with CR/LF, a bad method) through onResponseError;
     // those are programming errors that no retry can fix.
-    if (err instanceof HttpNotSentError && codeOf(err.cause) === 'UND_ERR_INVALID_ARG') throw invalid(`${req.method} ${req.path}`, err.cause);
+    if (err instanceof HttpNotSentError && codeOf(err.cause) === 'UND_ERR_INVALID_ARG')
+      throw invalid(`${req.method} ${req.path}`, err.cause);
     throw err;
   });
+}
+
+/**
+ * `application/x-www-form-urlencoded` with Rails/Stripe-style nesting: objects as `a[b][c]=v`, arrays as
+ * `a[0]=v`; undefined and null skipped. Brackets are left unescaped, as Stripe's own libraries send them.
+ */
+export function formEncode(params: Record<string, unknown>): string {
+  const parts: string[] = [];
+  const walk = (prefix: string, value: unknown): void => {
+    if (value === undefined || value === null) return;
+    if (Array.isArray(value)) {
+      for (const [i, v] of value.entries()) walk(`${prefix}[${i}]`, v);
+    } else if (typeof value === 'object') for (const [k, v] of Object.entries(value)) walk(prefix ? `${prefix}[${k}]` : k, v);
+    else
+      parts.push(`${encodeURIComponent(prefix).replace(/%5B/g, '[').replace(/%5D/g, ']')}=${encodeURIComponent(String(value))}`);
+  };
+  walk('', params);
+  return parts.join('&');
 }
 
 function invalid(what: string, err: unknown): TerminalError {

@@ -53,7 +53,7 @@ export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): P
   const connectors = new Map<ProcessorName, ProcessorConnector>();
   if (config.sandbox !== false) connectors.set('sandbox', createSandboxConnector(config.sandbox ?? {}));
   if (config.stripe) connectors.set('stripe', createStripeConnector({ logger: config.logger, ...config.stripe }));
-  if (config.worldpay) connectors.set('worldpay', createWorldpayConnector({ ...config.worldpay }));
+  if (config.worldpay) connectors.set('worldpay', createWorldpayConnector({ logger: config.logger, ...config.worldpay }));
   let closing: Promise<void> | undefined;
 
   return {
@@ -81,20 +81,15 @@ export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): P
 }
 
 /**
- * Environment variables for the connectors (CONTRACT.md §7), for a worker's config schema to
- * spread in. A processor is configured when its credentials are set.
+ * Environment variables of the processors (CONTRACT.md §7), for a worker's config schema to spread
+ * in (the capture worker needs only these). A processor is configured when its credentials are set.
  */
-export const connectorEnvShape = {
-  /** Payment Token Service base URL. */
-  PAYMENT_TOKEN_SERVICE_URL: url(),
-  PAYMENT_TOKEN_SERVICE_API_KEY: z.string().min(1),
-  /** Decrypt deadline. @default 5000 */
-  PAYMENT_TOKEN_SERVICE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
+export const processorEnvShape = {
   /** Stripe API base. @default https://api.stripe.com */
   STRIPE_API_BASE_URL: url().default('https://api.stripe.com'),
   /** Stripe secret key; Stripe is disabled when unset. */
   STRIPE_API_KEY: z.string().min(1).optional(),
-  /** Worldpay XML endpoint or base URL; Worldpay is disabled when unset. */
+  /** Worldpay XML endpoint or base URL; Worldpay is disabled unless this and the three below are set. */
   WORLDPAY_API_BASE_URL: url().optional(),
   WORLDPAY_MERCHANT_CODE: z.string().min(1).optional(),
   WORLDPAY_USERNAME: z.string().min(1).optional(),
@@ -107,22 +102,49 @@ export const connectorEnvShape = {
   PAYFLEET_SANDBOX_PROCESSOR_ENABLED: z.stringbool().default(true),
 } as const;
 
+/** The Payment Token Service variables (the auth worker). */
+export const tokenServiceEnvShape = {
+  /** Payment Token Service base URL. */
+  PAYMENT_TOKEN_SERVICE_URL: url(),
+  PAYMENT_TOKEN_SERVICE_API_KEY: z.string().min(1),
+  /** Decrypt deadline. @default 5000 */
+  PAYMENT_TOKEN_SERVICE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
+} as const;
+
+/** Both of the above: what the auth worker reads. */
+export const connectorEnvShape = { ...processorEnvShape, ...tokenServiceEnvShape } as const;
+
+export type ProcessorEnv = z.output<z.ZodObject<typeof processorEnvShape>>;
 export type ConnectorEnv = z.output<z.ZodObject<typeof connectorEnvShape>>;
 
-/** Turn parsed connector variables into registry and token-service options. */
-export function connectorConfigFromEnv(env: ConnectorEnv): { registry: ProcessorRegistryConfig; tokenService: TokenServiceClientOptions } {
+/** Turn parsed processor variables into registry options. */
+export function processorRegistryConfigFromEnv(env: ProcessorEnv): ProcessorRegistryConfig {
   const common = { timeoutMs: env.PAYFLEET_PROCESSOR_TIMEOUT_MS, maxConnections: env.PAYFLEET_PROCESSOR_MAX_CONNECTIONS };
   const wp = env.WORLDPAY_API_BASE_URL;
   const worldpay =
     wp && env.WORLDPAY_MERCHANT_CODE && env.WORLDPAY_USERNAME && env.WORLDPAY_PASSWORD
-      ? { baseUrl: wp, merchantCode: env.WORLDPAY_MERCHANT_CODE, username: env.WORLDPAY_USERNAME, password: env.WORLDPAY_PASSWORD, ...common }
+      ? {
+          baseUrl: wp,
+          merchantCode: env.WORLDPAY_MERCHANT_CODE,
+          username: env.WORLDPAY_USERNAME,
+          password: env.WORLDPAY_PASSWORD,
+          ...common,
+        }
       : undefined;
   return {
-    registry: {
-      sandbox: env.PAYFLEET_SANDBOX_PROCESSOR_ENABLED ? {} : false,
-      stripe: env.STRIPE_API_KEY ? { apiKey: env.STRIPE_API_KEY, baseUrl: env.STRIPE_API_BASE_URL, ...common } : undefined,
-      worldpay,
-    },
+    sandbox: env.PAYFLEET_SANDBOX_PROCESSOR_ENABLED ? {} : false,
+    stripe: env.STRIPE_API_KEY ? { apiKey: env.STRIPE_API_KEY, baseUrl: env.STRIPE_API_BASE_URL, ...common } : undefined,
+    worldpay,
+  };
+}
+
+/** Turn parsed connector variables into registry and token-service options. */
+export function connectorConfigFromEnv(env: ConnectorEnv): {
+  registry: ProcessorRegistryConfig;
+  tokenService: TokenServiceClientOptions;
+} {
+  return {
+    registry: processorRegistryConfigFromEnv(env),
     tokenService: {
       baseUrl: env.PAYMENT_TOKEN_SERVICE_URL,
       apiKey: env.PAYMENT_TOKEN_SERVICE_API_KEY,

@@ -31,6 +31,7 @@ import type {
   VoidOutcome,
 } from './types.js';
 
+/** What the sandbox does for a card; encoded in its processorRef. */
 export type SandboxScenario =
   | 'approve'
   | 'decline'
@@ -117,7 +118,9 @@ export function sandboxRef(scenario: SandboxScenario, idempotencyKey: string): s
 /** Scenario encoded in a sandbox ref, or undefined for a foreign ref. */
 export function scenarioOfRef(ref: string): SandboxScenario | undefined {
   const m = /^sbx_([a-z]+)_[0-9a-f]{24}$/.exec(ref);
-  return m?.[1] !== undefined && (AUTHORISING.has(m[1] as SandboxScenario) || m[1] in DECLINES) ? (m[1] as SandboxScenario) : undefined;
+  return m?.[1] !== undefined && (AUTHORISING.has(m[1] as SandboxScenario) || m[1] in DECLINES)
+    ? (m[1] as SandboxScenario)
+    : undefined;
 }
 
 /** Create the sandbox connector. */
@@ -133,13 +136,19 @@ export function createSandboxConnector(options: SandboxConnectorOptions = {}): P
       case 'error':
         return { kind: 'error', retryable: true, code: 'processing_error', message: 'sandbox: processor error, try again' };
       case 'reject':
-        return { kind: 'error', retryable: false, code: 'PROCESSOR_REJECTED', message: 'sandbox: processor rejected the request' };
+        return {
+          kind: 'error',
+          retryable: false,
+          code: 'PROCESSOR_REJECTED',
+          message: 'sandbox: processor rejected the request',
+        };
       case 'timeout':
         // The pretend processor charged, the answer was "lost": lookup will find it.
         return { kind: 'ambiguous', reason: 'sandbox: timed out after the charge was made' };
       case 'slow':
         // The charge happens at the end of the wait; an abort before it means nothing happened.
-        if (!(await sleep(slowMs, signal))) return { kind: 'error', retryable: true, code: 'ABORTED', message: 'sandbox: aborted before the charge' };
+        if (!(await sleep(slowMs, signal)))
+          return { kind: 'error', retryable: true, code: 'ABORTED', message: 'sandbox: aborted before the charge' };
         break;
       default:
         break;
@@ -150,10 +159,22 @@ export function createSandboxConnector(options: SandboxConnectorOptions = {}): P
   async function capture(req: CaptureRequest): Promise<CaptureOutcome> {
     const scenario = scenarioOfRef(req.processorRef);
     if (scenario === undefined || !AUTHORISING.has(scenario)) {
-      return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'sandbox: no authorisation with this reference', processorRef: req.processorRef };
+      return {
+        kind: 'error',
+        retryable: false,
+        code: 'NOT_CAPTURABLE',
+        message: 'sandbox: no authorisation with this reference',
+        processorRef: req.processorRef,
+      };
     }
     if (scenario === 'capfail') {
-      return { kind: 'error', retryable: true, code: 'processing_error', message: 'sandbox: capture failed, try again', processorRef: req.processorRef };
+      return {
+        kind: 'error',
+        retryable: true,
+        code: 'processing_error',
+        message: 'sandbox: capture failed, try again',
+        processorRef: req.processorRef,
+      };
     }
     if (scenario === 'capasync') return { kind: 'submitted', processorRef: req.processorRef };
     return { kind: 'captured', processorRef: req.processorRef };

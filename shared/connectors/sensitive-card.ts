@@ -25,6 +25,7 @@ export interface CardFields {
   readonly cardholder_name: string;
 }
 
+/** Card network, from the BIN; safe to log. */
 export type CardBrand = 'visa' | 'mastercard' | 'amex' | 'discover' | 'diners' | 'jcb' | 'unionpay' | 'maestro' | 'unknown';
 
 const MARKER = '[SensitiveCard]';

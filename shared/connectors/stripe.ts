@@ -23,7 +23,15 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { silentLogger } from '../log/logger.js';
 import { maskPans } from '../log/redact.js';
-import { createHttpClient, HttpAmbiguousError, HttpNotSentError, parseRetryAfterMs, type HttpClient, type HttpResponse } from './http.js';
+import {
+  createHttpClient,
+  formEncode,
+  HttpAmbiguousError,
+  HttpNotSentError,
+  parseRetryAfterMs,
+  type HttpClient,
+  type HttpResponse,
+} from './http.js';
 import type {
   AuthoriseOutcome,
   AuthoriseRequest,
@@ -60,7 +68,11 @@ export interface StripeConnector extends ProcessorConnector {
   close(): Promise<void>;
 }
 
-const lastPaymentErrorSchema = z.object({ code: z.string().nullish(), decline_code: z.string().nullish(), message: z.string().nullish() });
+const lastPaymentErrorSchema = z.object({
+  code: z.string().nullish(),
+  decline_code: z.string().nullish(),
+  message: z.string().nullish(),
+});
 const paymentIntentSchema = z.object({
   id: z.string().min(1),
   status: z.string(),
@@ -83,19 +95,6 @@ const errorBodySchema = z.object({
 });
 type StripeError = z.infer<typeof errorBodySchema>['error'];
 const searchResultSchema = z.object({ data: z.array(paymentIntentSchema) });
-
-/** Stripe form encoding: nested objects as `a[b][c]=v`, arrays as `a[0]=v`; undefined skipped. */
-export function formEncode(params: Record<string, unknown>): string {
-  const parts: string[] = [];
-  const walk = (prefix: string, value: unknown): void => {
-    if (value === undefined || value === null) return;
-    if (Array.isArray(value)) value.forEach((v, i) => walk(`${prefix}[${i}]`, v));
-    else if (typeof value === 'object') for (const [k, v] of Object.entries(value)) walk(prefix ? `${prefix}[${k}]` : k, v);
-    else parts.push(`${encodeURIComponent(prefix).replace(/%5B/g, '[').replace(/%5D/g, ']')}=${encodeURIComponent(String(value))}`);
-  };
-  walk('', params);
-  return parts.join('&');
-}
 
 /**
  * The create-and-confirm form for an authorise. Pure and deterministic: a replay under the same
@@ -125,7 +124,11 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
   const log = (options.logger ?? silentLogger()).child({ processor: 'stripe' });
   const http =
     options.http ??
-    createHttpClient({ baseUrl: options.baseUrl ?? 'https://api.stripe.com', timeoutMs: options.timeoutMs ?? 20_000, maxConnections: options.maxConnections ?? 32 });
+    createHttpClient({
+      baseUrl: options.baseUrl ?? 'https://api.stripe.com',
+      timeoutMs: options.timeoutMs ?? 20_000,
+      maxConnections: options.maxConnections ?? 32,
+    });
   const baseHeaders = {
     authorization: `Bearer ${options.apiKey}`,
     'stripe-version': options.apiVersion ?? STRIPE_API_VERSION,
@@ -135,13 +138,18 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
 
   type Sent = { ok: true; res: HttpResponse } | { ok: false; kind: 'not_sent' | 'ambiguous'; reason: string };
 
-  async function call(op: string, method: 'GET' | 'POST', path: string, body: string | undefined, key: string | undefined, signal?: AbortSignal): Promise<Sent> {
+  /** POST with a form body and the Idempotency-Key; GET when `body` is undefined. */
+  async function call(op: string, path: string, body?: string, key?: string, signal?: AbortSignal): Promise<Sent> {
+    const method = body === undefined ? 'GET' : 'POST';
     const headers: Record<string, string> = { ...baseHeaders };
     if (body !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
     if (key !== undefined) headers['idempotency-key'] = key;
     try {
       const res = await http.request({ method, path, headers, body, signal });
-      log.debug({ op, status: res.status, replayed: res.headers['idempotent-replayed'] === 'true', requestId: res.headers['request-id'] }, 'stripe answered');
+      log.debug(
+        { op, status: res.status, replayed: res.headers['idempotent-replayed'] === 'true', requestId: res.headers['request-id'] },
+        'stripe answered',
+      );
       return { ok: true, res };
     } catch (err) {
       if (err instanceof HttpNotSentError) return { ok: false, kind: 'not_sent', reason: err.message };
@@ -154,14 +162,14 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
   }
 
   async function authorise(req: AuthoriseRequest, signal?: AbortSignal): Promise<AuthoriseOutcome> {
-    const sent = await call('authorise', 'POST', '/v1/payment_intents', buildAuthoriseForm(req), req.idempotencyKey, signal);
+    const sent = await call('authorise', '/v1/payment_intents', buildAuthoriseForm(req), req.idempotencyKey, signal);
     if (!sent.ok) return transportOutcome(sent);
     return authoriseOutcome(sent.res, req);
   }
 
   async function capture(req: CaptureRequest, signal?: AbortSignal): Promise<CaptureOutcome> {
     const path = `/v1/payment_intents/${encodeURIComponent(req.processorRef)}/capture`;
-    const sent = await call('capture', 'POST', path, formEncode({ amount_to_capture: req.amount }), req.idempotencyKey, signal);
+    const sent = await call('capture', path, formEncode({ amount_to_capture: req.amount }), req.idempotencyKey, signal);
     if (!sent.ok) return transportOutcome(sent);
     const { res } = sent;
     const processorRef = req.processorRef;
@@ -171,7 +179,13 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
       if (!pi) return { kind: 'ambiguous', reason: 'stripe answered 200 with an unreadable body' };
       if (pi.status === 'succeeded') return { kind: 'captured', processorRef };
       if (pi.status === 'processing') return { kind: 'submitted', processorRef };
-      return { kind: 'error', retryable: false, code: 'UNEXPECTED_STATUS', message: `capture left the PaymentIntent in status ${pi.status}`, processorRef };
+      return {
+        kind: 'error',
+        retryable: false,
+        code: 'UNEXPECTED_STATUS',
+        message: `capture left the PaymentIntent in status ${pi.status}`,
+        processorRef,
+      };
     }
     const e = parse(errorBodySchema, res.body)?.error;
     if (res.status === 400 && e?.code === 'payment_intent_unexpected_state') {
@@ -179,20 +193,29 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
       if (e.payment_intent?.status === 'succeeded') return { kind: 'captured', processorRef };
       return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: stateMessage('capture', e), processorRef };
     }
-    if (res.status === 404) return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'no such PaymentIntent', processorRef };
+    if (res.status === 404)
+      return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'no such PaymentIntent', processorRef };
     return { ...errorOutcome(res, e), processorRef };
   }
 
-  async function voidAuth(req: { chargeId: string; processorRef: string; idempotencyKey: string }, signal?: AbortSignal): Promise<VoidOutcome> {
+  async function voidAuth(
+    req: { chargeId: string; processorRef: string; idempotencyKey: string },
+    signal?: AbortSignal,
+  ): Promise<VoidOutcome> {
     const path = `/v1/payment_intents/${encodeURIComponent(req.processorRef)}/cancel`;
-    const sent = await call('void', 'POST', path, '', req.idempotencyKey, signal);
+    const sent = await call('void', path, '', req.idempotencyKey, signal);
     if (!sent.ok) return sent.kind === 'not_sent' ? notSent(sent.reason) : { kind: 'ambiguous', reason: sent.reason };
     const { res } = sent;
     if (res.status === 200) {
       const pi = parse(paymentIntentSchema, res.body);
       if (!pi) return { kind: 'ambiguous', reason: 'stripe answered 200 with an unreadable body' };
       if (pi.status === 'canceled') return { kind: 'voided' };
-      return { kind: 'error', retryable: false, code: 'UNEXPECTED_STATUS', message: `cancel left the PaymentIntent in status ${pi.status}` };
+      return {
+        kind: 'error',
+        retryable: false,
+        code: 'UNEXPECTED_STATUS',
+        message: `cancel left the PaymentIntent in status ${pi.status}`,
+      };
     }
     const e = parse(errorBodySchema, res.body)?.error;
     if (res.status === 400 && e?.code === 'payment_intent_unexpected_state') {
@@ -205,7 +228,13 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
 
   async function lookup(req: LookupRequest, signal?: AbortSignal): Promise<LookupOutcome> {
     if (req.processorRef !== undefined) {
-      const sent = await call('lookup', 'GET', `/v1/payment_intents/${encodeURIComponent(req.processorRef)}`, undefined, undefined, signal);
+      const sent = await call(
+        'lookup',
+        `/v1/payment_intents/${encodeURIComponent(req.processorRef)}`,
+        undefined,
+        undefined,
+        signal,
+      );
       if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
       if (sent.res.status === 404) return { kind: 'not_found' };
       if (sent.res.status !== 200) return { kind: 'unknown', reason: `stripe answered HTTP ${sent.res.status}` };
@@ -215,7 +244,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
     if (req.original) {
       // The replay: same endpoint, same key, same parameters -> Stripe's stored answer.
       const original = { ...req.original, idempotencyKey: req.idempotencyKey };
-      const sent = await call('lookup-replay', 'POST', '/v1/payment_intents', buildAuthoriseForm(original), req.idempotencyKey, signal);
+      const sent = await call('lookup-replay', '/v1/payment_intents', buildAuthoriseForm(original), req.idempotencyKey, signal);
       if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
       const { res } = sent;
       if (res.status === 200) {
@@ -224,8 +253,10 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
         return pi ? lookupFromIntent(pi) : { kind: 'unknown', reason: 'stripe answered 200 with an unreadable body' };
       }
       const outcome = authoriseOutcome(res, original);
-      if (outcome.kind === 'declined') return { kind: 'declined', processorRef: outcome.processorRef, code: outcome.code, message: outcome.message };
-      if (outcome.kind !== 'error' || outcome.code !== 'IDEMPOTENCY_KEY_REUSED') return { kind: 'unknown', reason: outcomeReason(outcome) };
+      if (outcome.kind === 'declined')
+        return { kind: 'declined', processorRef: outcome.processorRef, code: outcome.code, message: outcome.message };
+      if (outcome.kind !== 'error' || outcome.code !== 'IDEMPOTENCY_KEY_REUSED')
+        return { kind: 'unknown', reason: outcomeReason(outcome) };
       // Parameters differ from the first request (e.g. a re-issued card): fall back to search.
     }
     return searchByChargeId(req.chargeId, signal);
@@ -233,13 +264,20 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
 
   async function searchByChargeId(chargeId: string, signal?: AbortSignal): Promise<LookupOutcome> {
     const query = `metadata['chargeId']:'${chargeId.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-    const sent = await call('lookup-search', 'GET', `/v1/payment_intents/search?query=${encodeURIComponent(query)}&limit=10`, undefined, undefined, signal);
+    const sent = await call(
+      'lookup-search',
+      `/v1/payment_intents/search?query=${encodeURIComponent(query)}&limit=10`,
+      undefined,
+      undefined,
+      signal,
+    );
     if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
     if (sent.res.status !== 200) return { kind: 'unknown', reason: `stripe search answered HTTP ${sent.res.status}` };
     const found = parse(searchResultSchema, sent.res.body);
     if (!found) return { kind: 'unknown', reason: 'stripe search answered with an unreadable body' };
     // Search lags writes by up to a minute, so "nothing found" is not proof of "never created".
-    if (found.data.length === 0) return { kind: 'unknown', reason: 'no PaymentIntent found by chargeId (Stripe search is eventually consistent)' };
+    if (found.data.length === 0)
+      return { kind: 'unknown', reason: 'no PaymentIntent found by chargeId (Stripe search is eventually consistent)' };
     const rank = (pi: PaymentIntent) => (['succeeded', 'requires_capture', 'processing'].includes(pi.status) ? 1 : 0);
     const best = [...found.data].sort((a, b) => rank(b) - rank(a) || (b.created ?? 0) - (a.created ?? 0))[0] as PaymentIntent;
     return lookupFromIntent(best);
@@ -259,10 +297,20 @@ function authoriseOutcome(res: HttpResponse, req: AuthoriseRequest): AuthoriseOu
   }
   const e = parse(errorBodySchema, res.body)?.error;
   if (res.status === 402 && e?.type === 'card_error') {
-    return { kind: 'declined', processorRef: e.payment_intent?.id, code: e.decline_code ?? e.code ?? 'card_declined', message: safeMessage(e.message) };
+    return {
+      kind: 'declined',
+      processorRef: e.payment_intent?.id,
+      code: e.decline_code ?? e.code ?? 'card_declined',
+      message: safeMessage(e.message),
+    };
   }
   if (res.status === 400 && e?.type === 'idempotency_error') {
-    return { kind: 'error', retryable: false, code: 'IDEMPOTENCY_KEY_REUSED', message: 'the idempotency key was used with different parameters' };
+    return {
+      kind: 'error',
+      retryable: false,
+      code: 'IDEMPOTENCY_KEY_REUSED',
+      message: 'the idempotency key was used with different parameters',
+    };
   }
   return errorOutcome(res, e);
 }
@@ -293,7 +341,13 @@ function fromIntent(pi: PaymentIntent, req: AuthoriseRequest): AuthoriseOutcome 
     case 'canceled':
       return { kind: 'declined', processorRef, code: declineCode(pi), message: safeMessage(pi.last_payment_error?.message) };
     default:
-      return { kind: 'error', retryable: false, code: 'UNEXPECTED_STATUS', message: `PaymentIntent in status ${pi.status}`, processorRef };
+      return {
+        kind: 'error',
+        retryable: false,
+        code: 'UNEXPECTED_STATUS',
+        message: `PaymentIntent in status ${pi.status}`,
+        processorRef,
+      };
   }
 }
 
@@ -328,11 +382,15 @@ function errorOutcome(res: HttpResponse, e: StripeError | undefined): Extract<Au
   // Stripe calls a 500 "indeterminate"; retrying under the same key is safe (a stored 500 replays).
   if (status >= 500) return { kind: 'error', retryable: true, code: 'PROCESSOR_ERROR', message, retryAfterMs };
   // A wrong or rotated API key is a deployment fault: let bounded retries outlast a key rotation.
-  if (status === 401) return { kind: 'error', retryable: true, code: 'PROCESSOR_UNAUTHORISED', message: 'stripe rejected the API key (401)' };
+  if (status === 401)
+    return { kind: 'error', retryable: true, code: 'PROCESSOR_UNAUTHORISED', message: 'stripe rejected the API key (401)' };
   return { kind: 'error', retryable: false, code: e?.code ?? e?.type ?? `HTTP_${status}`, message };
 }
 
-function transportOutcome(sent: { kind: 'not_sent' | 'ambiguous'; reason: string }): Extract<AuthoriseOutcome, { kind: 'error' | 'ambiguous' }> {
+function transportOutcome(sent: {
+  kind: 'not_sent' | 'ambiguous';
+  reason: string;
+}): Extract<AuthoriseOutcome, { kind: 'error' | 'ambiguous' }> {
   return sent.kind === 'not_sent' ? notSent(sent.reason) : { kind: 'ambiguous', reason: sent.reason };
 }
 
@@ -347,7 +405,11 @@ function outcomeReason(o: AuthoriseOutcome): string {
 }
 
 function declineCode(pi: PaymentIntent): string {
-  return pi.last_payment_error?.decline_code ?? pi.last_payment_error?.code ?? (pi.status === 'canceled' ? 'canceled' : 'payment_failed');
+  return (
+    pi.last_payment_error?.decline_code ??
+    pi.last_payment_error?.code ??
+    (pi.status === 'canceled' ? 'canceled' : 'payment_failed')
+  );
 }
 
 function stateMessage(op: string, e: StripeError): string {

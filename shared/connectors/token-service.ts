@@ -19,7 +19,14 @@
  */
 import { z } from 'zod';
 import { RetryableError, TerminalError } from '../errors.js';
-import { createHttpClient, HttpAmbiguousError, HttpNotSentError, parseRetryAfterMs, type HttpClient, type HttpResponse } from './http.js';
+import {
+  createHttpClient,
+  HttpAmbiguousError,
+  HttpNotSentError,
+  parseRetryAfterMs,
+  type HttpClient,
+  type HttpResponse,
+} from './http.js';
 import { SensitiveCard } from './sensitive-card.js';
 
 export interface TokenServiceClientOptions {
@@ -112,7 +119,13 @@ function toCard(res: HttpResponse): SensitiveCard {
       throw new RetryableError('TOKEN_SERVICE_BAD_RESPONSE', `token service returned 200 with an invalid body (at ${where})`);
     }
     const c = parsed.data.card;
-    return new SensitiveCard({ number: c.number, exp_month: c.exp_month, exp_year: c.exp_year, cvc: c.cvc, cardholder_name: c.cardholder_name ?? '' });
+    return new SensitiveCard({
+      number: c.number,
+      exp_month: c.exp_month,
+      exp_year: c.exp_year,
+      cvc: c.cvc,
+      cardholder_name: c.cardholder_name ?? '',
+    });
   }
   if (status === 404) throw new TerminalError('TOKEN_UNKNOWN', 'payment token unknown to the token service (404)');
   if (status === 410) throw new TerminalError('TOKEN_EXPIRED', 'payment token expired (410)');

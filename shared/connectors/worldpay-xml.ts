@@ -44,7 +44,7 @@ const parser = new XMLParser({
 });
 
 /** Characters XML 1.0 cannot carry at all (even escaped); stripped from untrusted text. */
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly the characters XML 1.0 forbids
 const INVALID_XML_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g;
 
 /** Remove characters that would make the document unparseable (escaping cannot fix those). */

@@ -152,18 +152,10 @@ export function createWorldpayConnector(options: WorldpayConnectorOptions): Worl
       ({ status, body } = res);
       retryAfter = res.headers['retry-after'];
     } catch (e) {
-      const why =
-        e instanceof HttpNotSentError || e instanceof HttpAmbiguousError
-          ? e.timedOut
-            ? 'timed out'
-            : e.aborted
-              ? 'aborted'
-              : 'connection failed'
-          : '';
-      if (e instanceof HttpAmbiguousError)
-        return { done: { kind: 'ambiguous', reason: `${op} ${orderCode}: ${why} after the request was sent` } };
-      if (e instanceof HttpNotSentError)
-        return { done: err('WORLDPAY_UNREACHABLE', true, `${op} ${orderCode}: ${why} before the request was sent`) };
+      // Sent or not decides everything: an ambiguous submit may have made an order (look it up);
+      // one that was never sent is safe to repeat.
+      if (e instanceof HttpAmbiguousError) return { done: { kind: 'ambiguous', reason: `${op} ${orderCode}: ${cause(e)}` } };
+      if (e instanceof HttpNotSentError) return { done: err('WORLDPAY_UNREACHABLE', true, `${op} ${orderCode}: ${cause(e)}`) };
       // HTTP_INVALID_REQUEST (a header undici refused): a bug or bad config, never fixed by retrying.
       return { done: err('WORLDPAY_UNREACHABLE', false, `${op} ${orderCode}: request rejected by the HTTP client`) };
     }
@@ -408,6 +400,12 @@ function fromOrderStatus(reply: Extract<WorldpayReply, { type: 'orderStatus' }>)
   }
   if (VOIDED_EVENTS.has(ev)) return { kind: 'voided', processorRef };
   return { kind: 'unknown', reason: `Worldpay order ${processorRef} lastEvent ${ev || 'none'}` };
+}
+
+/** Why a request failed in transport, in our words (undici's messages carry the URL, not needed). */
+function cause(e: HttpNotSentError | HttpAmbiguousError): string {
+  const why = e.timedOut ? 'timed out' : e.aborted ? 'aborted' : 'connection failed';
+  return `${why} ${e instanceof HttpAmbiguousError ? 'after' : 'before'} the request was sent`;
 }
 
 /** Log fields of a reply: codes and events only, never texts. */

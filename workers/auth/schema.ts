@@ -1,6 +1,6 @@
 import type { Message } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
-import { MessageParseError } from '../../shared/errors.js';
+import { parseJsonBody } from '../../shared/core/parse.js';
 
 const CURRENCIES: ReadonlySet<string> = new Set(Intl.supportedValuesOf('currency'));
 
@@ -23,25 +23,6 @@ export const AuthorisationRequested = z.object({
 });
 export type AuthorisationRequested = z.infer<typeof AuthorisationRequested>;
 
-/**
- * Parse a body. A failure names the zod path and the message id, never the value: bodies can hold
- * anything an upstream put in them.
- */
 export function parseAuthorisationRequested(body: string, message?: Message): AuthorisationRequested {
-  let json: unknown;
-  try {
-    json = JSON.parse(body);
-  } catch {
-    throw new MessageParseError('body is not JSON', { messageId: message?.MessageId });
-  }
-  const r = AuthorisationRequested.safeParse(json);
-  if (!r.success) {
-    const first = r.error.issues[0]!;
-    const path = first.path.join('.') || '(body)';
-    throw new MessageParseError(`${path}: ${first.message}${r.error.issues.length > 1 ? ` (+${r.error.issues.length - 1} more)` : ''}`, {
-      messageId: message?.MessageId,
-      path,
-    });
-  }
-  return r.data;
+  return parseJsonBody(AuthorisationRequested, body, message);
 }

@@ -19,6 +19,7 @@ export function registerBootstrap(program: Command): void {
         const report = await bootstrap(clients, {
           prefix: aws.resourcePrefix,
           maxReceiveCount: env.PAYFLEET_MAX_RECEIVE_COUNT,
+          captureMaxReceiveCount: env.PAYFLEET_CAPTURE_MAX_RECEIVE_COUNT,
           payoutShards: env.PAYFLEET_PAYOUT_SHARDS,
           ledgerShards: env.PAYFLEET_LEDGER_SHARDS,
         });

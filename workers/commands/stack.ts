@@ -43,6 +43,7 @@ export function registerStack(program: Command): void {
         const report = await bootstrap(clients, {
           prefix: env.PAYFLEET_RESOURCE_PREFIX,
           maxReceiveCount: env.PAYFLEET_MAX_RECEIVE_COUNT,
+          captureMaxReceiveCount: env.PAYFLEET_CAPTURE_MAX_RECEIVE_COUNT,
           payoutShards: env.PAYFLEET_PAYOUT_SHARDS,
           ledgerShards: env.PAYFLEET_LEDGER_SHARDS,
         });
