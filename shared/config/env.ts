@@ -11,14 +11,17 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
   const cleaned: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
   const result = schema.safeParse(cleaned);
-  if (!result.success) throw new ConfigError(formatIssues(result.error));
+  if (!result.success) throw new ConfigError(formatIssues(result.error, cleaned));
   return deepFreeze(result.data);
 }
 
-function formatIssues(error: z.ZodError): string[] {
+function formatIssues(error: z.ZodError, env: Record<string, string>): string[] {
   return error.issues.map((issue) => {
     const name = issue.path.length > 0 ? issue.path.join('.') : '(configuration)';
-    const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required but not set' : issue.message;
+    // zod 4 leaves `issue.input` out (values must not be echoed anyway), so "not set" is decided by
+    // looking at the variable itself: PAYFLEET_CONCURRENCY=abc is a bad value, not a missing one.
+    const unset = issue.path.length === 1 && env[String(issue.path[0])] === undefined;
+    const message = issue.code === 'invalid_type' && unset ? 'is required but not set' : issue.message;
     return `${name}: ${message}`;
   });
 }

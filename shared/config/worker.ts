@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { awsEnvShape, toAwsConfig, type AwsConfig } from './common.js';
+import { awsEnvShape, toAwsConfig, withAwsEndpointCheck, type AwsConfig } from './common.js';
 import { int, parseEnv } from './env.js';
 
 /**
@@ -94,7 +94,8 @@ export function workerInvariants(env: WorkerEnv, ctx: z.RefinementCtx): void {
   }
 }
 
-export const workerEnvSchema = z.object(workerEnvShape).superRefine(workerInvariants);
+/** Worker-specific schemas should wrap theirs in withAwsEndpointCheck too (see common.ts). */
+export const workerEnvSchema = withAwsEndpointCheck(z.object(workerEnvShape).superRefine(workerInvariants));
 
 export function toWorkerConfig(env: WorkerEnv): WorkerConfig {
   return {

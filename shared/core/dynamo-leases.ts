@@ -63,7 +63,12 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
             // Free if it never existed, was released (expiresAtMs 0) or expired by our clock.
             ConditionExpression: 'attribute_not_exists(#pk) OR #exp < :now',
             UpdateExpression: `SET #owner = :owner, #exp = :exp, #acq = :now${ttl.set} ADD #token :one`,
-            ExpressionAttributeNames: { ...NAMES, '#pk': 'leaseKey', '#acq': 'acquiredAtMs', ...(ttl.set ? { '#ttl': 'ttl' } : {}) },
+            ExpressionAttributeNames: {
+              ...NAMES,
+              '#pk': 'leaseKey',
+              '#acq': 'acquiredAtMs',
+              ...(ttl.set ? { '#ttl': 'ttl' } : {}),
+            },
             ExpressionAttributeValues: { ':owner': owner, ':exp': expiresAtMs, ':now': t, ':one': 1, ...ttl.values },
             ReturnValues: 'ALL_NEW',
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',

@@ -103,7 +103,13 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
           Key: { idempotencyKey: w.idempotencyKey },
           ConditionExpression: '#attempt = :aid AND #status = :inProgress',
           UpdateExpression: `SET #status = :completed, #done = :now, #ttl = :ttl${w.result ? ', #result = :result' : ''}`,
-          ExpressionAttributeNames: { '#attempt': 'attemptId', '#status': 'status', '#done': 'completedAtMs', '#ttl': 'ttl', ...(w.result ? { '#result': 'result' } : {}) },
+          ExpressionAttributeNames: {
+            '#attempt': 'attemptId',
+            '#status': 'status',
+            '#done': 'completedAtMs',
+            '#ttl': 'ttl',
+            ...(w.result ? { '#result': 'result' } : {}),
+          },
           ExpressionAttributeValues: {
             ':aid': w.attemptId,
             ':inProgress': 'IN_PROGRESS',
@@ -131,7 +137,12 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
           Put: {
             TableName: table,
             // A new resource starts its sequence here (0 when it emits nothing yet).
-            Item: { ...definedOnly(change.set), ...change.key, version, ...(change.resource ? { eventSeq: newEvents.length } : {}) },
+            Item: {
+              ...definedOnly(change.set),
+              ...change.key,
+              version,
+              ...(change.resource ? { eventSeq: newEvents.length } : {}),
+            },
             ConditionExpression: 'attribute_not_exists(#pk)',
             ExpressionAttributeNames: { '#pk': pk },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -184,7 +195,11 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
               ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
             },
           });
-          eventParts.push({ part: 'event', table: names.table('events'), key: { resourceId: e.resourceId, sequence: e.sequence } });
+          eventParts.push({
+            part: 'event',
+            table: names.table('events'),
+            key: { resourceId: e.resourceId, sequence: e.sequence },
+          });
         }
       }
     }
@@ -268,17 +283,32 @@ function translateCancellation(err: unknown, parts: readonly PartRef[], req: Com
   const rank: Record<CommitConflictPart, number> = { lease: 0, workItem: 1, entity: 2, event: 3, extra: 4 };
   const failed = reasons
     .map((r, i) => ({ code: r.Code ?? 'None', item: r.Item ? unmarshallRaw(r.Item) : undefined, ref: parts[i] }))
-    .filter((f) => f.code !== 'None' && f.ref)
-    .sort((a, b) => rank[a.ref!.part] - rank[b.ref!.part]);
+    .filter(
+      (f): f is { code: string; item: Record<string, unknown> | undefined; ref: PartRef } =>
+        f.code !== 'None' && f.ref !== undefined,
+    )
+    // The lease first: a lost fence explains every other refusal of the same request.
+    .sort((a, b) => rank[a.ref.part] - rank[b.ref.part]);
   const first = failed[0];
-  if (!first || !first.ref) return new RetryableError('TRANSACTION_CANCELED', `transaction cancelled without reasons: ${(err as Error).message}`, { cause: err });
+  if (!first) {
+    return new RetryableError('TRANSACTION_CANCELED', `transaction cancelled without reasons: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
   const { ref, code, item } = first;
   if (ref.part === 'lease' && code === 'ConditionalCheckFailed' && req.lease) {
     return new LeaseLostError(req.lease, item ? toHolder(item) : undefined, { cause: err });
   }
   if (code === 'ConditionalCheckFailed' || code === 'TransactionConflict') {
     const reason = code === 'TransactionConflict' ? 'transaction' : 'condition';
-    return new ConflictError({ part: ref.part, key: ref.key, table: ref.table, reason, cause: err, ...(item ? { existing: item } : {}) });
+    return new ConflictError({
+      part: ref.part,
+      key: ref.key,
+      table: ref.table,
+      reason,
+      cause: err,
+      ...(item ? { existing: item } : {}),
+    });
   }
   if (code === 'ThrottlingError' || code === 'ProvisionedThroughputExceeded') {
     return new RetryableError('THROTTLED', `transaction throttled on ${ref.part} ${JSON.stringify(ref.key)}`, { cause: err });
@@ -311,7 +341,8 @@ function validate(req: CommitRequest): void {
     const id = `${c.table}:${stableJson(c.key)}`;
     if (seenItems.has(id)) problems.push(`${at}: ${id} appears twice (one item per transaction)`);
     seenItems.add(id);
-    if (!Number.isInteger(c.expectedVersion) || c.expectedVersion < 0) problems.push(`${at}: expectedVersion must be an integer >= 0`);
+    if (!Number.isInteger(c.expectedVersion) || c.expectedVersion < 0)
+      problems.push(`${at}: expectedVersion must be an integer >= 0`);
     for (const k of [...Object.keys(c.set), ...(c.remove ?? [])]) {
       if (MANAGED.has(k)) problems.push(`${at}: ${k} is written by the commit, not by set/remove`);
     }
@@ -325,7 +356,7 @@ function validate(req: CommitRequest): void {
       seenResources.add(c.resource.id);
     }
     findCardData(c.set, `${at}.set`, problems);
-    events.forEach((e, j) => findCardData(e.details, `${at}.events[${j}].details`, problems));
+    for (const [j, e] of events.entries()) findCardData(e.details, `${at}.events[${j}].details`, problems);
     count += 1 + (c.resource ? events.length : 0);
   });
   if (req.workItem?.result) findCardData(req.workItem.result, 'workItem.result', problems);

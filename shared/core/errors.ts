@@ -33,8 +33,14 @@ export class LeaseLostError extends RetryableError {
     holder: LeaseHolder | undefined,
     options?: { cause?: unknown; detail?: string },
   ) {
-    const now = holder ? `now ${holder.owner ?? '(nobody)'} / token ${holder.fencingToken}, expires ${holder.expiresAtMs}` : 'row missing';
-    super('LEASE_LOST', `lease ${lease.key} (token ${lease.fencingToken}, owner ${lease.owner}) lost: ${options?.detail ?? now}`, options);
+    const now = holder
+      ? `now ${holder.owner ?? '(nobody)'} / token ${holder.fencingToken}, expires ${holder.expiresAtMs}`
+      : 'row missing';
+    super(
+      'LEASE_LOST',
+      `lease ${lease.key} (token ${lease.fencingToken}, owner ${lease.owner}) lost: ${options?.detail ?? now}`,
+      options,
+    );
     this.leaseKey = lease.key;
     this.fencingToken = lease.fencingToken;
     this.holder = holder;
@@ -46,9 +52,13 @@ export class LeaseHeldError extends RetryableError {
   readonly leaseKey: string;
   readonly holder: LeaseHolder;
   constructor(leaseKey: string, holder: LeaseHolder, nowMs: number) {
-    super('LEASE_HELD', `lease ${leaseKey} held by ${holder.owner ?? '(nobody)'} (token ${holder.fencingToken}) until ${holder.expiresAtMs}`, {
-      retryAfterMs: Math.max(0, holder.expiresAtMs - nowMs),
-    });
+    super(
+      'LEASE_HELD',
+      `lease ${leaseKey} held by ${holder.owner ?? '(nobody)'} (token ${holder.fencingToken}) until ${holder.expiresAtMs}`,
+      {
+        retryAfterMs: Math.max(0, holder.expiresAtMs - nowMs),
+      },
+    );
     this.leaseKey = leaseKey;
     this.holder = holder;
   }
@@ -80,7 +90,9 @@ export class ConflictError extends RetryableError {
     cause?: unknown;
   }) {
     const what = init.reason === 'transaction' ? 'transaction conflict' : 'condition failed';
-    super('CONFLICT', `${what} on ${init.part} ${JSON.stringify(init.key)}${init.table ? ` in ${init.table}` : ''}`, { cause: init.cause });
+    super('CONFLICT', `${what} on ${init.part} ${JSON.stringify(init.key)}${init.table ? ` in ${init.table}` : ''}`, {
+      cause: init.cause,
+    });
     this.part = init.part;
     this.table = init.table;
     this.key = init.key;
@@ -116,7 +128,11 @@ export class CommitTooLargeError extends InvalidCommitError {
 export class CommitOutcomeUnknownError extends AmbiguousError {
   readonly clientRequestToken: string;
   constructor(clientRequestToken: string, options?: { cause?: unknown }) {
-    super('COMMIT_OUTCOME_UNKNOWN', `commit ${clientRequestToken}: outcome unknown; retry the same request to resolve it`, options);
+    super(
+      'COMMIT_OUTCOME_UNKNOWN',
+      `commit ${clientRequestToken}: outcome unknown; retry the same request to resolve it`,
+      options,
+    );
     this.clientRequestToken = clientRequestToken;
   }
 }

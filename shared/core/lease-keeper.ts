@@ -54,7 +54,10 @@ export interface HeldLease {
 
 export interface LeaseKeeper {
   /** Take `key` for `owner` and keep it; a lease held by someone else is reported, not thrown. */
-  acquire(key: string, owner: string): Promise<{ held: HeldLease } | { held: undefined; holder: LeaseHolder; error: LeaseHeldError }>;
+  acquire(
+    key: string,
+    owner: string,
+  ): Promise<{ held: HeldLease } | { held: undefined; holder: LeaseHolder; error: LeaseHeldError }>;
   /** Keep an already-acquired lease renewed. */
   hold(lease: Lease): HeldLease;
   /** Leases currently kept. */
@@ -62,6 +65,8 @@ export interface LeaseKeeper {
   /** Stop every renewal and release every lease (shutdown). Never throws. */
   releaseAll(): Promise<void>;
 }
+
+const toHolderOf = (l: Lease): LeaseHolder => ({ owner: l.owner, fencingToken: l.fencingToken, expiresAtMs: l.expiresAtMs });
 
 export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
   const { store, leaseMs, renewMs } = options;
@@ -98,12 +103,15 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
   function armGuard(entry: Entry): void {
     if (entry.guardTimer) clearTimeout(entry.guardTimer);
     const fireIn = entry.lease.expiresAtMs - marginMs - now();
-    entry.guardTimer = setTimeout(() => {
-      // A renew may have landed while this timer was queued behind a pause: check again.
-      if (!entry.stopped && now() >= entry.lease.expiresAtMs - marginMs) {
-        lose(entry, new LeaseLostError(entry.lease, undefined, { detail: 'about to expire with no renew landed' }));
-      }
-    }, Math.max(0, fireIn));
+    entry.guardTimer = setTimeout(
+      () => {
+        // A renew may have landed while this timer was queued behind a pause: check again.
+        if (!entry.stopped && now() >= entry.lease.expiresAtMs - marginMs) {
+          lose(entry, new LeaseLostError(entry.lease, undefined, { detail: 'about to expire with no renew landed' }));
+        }
+      },
+      Math.max(0, fireIn),
+    );
     entry.guardTimer.unref();
   }
 
@@ -162,11 +170,20 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
 
   function hold(lease: Lease): HeldLease {
     const previous = kept.get(lease.key);
-    if (previous) stop(previous);
+    if (previous && previous.lease.owner === lease.owner && previous.lease.fencingToken === lease.fencingToken) {
+      return view(previous); // already kept: one renewal loop per lease
+    }
+    // A newer acquire of the same key supersedes the old one: its work must stop.
+    if (previous)
+      lose(previous, new LeaseLostError(previous.lease, toHolderOf(lease), { detail: 'superseded by a newer acquire' }));
     const entry: Entry = { lease, controller: new AbortController(), stopped: false };
     kept.set(lease.key, entry);
     armGuard(entry);
     schedule(entry, renewMs);
+    return view(entry);
+  }
+
+  function view(entry: Entry): HeldLease {
     return {
       get lease() {
         return entry.lease;

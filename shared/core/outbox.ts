@@ -36,7 +36,8 @@ export function eventIdFor(resourceType: ResourceType, resourceId: string, seque
 
 /** The ledger shard (lease key) that holds a resource's pending events. */
 export function ledgerShardOf(resourceId: string, ledgerShards = DEFAULT_LEDGER_SHARDS): string {
-  if (!Number.isInteger(ledgerShards) || ledgerShards < 1) throw new RangeError(`ledgerShards must be a positive integer, got ${ledgerShards}`);
+  if (!Number.isInteger(ledgerShards) || ledgerShards < 1)
+    throw new RangeError(`ledgerShards must be a positive integer, got ${ledgerShards}`);
   const n = createHash('sha256').update(resourceId).digest().readUInt32BE(0);
   return ledgerShardKey(n % ledgerShards);
 }

@@ -37,7 +37,7 @@ export function createLogger(config: LoggerConfig): Logger {
     messageKey: 'msg',
     formatters: {
       level: (label) => ({ level: label }),
-      // Runs on the merged object of every call (bindings are formatted separately below).
+      // Runs on the merged object of every call. Bindings: the root's here; children's below.
       log: (obj) => redactDeep(obj) as Record<string, unknown>,
       bindings: (bindings) => redactDeep(bindings) as Record<string, unknown>,
     },
@@ -47,7 +47,19 @@ export function createLogger(config: LoggerConfig): Logger {
     },
   };
   const dest = config.destination ?? pino.destination({ fd: 1, sync: true });
-  return pino(options, maskingDestination(dest));
+  const logger = pino(options, maskingDestination(dest));
+  // pino applies formatters.bindings to the root only: child() and setBindings() reset it, so
+  // `log.child({ apiKey })` would be written verbatim. Censor those bindings before pino sees them.
+  // Children are created with Object.create(parent), so they inherit these wrappers.
+  const pinoChild = logger.child;
+  const pinoSetBindings = logger.setBindings;
+  logger.child = function child(this: Logger, bindings, childOptions) {
+    return pinoChild.call(this, redactDeep(bindings) as typeof bindings, childOptions);
+  } as Logger['child'];
+  logger.setBindings = function setBindings(this: Logger, bindings) {
+    pinoSetBindings.call(this, redactDeep(bindings) as typeof bindings);
+  };
+  return logger;
 }
 
 /** A logger that writes nothing: for tests and library defaults. */

@@ -3,7 +3,8 @@
  * attributes and error details). Two layers:
  *   1. keys: any property whose name looks like card data or a secret is censored whatever its value;
  *   2. values: any run of 13-19 digits (spaces or dashes allowed between groups) that passes the
- *      Luhn check is masked to its last four digits, wherever it appears (messages, error texts).
+ *      Luhn check is masked to its last four digits, wherever it appears (messages, error texts),
+ *      even when other digit groups adjoin it (an expiry date, a timestamp).
  */
 
 const SENSITIVE_KEY =
@@ -14,7 +15,12 @@ export function isSensitiveKey(key: string): boolean {
   return SENSITIVE_KEY.test(key);
 }
 
-const DIGIT_RUN = /(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])/g;
+/**
+ * Maximal runs of digit groups joined by single spaces or dashes. A PAN may sit inside a longer
+ * run ("4242 4242 4242 4242 12/30", "2024-01-15 4242424242424242"), so each run is searched for
+ * spans of whole groups rather than tested as one number.
+ */
+const DIGIT_GROUPS = /(?<!\d)\d+(?:[ -]\d+)*(?!\d)/g;
 
 function luhnValid(digits: string): boolean {
   let sum = 0;
@@ -31,12 +37,36 @@ function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-/** Mask every Luhn-valid 13-19 digit run in `text`, keeping the last four digits. */
+/** Mask every Luhn-valid 13-19 digit span of whole digit groups in `text`, keeping the last four digits. */
 export function maskPans(text: string): string {
-  return text.replace(DIGIT_RUN, (run) => {
-    const digits = run.replace(/[ -]/g, '');
-    if (digits.length < 13 || digits.length > 19 || !luhnValid(digits)) return run;
-    return `${'*'.repeat(digits.length - 4)}${digits.slice(-4)}`;
+  return text.replace(DIGIT_GROUPS, (run) => {
+    if (run.length < 13) return run;
+    const groups = run.split(/([ -])/); // digits at even indexes, separators at odd ones
+    let out = '';
+    let i = 0;
+    while (i < groups.length) {
+      // The longest span of groups starting at i that is a Luhn-valid 13-19 digit number.
+      let end = -1;
+      let digits = '';
+      for (let j = i; j < groups.length && digits.length <= 19; j += 2) {
+        digits += groups[j];
+        if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) end = j;
+      }
+      if (end >= 0) {
+        const pan = groups
+          .slice(i, end + 1)
+          .filter((_, k) => k % 2 === 0)
+          .join('');
+        out += `${'*'.repeat(pan.length - 4)}${pan.slice(-4)}`;
+        i = end + 1;
+      } else {
+        out += groups[i];
+        i += 1;
+      }
+      if (i < groups.length) out += groups[i]; // the separator after the group or span
+      i += 1;
+    }
+    return out;
   });
 }
 

@@ -4,6 +4,7 @@ import { GetQueueAttributesCommand, GetQueueUrlCommand, type Message, type SQSCl
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { withAwsEndpointCheck } from '../config/common.js';
 import { parseEnv } from '../config/env.js';
 import { toWorkerConfig, workerEnvShape, workerInvariants, type WorkerConfig } from '../config/worker.js';
 import { ConfigError } from '../errors.js';
@@ -82,10 +83,14 @@ export function loadConfig<S extends z.ZodRawShape>(
   spec: Pick<WorkerSpec<S, unknown>, 'env' | 'refine'>,
   env: Record<string, string | undefined> = process.env,
 ) {
-  const schema = z.object({ ...workerEnvShape, ...(spec.env ?? ({} as S)) }).superRefine((v, ctx) => {
-    workerInvariants(v as never, ctx);
-    spec.refine?.(v as never, ctx);
-  });
+  // The endpoint/credentials check runs even when other variables failed, so a bare environment is
+  // told about AWS_ENDPOINT_URL as well as AWS_REGION.
+  const schema = withAwsEndpointCheck(
+    z.object({ ...workerEnvShape, ...(spec.env ?? ({} as S)) }).superRefine((v, ctx) => {
+      workerInvariants(v as never, ctx);
+      spec.refine?.(v as never, ctx);
+    }),
+  );
   const parsed = parseEnv(schema, env) as z.output<z.ZodObject<typeof workerEnvShape & S>>;
   return { parsed, config: toWorkerConfig(parsed as never) };
 }

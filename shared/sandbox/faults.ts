@@ -35,6 +35,7 @@ import { readJson, sendJson } from './http-server.js';
 
 const rate = z.number().min(0).max(1);
 
+/** The fault knobs; every field has a default, so `{}` means "no faults". */
 export const faultConfigSchema = z
   .object({
     /** Added to every faultable request before anything else. @default 0 */
@@ -67,6 +68,7 @@ export const faultConfigSchema = z
   });
 
 export type FaultConfig = z.output<typeof faultConfigSchema>;
+/** What one request's draw picked (`none` = answer normally). */
 export type FaultKind = 'none' | '5xx' | '429' | 'reset' | 'timeoutAfterSuccess' | 'resetAfterSuccess';
 
 /** One request's fate, drawn up front so the server can apply each part at its place. */
@@ -90,6 +92,7 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** The admin endpoint every sandbox serves through {@link FaultInjector.handleAdmin}. */
 export const FAULTS_ADMIN_PATH = '/__sandbox/faults';
 
 export interface FaultInjectorOptions {
@@ -103,7 +106,14 @@ export class FaultInjector {
   #config: FaultConfig;
   #random: () => number;
   readonly #renderError: FaultErrorRenderer;
-  readonly #injected: Record<FaultKind, number> = { none: 0, '5xx': 0, '429': 0, reset: 0, timeoutAfterSuccess: 0, resetAfterSuccess: 0 };
+  readonly #injected: Record<FaultKind, number> = {
+    none: 0,
+    '5xx': 0,
+    '429': 0,
+    reset: 0,
+    timeoutAfterSuccess: 0,
+    resetAfterSuccess: 0,
+  };
   readonly #hanging = new Set<ServerResponse>();
 
   constructor(options: FaultInjectorOptions = {}) {
@@ -111,7 +121,9 @@ export class FaultInjector {
     this.#random = seededRandom(this.#config.seed);
     this.#renderError =
       options.renderError ??
-      ((status) => ({ error: { type: status === 429 ? 'rate_limit_error' : 'api_error', message: `sandbox fault: HTTP ${status}` } }));
+      ((status) => ({
+        error: { type: status === 429 ? 'rate_limit_error' : 'api_error', message: `sandbox fault: HTTP ${status}` },
+      }));
   }
 
   get config(): Readonly<FaultConfig> {
@@ -238,7 +250,9 @@ export class FaultInjector {
       }
       const next = faultConfigSchema.safeParse({ ...this.#config, ...(body as object) });
       if (!next.success || typeof body !== 'object' || body === null || Array.isArray(body)) {
-        const issues = next.success ? ['body must be a JSON object'] : next.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`);
+        const issues = next.success
+          ? ['body must be a JSON object']
+          : next.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`);
         sendJson(res, 400, { error: { type: 'invalid_request_error', message: issues.join('; ') } });
         return true;
       }
@@ -248,7 +262,12 @@ export class FaultInjector {
       this.reset();
       sendJson(res, 200, this.#view());
     } else {
-      sendJson(res, 405, { error: { type: 'invalid_request_error', message: 'use GET, POST or DELETE' } }, { allow: 'GET, POST, DELETE' });
+      sendJson(
+        res,
+        405,
+        { error: { type: 'invalid_request_error', message: 'use GET, POST or DELETE' } },
+        { allow: 'GET, POST, DELETE' },
+      );
     }
     return true;
   }

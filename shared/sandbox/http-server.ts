@@ -38,7 +38,9 @@ export async function startHttpServer(handler: RequestHandler, options: HttpServ
           res.destroy();
           return;
         }
-        sendJson(res, 500, { error: { type: 'api_error', message: `sandbox handler failed: ${err instanceof Error ? err.message : String(err)}` } });
+        sendJson(res, 500, {
+          error: { type: 'api_error', message: `sandbox handler failed: ${err instanceof Error ? err.message : String(err)}` },
+        });
       });
   });
   server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5_000;

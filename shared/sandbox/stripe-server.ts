@@ -24,6 +24,7 @@ import { FaultInjector, type FaultConfig } from './faults.js';
 import { readBody, sendJson, splitUrl, startHttpServer, type HttpServerOptions } from './http-server.js';
 import { luhnValid } from '../connectors/sandbox.js';
 
+/** The secret key the fake accepts unless told otherwise. */
 export const STRIPE_SANDBOX_DEFAULT_API_KEY = 'sk_test_payfleet_sandbox';
 /** Creating a PaymentIntent for this amount yields one for amount + 1 (tests the mismatch path). */
 export const STRIPE_SANDBOX_MISMATCH_AMOUNT = 6666;
@@ -32,13 +33,19 @@ export const STRIPE_SANDBOX_MISMATCH_AMOUNT = 6666;
 type CardResult = { code: string; decline_code?: string; message: string } | 'requires_action';
 const CARD_RESULTS: ReadonlyMap<string, CardResult> = new Map<string, CardResult>([
   ['4000000000000002', { code: 'card_declined', decline_code: 'generic_decline', message: 'Your card was declined.' }],
-  ['4000000000009995', { code: 'card_declined', decline_code: 'insufficient_funds', message: 'Your card has insufficient funds.' }],
+  [
+    '4000000000009995',
+    { code: 'card_declined', decline_code: 'insufficient_funds', message: 'Your card has insufficient funds.' },
+  ],
   ['4000000000009987', { code: 'card_declined', decline_code: 'lost_card', message: 'Your card was declined.' }],
   ['4000000000009979', { code: 'card_declined', decline_code: 'stolen_card', message: 'Your card was declined.' }],
   ['4100000000000019', { code: 'card_declined', decline_code: 'fraudulent', message: 'Your card was declined.' }],
   ['4000000000000069', { code: 'expired_card', message: 'Your card has expired.' }],
   ['4000000000000127', { code: 'incorrect_cvc', message: "Your card's security code is incorrect." }],
-  ['4000000000000119', { code: 'processing_error', message: 'An error occurred while processing your card. Try again in a little bit.' }],
+  [
+    '4000000000000119',
+    { code: 'processing_error', message: 'An error occurred while processing your card. Try again in a little bit.' },
+  ],
   ['4000002500003155', 'requires_action'],
 ]);
 
@@ -52,6 +59,7 @@ export interface StripeSandboxOptions extends HttpServerOptions {
   readonly faults?: Partial<FaultConfig>;
 }
 
+/** Effects actually performed for one metadata[chargeId] (replays counted apart). */
 export interface ChargeStats {
   created: number;
   authorised: number;
@@ -67,6 +75,7 @@ export interface StripeSandboxStats {
   readonly charges: Readonly<Record<string, Readonly<ChargeStats>>>;
 }
 
+/** A running Stripe fake. */
 export interface StripeSandbox {
   readonly url: string;
   readonly apiKey: string;
@@ -77,7 +86,13 @@ export interface StripeSandbox {
   close(): Promise<void>;
 }
 
-type Intent = Record<string, unknown> & { id: string; status: string; amount: number; currency: string; metadata: Record<string, string> };
+type Intent = Record<string, unknown> & {
+  id: string;
+  status: string;
+  amount: number;
+  currency: string;
+  metadata: Record<string, string>;
+};
 type Answer = { status: number; body: unknown };
 type KeyRecord = { endpoint: string; params: string; at: number; chargeId?: string; answer?: Answer; requestId: string };
 
@@ -101,7 +116,10 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
   const bump = (chargeId: string | undefined, field: keyof ChargeStats) => {
     if (chargeId === undefined) return;
     let s = charges.get(chargeId);
-    if (!s) charges.set(chargeId, (s = { created: 0, authorised: 0, declined: 0, captured: 0, canceled: 0, replays: 0 }));
+    if (!s) {
+      s = { created: 0, authorised: 0, declined: 0, captured: 0, canceled: 0, replays: 0 };
+      charges.set(chargeId, s);
+    }
     s[field] += 1;
   };
 
@@ -118,7 +136,7 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
     const requestId = `req_${randomBytes(7).toString('hex')}`;
     const headers = { 'request-id': requestId, 'stripe-version': String(req.headers['stripe-version'] ?? '2024-06-20') };
     if (!authorised(req.headers.authorization)) {
-      return sendJson(res, 401, { error: { type: 'invalid_request_error', message: 'Invalid API Key provided: sk_test_****' } }, headers);
+      return sendJson(res, 401, invalid('Invalid API Key provided: sk_test_****'), headers);
     }
     const plan = faults.plan(path);
     if (faults.before(plan, res)) return;
@@ -140,23 +158,21 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
 
     const key = req.headers['idempotency-key'];
     const endpoint = `${req.method} ${path}`;
-    const canonical = [...params.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('&');
+    const canonical = [...params.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${k}=${v}`)
+      .join('&');
     let record: KeyRecord | undefined;
     if (typeof key === 'string' && key !== '') {
       const prior = keys.get(key);
       if (prior && Date.now() - prior.at < ttlMs) {
-        if (prior.endpoint !== endpoint) {
-          return sendJson(res, 400, idempotencyError(`Keys for idempotent requests can only be used for the same endpoint they were first used for ('${endpoint.split(' ')[1]}' vs '${prior.endpoint.split(' ')[1]}'). Try using a key other than '${key}' if you meant to execute a different request.`), headers);
-        }
-        if (prior.params !== canonical) {
-          return sendJson(res, 400, idempotencyError(`Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.`), headers);
-        }
-        if (!prior.answer) {
-          return sendJson(res, 409, { error: { type: 'idempotency_error', code: 'idempotency_key_in_use', message: 'There is currently another in-progress request using this Stripe-Account, idempotency key, and endpoint. Please try again later.' } }, headers);
-        }
+        const refusal = refuseReuse(prior, endpoint, canonical, key);
+        if (refusal) return sendJson(res, refusal.status, refusal.body, headers);
+        const stored = prior.answer as Answer;
         bump(prior.chargeId, 'replays');
         if (faults.after(plan, res)) return;
-        return sendJson(res, prior.answer.status, prior.answer.body, { ...headers, 'idempotent-replayed': 'true', 'original-request': prior.requestId, 'idempotency-key': key });
+        const replayHeaders = { 'idempotent-replayed': 'true', 'original-request': prior.requestId, 'idempotency-key': key };
+        return sendJson(res, stored.status, stored.body, { ...headers, ...replayHeaders });
       }
       record = { endpoint, params: canonical, at: Date.now(), requestId };
       keys.set(key, record);
@@ -165,7 +181,8 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
 
     // Processing time sits inside the idempotency window: a duplicate arriving now gets the 409.
     await faults.delay({ delayMs: plan.delayMs + (options.processingDelayMs ?? 0), kind: 'none' });
-    const answer = route.op === 'create' ? create(params) : route.op === 'capture' ? capture(route.id ?? '', params) : cancel(route.id ?? '');
+    const answer =
+      route.op === 'create' ? create(params) : route.op === 'capture' ? capture(route.id ?? '', params) : cancel(route.id ?? '');
     if (record) {
       // A snapshot, as Stripe stores the response itself: later captures must not change a replay.
       record.answer = { status: answer.status, body: structuredClone(answer.body) };
@@ -252,7 +269,14 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
     if (pi.status !== 'requires_capture') return unexpectedState(pi, 'captured');
     const amount = p.has('amount_to_capture') ? Number(p.get('amount_to_capture')) : pi.amount;
     if (amount > pi.amount) {
-      return { status: 400, body: invalid('The amount to capture must be less than or equal to the amount capturable.', 'amount_too_large', 'amount_to_capture') };
+      return {
+        status: 400,
+        body: invalid(
+          'The amount to capture must be less than or equal to the amount capturable.',
+          'amount_too_large',
+          'amount_to_capture',
+        ),
+      };
     }
     Object.assign(pi, { status: 'succeeded', amount_received: amount, amount_capturable: 0 });
     bump(pi.metadata.chargeId, 'captured');
@@ -262,8 +286,14 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
   function cancel(id: string): Answer {
     const pi = intents.get(id);
     if (!pi) return missing(id);
-    if (!['requires_capture', 'requires_payment_method', 'requires_action', 'requires_confirmation'].includes(pi.status)) return unexpectedState(pi, 'canceled');
-    Object.assign(pi, { status: 'canceled', amount_capturable: 0, canceled_at: Math.floor(Date.now() / 1000), cancellation_reason: 'requested_by_customer' });
+    if (!['requires_capture', 'requires_payment_method', 'requires_action', 'requires_confirmation'].includes(pi.status))
+      return unexpectedState(pi, 'canceled');
+    Object.assign(pi, {
+      status: 'canceled',
+      amount_capturable: 0,
+      canceled_at: Math.floor(Date.now() / 1000),
+      cancellation_reason: 'requested_by_customer',
+    });
     bump(pi.metadata.chargeId, 'canceled');
     return { status: 200, body: pi };
   }
@@ -275,11 +305,20 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
 
   function search(q: string): Answer {
     const m = /^metadata\[['"](.+?)['"]\]:['"](.*)['"]$/.exec(q.trim());
-    if (!m?.[1]) return { status: 400, body: invalid('The sandbox supports only queries of the form metadata[\'key\']:\'value\'.', 'parameter_invalid', 'query') };
+    if (!m?.[1])
+      return {
+        status: 400,
+        body: invalid("The sandbox supports only queries of the form metadata['key']:'value'.", 'parameter_invalid', 'query'),
+      };
     const [, field, value] = m;
     const wanted = (value ?? '').replace(/\\(.)/g, '$1');
-    const data = [...intents.values()].filter((pi) => pi.metadata[field] === wanted).sort((a, b) => Number(b.created) - Number(a.created));
-    return { status: 200, body: { object: 'search_result', data, has_more: false, next_page: null, url: '/v1/payment_intents/search' } };
+    const data = [...intents.values()]
+      .filter((pi) => pi.metadata[field] === wanted)
+      .sort((a, b) => Number(b.created) - Number(a.created));
+    return {
+      status: 200,
+      body: { object: 'search_result', data, has_more: false, next_page: null, url: '/v1/payment_intents/search' },
+    };
   }
 
   function prune() {
@@ -318,7 +357,10 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
   };
 }
 
-function routeOf(method: string, path: string): { op: 'create' | 'search' | 'retrieve' | 'capture' | 'cancel'; id?: string } | undefined {
+function routeOf(
+  method: string,
+  path: string,
+): { op: 'create' | 'search' | 'retrieve' | 'capture' | 'cancel'; id?: string } | undefined {
   if (path === '/v1/payment_intents') return method === 'POST' ? { op: 'create' } : undefined;
   if (path === '/v1/payment_intents/search') return method === 'GET' ? { op: 'search' } : undefined;
   const m = PI_PATH.exec(path);
@@ -331,13 +373,18 @@ function routeOf(method: string, path: string): { op: 'create' | 'search' | 'ret
 /** Parameter checks Stripe performs before executing (so their failures are not stored). */
 function validate(op: string, p: URLSearchParams): unknown {
   if (op === 'create') {
-    for (const name of ['amount', 'currency']) if (!p.has(name)) return invalid(`Missing required param: ${name}.`, 'parameter_missing', name);
-    if (!/^[1-9]\d{0,10}$/.test(p.get('amount') ?? '')) return invalid('Invalid positive integer', 'parameter_invalid_integer', 'amount');
-    if (!/^[a-zA-Z]{3}$/.test(p.get('currency') ?? '')) return invalid(`Invalid currency: ${p.get('currency')}.`, 'parameter_invalid', 'currency');
+    for (const name of ['amount', 'currency'])
+      if (!p.has(name)) return invalid(`Missing required param: ${name}.`, 'parameter_missing', name);
+    if (!/^[1-9]\d{0,10}$/.test(p.get('amount') ?? ''))
+      return invalid('Invalid positive integer', 'parameter_invalid_integer', 'amount');
+    if (!/^[a-zA-Z]{3}$/.test(p.get('currency') ?? ''))
+      return invalid(`Invalid currency: ${p.get('currency')}.`, 'parameter_invalid', 'currency');
     if (p.get('confirm') !== 'true') return invalid('The sandbox supports only confirm=true.', 'parameter_invalid', 'confirm');
     const cm = p.get('capture_method');
-    if (cm !== null && !['manual', 'automatic', 'automatic_async'].includes(cm)) return invalid(`Invalid capture_method: ${cm}`, 'parameter_invalid', 'capture_method');
-    if (p.get('payment_method_data[type]') !== 'card') return invalid('Missing required param: payment_method_data[type].', 'parameter_missing', 'payment_method_data[type]');
+    if (cm !== null && !['manual', 'automatic', 'automatic_async'].includes(cm))
+      return invalid(`Invalid capture_method: ${cm}`, 'parameter_invalid', 'capture_method');
+    if (p.get('payment_method_data[type]') !== 'card')
+      return invalid('Missing required param: payment_method_data[type].', 'parameter_missing', 'payment_method_data[type]');
     for (const f of ['number', 'exp_month', 'exp_year', 'cvc']) {
       const name = `payment_method_data[card][${f}]`;
       if (!p.get(name)) return invalid(`Missing required param: ${name}.`, 'parameter_missing', name);
@@ -353,14 +400,35 @@ function invalid(message: string, code?: string, param?: string) {
   return { error: { type: 'invalid_request_error', message, ...(code ? { code } : {}), ...(param ? { param } : {}) } };
 }
 
-function idempotencyError(message: string) {
-  return { error: { type: 'idempotency_error', message } };
+/** Stripe's answer to a key reused for another endpoint or other parameters, or still in flight; undefined = replay. */
+function refuseReuse(prior: KeyRecord, endpoint: string, params: string, key: string): Answer | undefined {
+  const retry = `Try using a key other than '${key}' if you meant to execute a different request.`;
+  if (prior.endpoint !== endpoint) {
+    const paths = `('${endpoint.split(' ')[1]}' vs '${prior.endpoint.split(' ')[1]}')`;
+    const message = `Keys for idempotent requests can only be used for the same endpoint they were first used for ${paths}. ${retry}`;
+    return { status: 400, body: { error: { type: 'idempotency_error', message } } };
+  }
+  if (prior.params !== params) {
+    const message = `Keys for idempotent requests can only be used with the same parameters they were first used with. ${retry}`;
+    return { status: 400, body: { error: { type: 'idempotency_error', message } } };
+  }
+  if (prior.answer) return undefined;
+  const message =
+    'There is currently another in-progress request using this Stripe-Account, idempotency key, and endpoint. Please try again later.';
+  return { status: 409, body: { error: { type: 'idempotency_error', code: 'idempotency_key_in_use', message } } };
 }
 
 function cardError(e: { code: string; decline_code?: string; message: string }, pi?: Intent): Answer {
   return {
     status: 402,
-    body: { error: { type: 'card_error', ...e, doc_url: `https://stripe.com/docs/error-codes/${e.code.replace(/_/g, '-')}`, ...(pi ? { payment_intent: pi, charge: pi.latest_charge } : {}) } },
+    body: {
+      error: {
+        type: 'card_error',
+        ...e,
+        doc_url: `https://stripe.com/docs/error-codes/${e.code.replace(/_/g, '-')}`,
+        ...(pi ? { payment_intent: pi, charge: pi.latest_charge } : {}),
+      },
+    },
   };
 }
 

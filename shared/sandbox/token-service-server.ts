@@ -22,6 +22,7 @@ import type { CardFields } from '../connectors/sensitive-card.js';
 import { FaultInjector, type FaultConfig } from './faults.js';
 import { readJson, sendJson, splitUrl, startHttpServer, type HttpServerOptions } from './http-server.js';
 
+/** The API key the sandbox accepts unless told otherwise. */
 export const TOKEN_SANDBOX_DEFAULT_API_KEY = 'pts_sandbox_key';
 
 export interface TokenServiceSandboxOptions extends HttpServerOptions {
@@ -38,6 +39,7 @@ export interface TokenServiceSandboxStats {
   readonly decrypted: number;
 }
 
+/** A running token service sandbox. */
 export interface TokenServiceSandbox {
   readonly url: string;
   readonly apiKey: string;
@@ -78,7 +80,9 @@ export async function startTokenServiceSandbox(options: TokenServiceSandboxOptio
   const apiKey = options.apiKey ?? TOKEN_SANDBOX_DEFAULT_API_KEY;
   const faults = new FaultInjector({
     config: options.faults,
-    renderError: (status) => ({ error: { code: status === 429 ? 'RATE_LIMITED' : 'INTERNAL_ERROR', message: `sandbox fault: HTTP ${status}` } }),
+    renderError: (status) => ({
+      error: { code: status === 429 ? 'RATE_LIMITED' : 'INTERNAL_ERROR', message: `sandbox fault: HTTP ${status}` },
+    }),
   });
   const registered = new Map<string, CardFields | 'expired'>();
   const byStatus: Record<string, number> = {};
@@ -143,7 +147,9 @@ export async function startTokenServiceSandbox(options: TokenServiceSandboxOptio
     try {
       parsed = registrationBodySchema.parse(await readJson(req));
     } catch {
-      sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'expected {token, card} | {token, expired: true} | {tokens: [...]}' } });
+      sendJson(res, 400, {
+        error: { code: 'BAD_REQUEST', message: 'expected {token, card} | {token, expired: true} | {tokens: [...]}' },
+      });
       return;
     }
     const list = 'tokens' in parsed ? parsed.tokens : [parsed];

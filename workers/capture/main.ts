@@ -1,6 +1,6 @@
 import { Counter } from 'prom-client';
 import { bool, duration, int } from '../../shared/config/env.js';
-import { connectorConfigFromEnv, connectorEnvShape, createProcessorRegistry } from '../../shared/connectors/registry.js';
+import { createProcessorRegistry, processorEnvShape, processorRegistryConfigFromEnv } from '../../shared/connectors/registry.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createCaptureGauges } from './gauges.js';
@@ -12,10 +12,8 @@ import { parseCaptureRequested } from './schema.js';
  * (shared/reference/pay-connector.md, "Background captures" and "Queues").
  */
 export const captureEnvShape = {
-  ...connectorEnvShape,
-  // The capture worker never decrypts tokens; these are optional here.
-  PAYMENT_TOKEN_SERVICE_URL: connectorEnvShape.PAYMENT_TOKEN_SERVICE_URL.optional(),
-  PAYMENT_TOKEN_SERVICE_API_KEY: connectorEnvShape.PAYMENT_TOKEN_SERVICE_API_KEY.optional(),
+  // Processors only: the capture worker never decrypts a token.
+  ...processorEnvShape,
   /** Attempts (from the charge's history) before CAPTURE_ERROR. @default 96 */
   CAPTURE_PROCESS_MAXIMUM_RETRIES: int(96, { min: 1, max: 10_000 }),
   /** Seconds a failed capture's message is deferred (its visibility). @default 3600 */
@@ -49,7 +47,7 @@ export async function main(): Promise<void> {
       }
     },
     settings: (env) => ({
-      registry: connectorConfigFromEnv({ ...env, PAYMENT_TOKEN_SERVICE_URL: env.PAYMENT_TOKEN_SERVICE_URL ?? 'http://unused', PAYMENT_TOKEN_SERVICE_API_KEY: 'unused' }).registry,
+      registry: processorRegistryConfigFromEnv(env),
       maxRetries: env.CAPTURE_PROCESS_MAXIMUM_RETRIES,
       retryDelaySec: env.CAPTURE_PROCESS_FAILED_CAPTURE_RETRY_DELAY_IN_SECONDS,
       overdueAfterMs: env.CHARGES_CONSIDERED_OVERDUE_FOR_CAPTURE_AFTER,
@@ -61,7 +59,7 @@ export async function main(): Promise<void> {
     }),
     build: (kit) => {
       const s = kit.settings as unknown as {
-        registry: ReturnType<typeof connectorConfigFromEnv>['registry'];
+        registry: ReturnType<typeof processorRegistryConfigFromEnv>;
         maxRetries: number;
         retryDelaySec: number;
         overdueAfterMs: number;
