@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../shared/errors.js';
 import { JavaMissingError } from '../shared/embedded/java.js';
 import { registerBootstrap } from './commands/bootstrap.js';
+import { registerEvents } from './commands/events.js';
 import { registerStack } from './commands/stack.js';
 import { registerWorker } from './commands/worker.js';
 
@@ -18,6 +19,7 @@ const program = new Command('payfleet')
 registerWorker(program);
 registerStack(program);
 registerBootstrap(program);
+registerEvents(program);
 
 try {
   await program.parseAsync(process.argv);

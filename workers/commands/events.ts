@@ -57,7 +57,9 @@ function connect() {
 export function registerEvents(program: Command): void {
   const events = program
     .command('events')
-    .description("a resource's ledger events (sequence order) and whether each was emitted; `events parity` compares with a consumer's record")
+    .description(
+      "a resource's ledger events (sequence order) and whether each was emitted; `events parity` compares with a consumer's record",
+    )
     .argument('<resourceId>', 'chargeId or paymentId')
     .option('--json', 'print JSON')
     .action(async (resourceId: string, opts: { json?: boolean }) => {
@@ -125,7 +127,9 @@ async function allResourceIds(doc: ReturnType<typeof createAwsClients>['doc'], t
   const ids = new Set<string>();
   let start: Record<string, unknown> | undefined;
   do {
-    const out = await doc.send(new ScanCommand({ TableName: table, ProjectionExpression: 'resourceId', ...(start ? { ExclusiveStartKey: start } : {}) }));
+    const out = await doc.send(
+      new ScanCommand({ TableName: table, ProjectionExpression: 'resourceId', ...(start ? { ExclusiveStartKey: start } : {}) }),
+    );
     for (const item of out.Items ?? []) ids.add(String(item.resourceId));
     start = out.LastEvaluatedKey;
   } while (start);

@@ -1,0 +1,165 @@
+/**
+ * Ledger emitter throughput: events/s from the outbox to ledger-events.fifo, marks included.
+ *
+ *   npx tsx bench/ledger.ts [--events 2000] [--per-resource 4] [--emitters 1] [--shards 8] [--batch 10]
+ *
+ * 1. starts the embedded stack (fauxqs + DynamoDB Local) — or uses AWS_ENDPOINT_URL_SQS /
+ *    AWS_ENDPOINT_URL_DYNAMODB when both are set — and bootstraps a fresh prefix;
+ * 2. writes `events` events through the real OutcomeStore.commit (events / per-resource resources,
+ *    one commit per event, 16 commits in flight), with no emitter running;
+ * 3. starts `emitters` in-process emitters (each its own lease owner, as separate processes would
+ *    be) and times until the `pending` index is empty (every event sent and marked);
+ * 4. drains the queue with the reference consumer and checks exactly-once, in order (not timed).
+ * Prints one JSON line with the exact configuration and the result.
+ */
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { createAwsClients } from '../shared/aws/clients.js';
+import { bootstrap } from '../shared/bootstrap.js';
+import { EMBEDDED_CREDENTIALS, EMBEDDED_REGION, startEmbeddedStack } from '../shared/embedded/stack.js';
+import { resourceNames } from '../shared/resources.js';
+import { LedgerConsumer } from '../test/support/ledger-consumer.js';
+import { expectedCounts, inProcessEmitter, outcomeStore, writeEvents } from '../test/ledger/support/harness.js';
+import type { TestStack } from '../test/support/stack.js';
+
+const { values: args } = parseArgs({
+  options: {
+    events: { type: 'string', default: '2000' },
+    'per-resource': { type: 'string', default: '4' },
+    emitters: { type: 'string', default: '1' },
+    shards: { type: 'string', default: '8' },
+    batch: { type: 'string', default: '10' },
+    'poll-ms': { type: 'string', default: '200' },
+  },
+});
+const events = Number(args.events);
+const perResource = Number(args['per-resource']);
+const emitters = Number(args.emitters);
+const shards = Number(args.shards);
+const batch = Number(args.batch);
+const pollMs = Number(args['poll-ms']);
+const resources = Math.ceil(events / perResource);
+
+const external = process.env.AWS_ENDPOINT_URL_SQS && process.env.AWS_ENDPOINT_URL_DYNAMODB;
+const embedded = external ? undefined : await startEmbeddedStack();
+const prefix = `bench${Date.now().toString(36)}-`;
+const aws = {
+  region: embedded?.region ?? process.env.AWS_REGION ?? EMBEDDED_REGION,
+  sqsEndpoint: embedded?.sqsEndpoint ?? process.env.AWS_ENDPOINT_URL_SQS,
+  dynamodbEndpoint: embedded?.dynamodbEndpoint ?? process.env.AWS_ENDPOINT_URL_DYNAMODB,
+  resourcePrefix: prefix,
+};
+const clients = createAwsClients(aws, { credentials: EMBEDDED_CREDENTIALS, maxSockets: 64 });
+try {
+  const report = await bootstrap(clients, { prefix, ledgerShards: shards });
+  const names = resourceNames(prefix);
+  const stack = {
+    prefix,
+    names,
+    aws,
+    clients,
+    env: {},
+    queueUrls: report.queueUrls,
+    url: (n: string) => report.queueUrls[n]!,
+    close: () => undefined,
+  } as TestStack;
+
+  const ids = Array.from({ length: resources }, (_, i) => `bench-${i}`);
+  const w0 = performance.now();
+  await writeEvents([outcomeStore(stack, { ledgerShards: shards })], ids, perResource, 0, 16);
+  const writeMs = performance.now() - w0;
+
+  const pending = async () => {
+    let n = 0;
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await clients.doc.send(
+        new ScanCommand({
+          TableName: names.table('events'),
+          IndexName: 'pending',
+          Select: 'COUNT',
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      n += out.Count ?? 0;
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return n;
+  };
+
+  // Count every SDK call the emitters make while draining (and the time spent in each kind).
+  const calls: Record<string, { n: number; ms: number }> = {};
+  let counting = false;
+  const counter = (next: (a: unknown) => Promise<unknown>, context: { commandName?: string }) => async (a: unknown) => {
+    const t = performance.now();
+    try {
+      return await next(a);
+    } finally {
+      if (counting) {
+        const name = context.commandName ?? '?';
+        calls[name] ??= { n: 0, ms: 0 };
+        const c = calls[name];
+        c.n++;
+        c.ms += performance.now() - t;
+      }
+    }
+  };
+  clients.doc.middlewareStack.add(counter as never, { step: 'initialize', name: 'benchCount' });
+  clients.sqs.middlewareStack.add(counter as never, { step: 'initialize', name: 'benchCount' });
+
+  const running = Array.from({ length: emitters }, (_, i) =>
+    inProcessEmitter(stack, {
+      ownerId: `bench-emitter-${i}`,
+      ledgerShards: shards,
+      leaseMs: 10_000,
+      settings: { batchSize: batch, pollMs, rebalanceMs: 500 },
+    }),
+  );
+  counting = true;
+  const t0 = performance.now();
+  for (const e of running) for (const t of e.ledger.tasks) t.start();
+  while ((await pending()) > 0) await new Promise((r) => setTimeout(r, 50));
+  const drainMs = performance.now() - t0;
+  counting = false;
+  await Promise.all(running.map((e) => e.stop()));
+
+  const consumer = new LedgerConsumer({ sqs: clients.sqs, queueUrl: report.queueUrls[names.queue('ledger-events')]! });
+  await consumer.drainUntil((c) => c.uniqueCount >= resources * perResource, { timeoutMs: 120_000, idleMs: 500 });
+  const r = consumer.report();
+  const problems = consumer.missingAgainst(expectedCounts(ids, perResource));
+  const result = {
+    bench: 'ledger-emitter',
+    command: `npx tsx bench/ledger.ts --events ${events} --per-resource ${perResource} --emitters ${emitters} --shards ${shards} --batch ${batch} --poll-ms ${pollMs}`,
+    stack: external ? 'external endpoints' : 'embedded (fauxqs + DynamoDB Local)',
+    node: process.version,
+    cpus: cpus().length,
+    loadavg1m: Number(loadavg()[0]!.toFixed(1)),
+    events: resources * perResource,
+    resources,
+    perResource,
+    emitters,
+    shards,
+    batchSize: batch,
+    pollMs,
+    writeMs: Math.round(writeMs),
+    commitsPerSec: Math.round((resources * perResource) / (writeMs / 1000)),
+    drainMs: Math.round(drainMs),
+    eventsPerSec: Math.round((resources * perResource) / (drainMs / 1000)),
+    sdkCalls: Object.fromEntries(
+      Object.entries(calls).map(([k, v]) => [k, { n: v.n, meanMs: Math.round((v.ms / v.n) * 10) / 10 }]),
+    ),
+    verified: {
+      unique: r.unique,
+      duplicates: r.duplicates.length,
+      gaps: r.gaps.length,
+      reorders: r.reorders.length,
+      missing: problems.length,
+    },
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  if (r.gaps.length || r.reorders.length || problems.length) process.exitCode = 1;
+} finally {
+  clients.destroy();
+  await embedded?.stop();
+}
