@@ -131,6 +131,9 @@ export async function startEmbeddedStack(options: EmbeddedStackOptions = {}): Pr
             /* already gone */
           }
         }, 5000);
+        // Keep-alive sockets of clients that were never destroyed (an error path) would hold
+        // close() open forever: drop them.
+        (app.server as { closeAllConnections?: () => void }).closeAllConnections?.();
         await Promise.allSettled([exited, app.close()]);
         clearTimeout(timer);
       })();
