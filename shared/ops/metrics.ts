@@ -15,6 +15,7 @@ export interface CoreMetrics {
   readonly commitConflicts: Counter<'part'>;
   readonly inFlight: Gauge<'queue'>;
   readonly processing: Histogram<'queue' | 'outcome'>;
+  readonly awsCalls: Counter<'service' | 'command'>;
 }
 
 export function createMetrics(worker: string, options: { defaultMetrics?: boolean } = {}): CoreMetrics {
@@ -57,6 +58,12 @@ export function createMetrics(worker: string, options: { defaultMetrics?: boolea
       registers,
     }),
     inFlight: new Gauge({ name: 'payfleet_messages_in_flight', help: 'Messages held by this process', labelNames: ['queue'], registers }),
+    awsCalls: new Counter({
+      name: 'payfleet_aws_calls_total',
+      help: 'Requests sent to AWS (or the emulators), by service and command',
+      labelNames: ['service', 'command'],
+      registers,
+    }),
     processing: new Histogram({
       name: 'payfleet_processing_seconds',
       help: 'Time from start of handling to its outcome',
@@ -65,4 +72,17 @@ export function createMetrics(worker: string, options: { defaultMetrics?: boolea
       registers,
     }),
   };
+}
+
+/** Count every request a client sends into `counter` (an SDK middleware; installed once per client). */
+export function countAwsCalls(
+  client: { middlewareStack: { add: (mw: never, opts: { step: 'initialize'; name: string }) => void } },
+  service: string,
+  counter: Counter<'service' | 'command'>,
+): void {
+  const mw = (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: unknown) => {
+    counter.inc({ service, command: context.commandName ?? 'unknown' });
+    return next(args);
+  };
+  client.middlewareStack.add(mw as never, { step: 'initialize', name: 'payfleetAwsCallCounter' });
 }

@@ -15,7 +15,7 @@ import { createDynamoLeaseStore } from '../core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
 import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../core/ports.js';
-import { createMetrics, type CoreMetrics } from '../ops/metrics.js';
+import { countAwsCalls, createMetrics, type CoreMetrics } from '../ops/metrics.js';
 import { startOpsServer, type ReadinessCheck } from '../ops/server.js';
 import { resourceNames, type QueueKey, type ResourceNames, type TableKey } from '../resources.js';
 import { Lifecycle } from './lifecycle.js';
@@ -142,6 +142,8 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
   const clients = createAwsClients(config.aws, { maxSockets: config.consumer.concurrency + 20 });
   const names = resourceNames(config.aws.resourcePrefix);
   const metrics = createMetrics(spec.worker);
+  countAwsCalls(clients.sqs, 'sqs', metrics.awsCalls);
+  countAwsCalls(clients.dynamodb, 'dynamodb', metrics.awsCalls);
   const leases = createDynamoLeaseStore({ doc: clients.doc, tableName: names.table('leases') });
   const keeper = createLeaseKeeper({
     store: leases,

@@ -1,0 +1,141 @@
+/**
+ * Benchmark: auth and capture worker throughput with the in-process sandbox processor, next to the
+ * core's no-op consumer figure measured on the same stack in the same run.
+ *
+ *   npm run bench:auth-capture
+ *   BENCH_CHARGES=4000 BENCH_CONCURRENCY=64 npm run bench:auth-capture
+ *
+ * 1. no-op: a FifoConsumer with a no-op handler drains N preloaded messages (in-process).
+ * 2. auth: N AuthorisationRequested (sandbox processor, approving card, one per charge) are preloaded;
+ *    one `payfleet worker auth` process drains them. Timed from readiness to N succeeded.
+ * 3. capture: N CaptureRequested for those charges; one `payfleet worker capture` process.
+ * Readings come from each worker's own /metrics: processing latency (histogram, bucket upper bounds),
+ * AWS calls, CPU seconds and resident memory.
+ */
+import { randomUUID } from 'node:crypto';
+import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { FifoConsumer } from '../shared/core/consumer.js';
+import { silentLogger } from '../shared/log/logger.js';
+import { startTokenServiceSandbox } from '../shared/sandbox/token-service-server.js';
+import { fmt, quantile, scrape, startBenchStack, startWorker, sum, until } from './harness.js';
+import { preload } from './support.js';
+
+const N = Number(process.env.BENCH_CHARGES ?? 2000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+
+async function sendBodies(sqs: Parameters<typeof preload>[0], url: string, bodies: { body: object; group: string; dedup: string }[]) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < bodies.length) {
+        const chunk = bodies.slice(next, next + 10);
+        next += 10;
+        const out = await sqs.send(
+          new SendMessageBatchCommand({
+            QueueUrl: url,
+            Entries: chunk.map((b, i) => ({ Id: String(i), MessageBody: JSON.stringify(b.body), MessageGroupId: b.group, MessageDeduplicationId: b.dedup })),
+          }),
+        );
+        if (out.Failed?.length) throw new Error(JSON.stringify(out.Failed));
+      }
+    }),
+  );
+}
+
+interface Row {
+  readonly name: string;
+  readonly perSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly awsPerMsg: number;
+  readonly cpuMsPerMsg: number;
+  readonly rssMb: number;
+}
+
+async function main() {
+  const b = await startBenchStack();
+  const tokens = await startTokenServiceSandbox();
+  const rows: Row[] = [];
+  try {
+    const authUrl = b.queueUrls[b.names.queue('auth-requests')]!;
+    const captureUrl = b.queueUrls[b.names.queue('capture-requests')]!;
+
+    // 1. The core's no-op figure, same stack, same run.
+    await preload(b.clients.sqs, authUrl, N, N, 'noop');
+    let done = 0;
+    const noop = new FifoConsumer<string>({
+      sqs: b.clients.sqs,
+      queueUrl: authUrl,
+      dlqUrl: b.queueUrls[b.names.dlq('auth-requests')]!,
+      queueName: 'noop',
+      worker: 'bench',
+      parse: (s) => s,
+      handle: async () => {
+        done++;
+      },
+      concurrency: CONCURRENCY,
+      waitTimeSec: 1,
+      logger: silentLogger(),
+    });
+    const t0 = performance.now();
+    noop.start();
+    await until(async () => done >= N, 300_000, 'no-op drain');
+    rows.push({ name: `no-op FifoConsumer (concurrency ${CONCURRENCY})`, perSec: (N / (performance.now() - t0)) * 1000, p50Ms: Number.NaN, p99Ms: Number.NaN, awsPerMsg: 0.2, cpuMsPerMsg: Number.NaN, rssMb: Number.NaN });
+    await noop.close(5000);
+
+    const env = {
+      ...b.env,
+      PAYFLEET_CONCURRENCY: String(CONCURRENCY),
+      PAYFLEET_WAIT_TIME_SEC: '1',
+      PAYFLEET_SHUTDOWN_GRACE_MS: '5000',
+      PAYFLEET_FORCE_EXIT_MS: '10000',
+      PAYMENT_TOKEN_SERVICE_URL: tokens.url,
+      PAYMENT_TOKEN_SERVICE_API_KEY: tokens.apiKey,
+      CAPTURE_PROCESS_QUEUE_SCHEDULER_NUMBER_OF_THREADS: String(CONCURRENCY),
+      AWS_SQS_MESSAGE_MAXIMUM_WAIT_TIME_IN_SECONDS: '1',
+    };
+    const chargeIds = Array.from({ length: N }, (_, i) => `bench-${i}`);
+
+    for (const phase of ['auth', 'capture'] as const) {
+      const bodies = chargeIds.map((chargeId) => {
+        const id = randomUUID();
+        const body =
+          phase === 'auth'
+            ? { type: 'AuthorisationRequested', authRequestId: id, chargeId, gatewayAccountId: 'gw-bench', processor: 'sandbox', amount: 1000, currency: 'GBP', paymentTokenId: `tok_4242424242424242_${chargeId}`, reference: chargeId, description: 'bench', requestedAt: new Date().toISOString() }
+            : { type: 'CaptureRequested', captureRequestId: id, chargeId, requestedAt: new Date().toISOString() };
+        return { body, group: chargeId, dedup: id };
+      });
+      await sendBodies(b.clients.sqs, phase === 'auth' ? authUrl : captureUrl, bodies);
+      const w = await startWorker(phase, env);
+      const before = await scrape(w.port);
+      const start = performance.now();
+      await until(async () => sum(await scrape(w.port), 'payfleet_messages_succeeded_total') >= N, 600_000, `${phase} drain`);
+      const ms = performance.now() - start;
+      const after = await scrape(w.port);
+      const cpu = sum(after, 'payfleet_process_cpu_seconds_total') - sum(before, 'payfleet_process_cpu_seconds_total');
+      const calls = sum(after, 'payfleet_aws_calls_total') - sum(before, 'payfleet_aws_calls_total');
+      rows.push({
+        name: `${phase} worker, sandbox processor (1 process, concurrency ${CONCURRENCY})`,
+        perSec: (N / ms) * 1000,
+        p50Ms: quantile(after, 'payfleet_processing_seconds', 0.5, 'outcome="success"') * 1000,
+        p99Ms: quantile(after, 'payfleet_processing_seconds', 0.99, 'outcome="success"') * 1000,
+        awsPerMsg: calls / N,
+        cpuMsPerMsg: (cpu * 1000) / N,
+        rssMb: sum(after, 'payfleet_process_resident_memory_bytes') / 1024 / 1024,
+      });
+      await w.stop();
+    }
+  } finally {
+    await tokens.close();
+    await b.close();
+  }
+  const base = rows[0]!.perSec;
+  console.log(`\n${N} charges, node ${process.version}\n`);
+  console.log('| what | msg/s | vs no-op | p50 ms | p99 ms | AWS calls/msg | worker CPU ms/msg | worker RSS MB |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.name} | ${fmt(r.perSec)} | ${fmt(r.perSec / base, 2)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.awsPerMsg, 2)} | ${fmt(r.cpuMsPerMsg, 2)} | ${fmt(r.rssMb)} |`);
+  }
+}
+
+await main();
