@@ -54,7 +54,12 @@ export function countCalls(client: SQSClient | { middlewareStack: SQSClient['mid
     );
   }
   const st = state;
-  return { count: () => st.n, reset: () => void (st.n = 0) };
+  return {
+    count: () => st.n,
+    reset: () => {
+      st.n = 0;
+    },
+  };
 }
 
 export async function waitUntil(predicate: () => boolean, timeoutMs: number, progress?: () => string): Promise<void> {

@@ -15,6 +15,7 @@ import {
   type AttributeDefinition,
   type DynamoDBClient,
   type GlobalSecondaryIndex,
+  type TableDescription,
 } from '@aws-sdk/client-dynamodb';
 import { PutCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import {
@@ -206,7 +207,7 @@ function gsi(ix: TableDef['indexes'][number]): GlobalSecondaryIndex {
 
 async function ensureTable(ddb: DynamoDBClient, name: string, def: TableDef): Promise<BootstrapChange[]> {
   const changes: BootstrapChange[] = [];
-  let existing;
+  let existing: TableDescription | undefined;
   try {
     existing = (await ddb.send(new DescribeTableCommand({ TableName: name }))).Table;
   } catch (err) {

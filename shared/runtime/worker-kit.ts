@@ -122,7 +122,7 @@ export function tableCheck(kit: Pick<WorkerKit<unknown>, 'clients' | 'names'>, t
  * stop -> leases released -> ops server closed -> clients destroyed -> logs flushed.
  */
 export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, T>): Promise<void> {
-  let loaded;
+  let loaded: ReturnType<typeof loadConfig<S>>;
   try {
     loaded = loadConfig(spec);
   } catch (err) {
