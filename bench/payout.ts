@@ -88,7 +88,12 @@ async function paidCount(ports: number[]): Promise<number> {
 
 const stack = await startEmbeddedStack();
 const prefix = `bench-${randomUUID().slice(0, 8)}-`;
-const aws = { resourcePrefix: prefix, region: stack.region, sqsEndpoint: stack.sqsEndpoint, dynamodbEndpoint: stack.dynamodbEndpoint };
+const aws = {
+  resourcePrefix: prefix,
+  region: stack.region,
+  sqsEndpoint: stack.sqsEndpoint,
+  dynamodbEndpoint: stack.dynamodbEndpoint,
+};
 const clients = createAwsClients(aws, { credentials: EMBEDDED_CREDENTIALS });
 const names = resourceNames(prefix);
 const report = await bootstrap(clients, { prefix, payoutShards: SHARDS });
@@ -97,18 +102,28 @@ const bank = await startLhvSandbox({ port: 0, responseDelayMs: RESPONSE_DELAY_MS
 const workers: WorkerProcess[] = [];
 try {
   const env = { ...stack.env, PAYFLEET_RESOURCE_PREFIX: prefix, LHV_API_BASE_URL: bank.url, ...WORKER_ENV };
-  for (let i = 0; i < WORKERS; i++) workers.push(startProcess('bin/payfleet.js', ['worker', 'payout'], { ...env, PAYFLEET_LOG_LEVEL: 'info' }));
-  const ports = await Promise.all(workers.map(async (w) => Number((await w.waitForLine((l) => l.msg === 'ops server listening', 60_000)).port)));
-  await Promise.all(workers.map((w) => w.waitForLine((l) => l.msg === 'payout worker ready: all readiness checks passed', 60_000)));
+  for (let i = 0; i < WORKERS; i++)
+    workers.push(startProcess('bin/payfleet.js', ['worker', 'payout'], { ...env, PAYFLEET_LOG_LEVEL: 'info' }));
+  const ports = await Promise.all(
+    workers.map(async (w) => Number((await w.waitForLine((l) => l.msg === 'ops server listening', 60_000)).port)),
+  );
+  await Promise.all(
+    workers.map((w) => w.waitForLine((l) => l.msg === 'payout worker ready: all readiness checks passed', 60_000)),
+  );
   // Let the shards settle across workers (fair shares) before the clock starts.
   const heldBy = (w: WorkerProcess) =>
-    w.lines.filter((l) => l.msg === 'payout shard acquired').length - w.lines.filter((l) => l.msg === 'payout shard released').length;
+    w.lines.filter((l) => l.msg === 'payout shard acquired').length -
+    w.lines.filter((l) => l.msg === 'payout shard released').length;
   const settled = () =>
     workers.reduce((n, w) => n + heldBy(w), 0) === SHARDS && workers.every((w) => heldBy(w) >= Math.floor(SHARDS / WORKERS));
   const settleBy = Date.now() + 60_000;
   while (!settled() && Date.now() < settleBy) await new Promise((r) => setTimeout(r, 200));
   await new Promise((r) => setTimeout(r, 1000));
-  if (process.env.BENCH_DEBUG) for (const [i, w] of workers.entries()) for (const l of w.lines) if (/shard|rebalanc|members|workers changed/.test(String(l.msg))) console.log(i, l.time, l.msg, l.shard ?? '', JSON.stringify(l.releasing ?? l.members ?? ''));
+  if (process.env.BENCH_DEBUG)
+    for (const [i, w] of workers.entries())
+      for (const l of w.lines)
+        if (/shard|rebalanc|members|workers changed/.test(String(l.msg)))
+          console.log(i, l.time, l.msg, l.shard ?? '', JSON.stringify(l.releasing ?? l.members ?? ''));
   const shardsPerWorker = workers.map(heldBy);
 
   const bodies = Array.from({ length: PAYOUTS }, (_, i) => {
@@ -131,11 +146,14 @@ try {
   const t0 = Date.now();
   const senders = 8;
   const per = Math.ceil(bodies.length / senders);
-  await Promise.all(Array.from({ length: senders }, (_, s) => sendAll(clients.sqs, queueUrl, bodies.slice(s * per, (s + 1) * per))));
+  await Promise.all(
+    Array.from({ length: senders }, (_, s) => sendAll(clients.sqs, queueUrl, bodies.slice(s * per, (s + 1) * per))),
+  );
   const sentMs = Date.now() - t0;
-  let lastPaid = 0;
-  while ((lastPaid = await paidCount(ports)) < PAYOUTS) {
-    if (Date.now() - t0 > 15 * 60_000) throw new Error(`only ${lastPaid}/${PAYOUTS} PAID after 15 minutes`);
+  for (;;) {
+    const done = await paidCount(ports);
+    if (done >= PAYOUTS) break;
+    if (Date.now() - t0 > 15 * 60_000) throw new Error(`only ${done}/${PAYOUTS} PAID after 15 minutes`);
     await new Promise((r) => setTimeout(r, 100));
   }
   const totalMs = Date.now() - t0;
@@ -172,7 +190,12 @@ try {
     ingestPerSecond: +(PAYOUTS / Math.max(0.001, ingestMs / 1000)).toFixed(1),
     requests: stats.initiations,
     meanBatch: +(PAYOUTS / Math.max(1, stats.initiations)).toFixed(1),
-    latencyMs: { p50: pct(latencies, 50), p90: pct(latencies, 90), p99: pct(latencies, 99), max: latencies[latencies.length - 1] },
+    latencyMs: {
+      p50: pct(latencies, 50),
+      p90: pct(latencies, 90),
+      p99: pct(latencies, 99),
+      max: latencies[latencies.length - 1],
+    },
     stagesMs: stages,
     initiatedExactlyOnce: once && paid.length === PAYOUTS,
   };
@@ -181,7 +204,13 @@ try {
     `| ${PAYOUTS} | ${WORKERS} | ${SHARDS} | ${CONCURRENCY} | ${result.payoutsPerSecond} | ${result.ingestPerSecond} | ${result.requests} (mean ${result.meanBatch}) | ${result.latencyMs.p50} / ${result.latencyMs.p99} ms | ${result.initiatedExactlyOnce ? 'yes' : 'NO'} |`,
   );
   const warnings = new Map<string, number>();
-  for (const w of workers) for (const l of w.lines) if (l.level === 'warn' || l.level === 'error') warnings.set(`${String(l.msg)} ${String(l.code ?? '')}`, (warnings.get(`${String(l.msg)} ${String(l.code ?? '')}`) ?? 0) + 1);
+  for (const w of workers)
+    for (const l of w.lines)
+      if (l.level === 'warn' || l.level === 'error')
+        warnings.set(
+          `${String(l.msg)} ${String(l.code ?? '')}`,
+          (warnings.get(`${String(l.msg)} ${String(l.code ?? '')}`) ?? 0) + 1,
+        );
   if (warnings.size > 0) console.log('worker warnings:', JSON.stringify(Object.fromEntries(warnings)));
   if (!result.initiatedExactlyOnce) process.exitCode = 1;
 } finally {

@@ -1,0 +1,49 @@
+/**
+ * `payfleet worker payout`: LHV bank payouts (docs/payouts.md). CheckoutApprovalAccepted events are
+ * stored per shard under shard leases, batched into pain.001 requests of up to 100 under a stored
+ * idempotency key, and settled from LHV's pain.002 reports. Nothing runs at import time.
+ */
+import { createLhvClient } from '../../shared/lhv/client.js';
+import { payoutEnvShape, payoutInvariants, toPayoutSettings, type PayoutSettings } from '../../shared/payout/config.js';
+import { createPayoutWorker } from '../../shared/payout/service.js';
+import { runWorker, type WorkerKit } from '../../shared/runtime/worker-kit.js';
+
+/** The payout worker's own variables (the infra tests read this export). */
+export { payoutEnvShape };
+
+export async function main(): Promise<void> {
+  await runWorker({
+    worker: 'payout',
+    env: payoutEnvShape,
+    refine: (env, ctx) => payoutInvariants(env, ctx),
+    settings: (env) => toPayoutSettings(env),
+    build: async (k) => {
+      const kit = k as unknown as WorkerKit<PayoutSettings>;
+      const s = kit.settings.lhv;
+      // The composition root builds the one LHV client; everything else gets it injected.
+      const lhv = createLhvClient({
+        baseUrl: s.baseUrl,
+        ...(s.cert ? { cert: s.cert } : {}),
+        ...(s.key ? { key: s.key } : {}),
+        ...(s.ca ? { ca: s.ca } : {}),
+        timeoutMs: s.timeoutMs,
+        maxConnections: s.maxConnections,
+        heartbeatMqMethod: s.heartbeatMqMethod,
+        allowInsecureHttp: s.allowInsecureHttp,
+        logger: kit.log,
+      });
+      const payouts = await createPayoutWorker(kit, lhv);
+      kit.log.info(
+        {
+          shards: kit.settings.shards,
+          shardLeaseMs: kit.settings.shardLease.leaseMs,
+          shardRenewMs: kit.settings.shardLease.renewMs,
+          batchSize: kit.settings.initiation.batchSize,
+          lhv: new URL(s.baseUrl).origin,
+        },
+        'payout worker configured',
+      );
+      return { background: [payouts.task], checks: payouts.checks, status: payouts.status };
+    },
+  });
+}
