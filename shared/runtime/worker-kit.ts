@@ -195,6 +195,7 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
   let consumer: FifoConsumer<T> | undefined;
   if (plan.consume) {
     const c = plan.consume;
+    await checkAttemptBudget(clients.sqs, await queueUrl(c.queue), names.queue(c.queue), c.overrides?.maxAttempts ?? config.consumer.maxAttempts, spec.worker);
     consumer = new FifoConsumer<T>({
       sqs: clients.sqs,
       queueUrl: await queueUrl(c.queue),
@@ -246,4 +247,22 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
   consumer?.start();
   for (const task of plan.background ?? []) task.start();
   log.info({ ownerId, opsPort: ops.port, prefix: names.prefix, concurrency: config.consumer.concurrency }, 'worker started');
+}
+
+/**
+ * Refuse to start when the consumer's attempt budget is not below the queue's redrive
+ * `maxReceiveCount`: SQS would then move a message to the DLQ itself, before the worker could,
+ * and without the reason attributes operators rely on (CONTRACT.md §6).
+ */
+export async function checkAttemptBudget(sqs: SQSClient, queueUrl: string, queueName: string, maxAttempts: number, worker: string): Promise<void> {
+  const attrs = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }))).Attributes;
+  const policy = attrs?.RedrivePolicy ? (JSON.parse(attrs.RedrivePolicy) as { maxReceiveCount?: number | string }) : undefined;
+  const receives = Number(policy?.maxReceiveCount ?? Number.POSITIVE_INFINITY);
+  if (maxAttempts >= receives) {
+    process.stderr.write(
+      `payfleet worker ${worker}: invalid configuration:\n  - PAYFLEET_MAX_ATTEMPTS: must be below the maxReceiveCount (${receives}) of ${queueName}, ` +
+        'or SQS dead-letters messages before the worker can, without a reason (raise PAYFLEET_MAX_RECEIVE_COUNT and re-run bootstrap, or lower the attempts)\n',
+    );
+    process.exit(2);
+  }
 }

@@ -67,6 +67,12 @@ const op = (opId: string, counterId: string, amount: number, dedup = opId) => ({
 });
 
 describe('exactly-once with real worker processes', () => {
+  it('refuses to start when its attempt budget is not below the queue redrive limit (SQS would dead-letter without a reason)', async () => {
+    const p = worker({ PAYFLEET_MAX_ATTEMPTS: '60' });
+    expect(await p.exited).toBe(2);
+    expect(p.raw()).toMatch(/PAYFLEET_MAX_ATTEMPTS: must be below the maxReceiveCount \(60\)/);
+  });
+
   it('commits each op once when every message is delivered twice and two processes race on the same groups', async () => {
     const counters = ['c1', 'c2', 'c3', 'c4'];
     const messages = [];

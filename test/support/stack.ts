@@ -38,7 +38,9 @@ export async function setupTestStack(label: string, options: Partial<BootstrapOp
   const prefix = uniquePrefix(label);
   const aws: AwsConfig = { resourcePrefix: prefix, region: s.region, sqsEndpoint: s.sqsEndpoint, dynamodbEndpoint: s.dynamodbEndpoint };
   const clients = createAwsClients(aws, { credentials: EMBEDDED_CREDENTIALS });
-  const report = await bootstrap(clients, { prefix, ...options });
+  // Test workers run with larger attempt budgets (20-50) than production; workers refuse to start
+  // unless the budget is below the redrive limit, so test stacks redrive at 60 unless told otherwise.
+  const report = await bootstrap(clients, { prefix, maxReceiveCount: 60, ...options });
   const env = { ...s.env, PAYFLEET_RESOURCE_PREFIX: prefix };
   return {
     prefix,
