@@ -2,8 +2,14 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../shared/errors.js';
 import { JavaMissingError } from '../shared/embedded/java.js';
 import { registerBootstrap } from './commands/bootstrap.js';
+import { registerCharge } from './commands/charge.js';
+import { registerDlq } from './commands/dlq.js';
 import { registerEvents } from './commands/events.js';
+import { registerPayout } from './commands/payout.js';
+import { registerSandbox } from './commands/sandbox.js';
+import { registerSend } from './commands/send.js';
 import { registerStack } from './commands/stack.js';
+import { registerStart } from './commands/start.js';
 import { registerWorker } from './commands/worker.js';
 
 /**
@@ -19,7 +25,13 @@ const program = new Command('payfleet')
 registerWorker(program);
 registerStack(program);
 registerBootstrap(program);
+registerSend(program);
+registerDlq(program);
+registerCharge(program);
+registerPayout(program);
 registerEvents(program);
+registerSandbox(program);
+registerStart(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,273 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
+import { SANDBOX_CARDS } from '../../shared/connectors/sandbox.js';
+import { LedgerConsumer } from '../support/ledger-consumer.js';
+import { drain, sendAll, sleep, type OutgoingMessage } from '../support/sqs.js';
+import { setupTestStack, type TestStack } from '../support/stack.js';
+import { createFleet, scanAll, startSandboxes, type Fleet, type Sandboxes, type WorkerName } from './fleet.js';
+
+/**
+ * The fleet's guarantees together, under faults (CONTRACT.md §4; issue 10). Sizes are bounded for
+ * CI; bench/chaos.ts runs the same scenario larger.
+ *
+ * Load: CHAOS_CHARGES charges across the sandbox, Stripe-shaped and Worldpay-shaped processors
+ * (1 in 10 declined), every AuthorisationRequested and CaptureRequested sent twice under different
+ * deduplication ids; CHAOS_PAYOUTS payouts (raw and SNS-wrapped, each sent twice, some rejected by
+ * the bank); bad messages of every kind. Faults: 5xx, 429, latency and timeouts-after-success at
+ * the processors and the bank, 5xx at the token service. Every few seconds a random worker process
+ * is SIGKILLed and a fresh one started.
+ *
+ * Oracle: every charge and payout reaches its expected final state; every bad message is in its DLQ
+ * with its reason and nothing else is; the sandboxes counted at most one authorisation and one
+ * capture per charge and one initiation per payout; the reference Ledger consumer received every
+ * outbox event exactly once after de-duplication, in order, with no gaps; no card number or CVC
+ * appears in any worker's log.
+ */
+const CHARGES = Number(process.env.CHAOS_CHARGES ?? 420);
+const PAYOUTS = Number(process.env.CHAOS_PAYOUTS ?? 200);
+const MIN_KILLS = Number(process.env.CHAOS_MIN_KILLS ?? 10);
+const KILL_EVERY_MS = Number(process.env.CHAOS_KILL_EVERY_MS ?? 2500);
+const TIMEOUT_MS = Number(process.env.CHAOS_TIMEOUT_MS ?? 360_000);
+const WITH_PAYOUTS = PAYOUTS > 0;
+
+let stack: TestStack;
+let sb: Sandboxes;
+let fleet: Fleet;
+const orderToCharge = new Map<string, string>();
+
+beforeAll(async () => {
+  stack = await setupTestStack('chaos');
+  sb = await startSandboxes((orderCode) => orderToCharge.get(orderCode));
+  fleet = createFleet(stack, sb);
+});
+afterAll(async () => {
+  for (const p of fleet?.processes ?? []) p.kill('SIGKILL');
+  await sb?.close();
+  stack?.close();
+});
+
+interface ChargePlan {
+  readonly chargeId: string;
+  readonly processor: 'sandbox' | 'stripe' | 'worldpay';
+  /**
+   * Acceptable final statuses. Worldpay confirms captures later (CAPTURE_SUBMITTED), but when a
+   * capture's answer was lost the retry's inquiry may find it already settled: CAPTURED is right too.
+   */
+  readonly final: readonly string[];
+}
+
+function planCharges(): { plans: ChargePlan[]; auth: OutgoingMessage[]; capture: OutgoingMessage[] } {
+  const plans: ChargePlan[] = [];
+  const auth: OutgoingMessage[] = [];
+  const capture: OutgoingMessage[] = [];
+  for (let i = 0; i < CHARGES; i++) {
+    const chargeId = `chaos-${i}`;
+    const processor = (['sandbox', 'stripe', 'stripe', 'worldpay'] as const)[i % 4]!;
+    const decline = i % 10 === 3;
+    const card = decline ? (processor === 'worldpay' ? '4000000000000002' : SANDBOX_CARDS.decline) : processor === 'worldpay' ? '4444333322221111' : SANDBOX_CARDS.approve;
+    const authRequestId = randomUUID();
+    orderToCharge.set(`payfleet-auth-${authRequestId}`, chargeId);
+    const final = decline ? ['AUTHORISATION_REJECTED'] : processor === 'worldpay' ? ['CAPTURE_SUBMITTED', 'CAPTURED'] : ['CAPTURED'];
+    plans.push({ chargeId, processor, final });
+    const body = JSON.stringify({
+      type: 'AuthorisationRequested',
+      authRequestId,
+      chargeId,
+      gatewayAccountId: `gw-${i % 7}`,
+      processor,
+      amount: 100 + i,
+      currency: 'GBP',
+      paymentTokenId: `tok_${card}_${i}`,
+      reference: `ref-${i}`,
+      description: 'chaos',
+      requestedAt: new Date().toISOString(),
+    });
+    auth.push({ body, groupId: chargeId, dedupId: `${authRequestId}-a` }, { body, groupId: chargeId, dedupId: `${authRequestId}-b` });
+    if (!decline) {
+      const captureRequestId = randomUUID();
+      const cap = JSON.stringify({ type: 'CaptureRequested', captureRequestId, chargeId, requestedAt: new Date().toISOString() });
+      capture.push({ body: cap, groupId: chargeId, dedupId: `${captureRequestId}-a` }, { body: cap, groupId: chargeId, dedupId: `${captureRequestId}-b` });
+    }
+  }
+  return { plans, auth, capture };
+}
+
+function planPayouts(): { payouts: { paymentId: string; final: 'PAID' | 'REJECTED' }[]; messages: OutgoingMessage[] } {
+  const payouts: { paymentId: string; final: 'PAID' | 'REJECTED' }[] = [];
+  const messages: OutgoingMessage[] = [];
+  for (let i = 0; i < PAYOUTS; i++) {
+    const paymentId = `po-${i}`;
+    const reject = i % 15 === 7;
+    payouts.push({ paymentId, final: reject ? 'REJECTED' : 'PAID' });
+    const eventId = randomUUID();
+    const event = {
+      eventType: 'CheckoutApprovalAccepted',
+      eventId,
+      paymentId,
+      amount: 500 + i,
+      currency: 'EUR',
+      creditor: { name: reject ? `REJECT creditor ${i}` : `Creditor ${i}`, iban: 'EE382200221020145685', bic: 'LHVBEE22' },
+      remittanceInformation: `invoice ${i}`,
+      approvedAt: new Date().toISOString(),
+    };
+    const raw = JSON.stringify(event);
+    const body = i % 2 === 0 ? raw : JSON.stringify({ Type: 'Notification', MessageId: randomUUID(), TopicArn: 'arn:aws:sns:eu-west-2:000000000000:payment-controls', Message: raw });
+    messages.push({ body, groupId: paymentId, dedupId: `${eventId}-a` }, { body, groupId: paymentId, dedupId: `${eventId}-b` });
+  }
+  return { payouts, messages };
+}
+
+/** Bad input of every kind, with the DLQ code each must carry. */
+function planBad(): { queue: 'auth-requests' | 'capture-requests' | 'payout-events'; message: OutgoingMessage; code: string }[] {
+  const bad: { queue: 'auth-requests' | 'capture-requests' | 'payout-events'; message: OutgoingMessage; code: string }[] = [];
+  for (let i = 0; i < 10; i++) {
+    const id = `bad-${i}`;
+    const base = { type: 'AuthorisationRequested', authRequestId: randomUUID(), chargeId: id, gatewayAccountId: 'gw', processor: 'sandbox', amount: 100, currency: 'GBP', paymentTokenId: 'tok_4242424242424242', reference: 'r', description: 'd', requestedAt: new Date().toISOString() };
+    bad.push({ queue: 'auth-requests', message: { body: `{"type":"AuthorisationRequested", ${i}`, groupId: `${id}-json`, dedupId: `${id}-json` }, code: 'INVALID_MESSAGE' });
+    bad.push({ queue: 'auth-requests', message: { body: JSON.stringify({ ...base, chargeId: `${id}-schema`, currency: 'XXX1' }), groupId: `${id}-schema`, dedupId: `${id}-schema` }, code: 'INVALID_MESSAGE' });
+    bad.push({ queue: 'auth-requests', message: { body: JSON.stringify({ ...base, chargeId: `${id}-proc`, processor: 'acme' }), groupId: `${id}-proc`, dedupId: `${id}-proc` }, code: 'UNKNOWN_PROCESSOR' });
+    bad.push({ queue: 'auth-requests', message: { body: JSON.stringify({ ...base, chargeId: `${id}-tok`, paymentTokenId: `tok_expired_${i}` }), groupId: `${id}-tok`, dedupId: `${id}-tok` }, code: 'TOKEN_EXPIRED' });
+    bad.push({ queue: 'capture-requests', message: { body: JSON.stringify({ type: 'CaptureRequested', chargeId: `${id}-cap` }), groupId: `${id}-cap`, dedupId: `${id}-cap` }, code: 'INVALID_MESSAGE' });
+    if (WITH_PAYOUTS) bad.push({ queue: 'payout-events', message: { body: JSON.stringify({ eventType: 'CheckoutApprovalAccepted', paymentId: `${id}-po` }), groupId: `${id}-po`, dedupId: `${id}-po` }, code: 'INVALID_MESSAGE' });
+  }
+  return bad;
+}
+
+describe('the whole fleet under faults and SIGKILL', () => {
+  it('keeps every guarantee: final or dead-lettered with a reason, at most one effect, every event once and in order, no card data', async () => {
+    const { plans, auth, capture } = planCharges();
+    const { payouts, messages: payoutMessages } = planPayouts();
+    const bad = planBad();
+    const kinds: WorkerName[] = ['auth', 'auth', 'capture', 'capture', 'ledger', 'ledger', ...(WITH_PAYOUTS ? (['payout', 'payout'] as const) : [])];
+    for (const k of kinds) fleet.start(k);
+    await Promise.all(fleet.processes.map((p) => p.waitForLine((l) => l.msg === 'worker started', 60_000)));
+
+    const faults = { latencyMs: 5, latencyJitterMs: 40, rate5xx: 0.03, rate429: 0.02, rateTimeoutAfterSuccess: 0.02 };
+    sb.stripe.faults.update(faults);
+    sb.worldpay.faults.update(faults);
+    sb.tokens.faults.update({ rate5xx: 0.02 });
+    sb.lhv.faults.update({ rate5xx: 0.03, rateResetAfterSuccess: 0.05, paths: ['/payment'] });
+
+    const q = (k: 'auth-requests' | 'capture-requests' | 'payout-events') => stack.url(stack.names.queue(k));
+    const sent = auth.length + capture.length + payoutMessages.length + bad.length;
+    await Promise.all([
+      sendAll(stack.clients.sqs, q('auth-requests'), auth),
+      sendAll(stack.clients.sqs, q('capture-requests'), capture),
+      ...(WITH_PAYOUTS ? [sendAll(stack.clients.sqs, q('payout-events'), payoutMessages)] : []),
+      ...bad.map((b) => sendAll(stack.clients.sqs, q(b.queue), [b.message])),
+    ]);
+
+    const expected = new Map(plans.map((p) => [p.chargeId, p.final]));
+    const expectedPayouts = new Map(payouts.map((p) => [p.paymentId, p.final]));
+    const progress = async () => {
+      const charges = await scanAll<{ chargeId: string; status: string }>(stack, 'charges', 'chargeId, #s', { '#s': 'status' });
+      const chargesDone = charges.filter((c) => expected.get(c.chargeId)?.includes(c.status)).length;
+      const rows = WITH_PAYOUTS ? await scanAll<{ paymentId: string; status: string }>(stack, 'payouts', 'paymentId, #s', { '#s': 'status' }) : [];
+      const payoutsDone = rows.filter((r) => expectedPayouts.get(r.paymentId) === r.status).length;
+      const pending = (await scanAll<{ pendingShard?: string }>(stack, 'events', 'pendingShard')).filter((e) => e.pendingShard).length;
+      const seen = new Map(charges.map((c) => [c.chargeId, c.status]));
+      const stuck = [...expected]
+        .filter(([id, want]) => !want.includes(seen.get(id) ?? ''))
+        .slice(0, 8)
+        .map(([id, want]) => `${id}:${seen.get(id) ?? 'MISSING'}->${want.join('|')}`);
+      const stuckPayouts = [...expectedPayouts]
+        .filter(([id, want]) => rows.find((r) => r.paymentId === id)?.status !== want)
+        .slice(0, 5)
+        .map(([id, want]) => `${id}:${rows.find((r) => r.paymentId === id)?.status ?? 'MISSING'}->${want}`);
+      return { chargesDone, payoutsDone, pending, stuck, stuckPayouts };
+    };
+
+    let kills = 0;
+    let pauses = 0;
+    const t0 = Date.now();
+    let lastKill = Date.now();
+    let state = await progress();
+    let nextLog = Date.now() + 15_000;
+    while (!(state.chargesDone === CHARGES && state.payoutsDone === PAYOUTS && state.pending === 0 && kills >= MIN_KILLS)) {
+      if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`not done after ${TIMEOUT_MS} ms: ${JSON.stringify({ ...state, kills })}`);
+      await sleep(500);
+      if (Date.now() - lastKill > KILL_EVERY_MS && kills < MIN_KILLS * 3) {
+        // Every fourth disruption is a pause past the 10 s leases instead of a kill.
+        if ((kills + pauses) % 4 === 3) {
+          if (fleet.pauseOne(12_000)) pauses++;
+        } else if (fleet.killOne()) kills++;
+        lastKill = Date.now();
+      }
+      state = await progress();
+      if (Date.now() > nextLog) {
+        console.info(`[chaos] t+${Math.round((Date.now() - t0) / 1000)}s ${JSON.stringify({ ...state, kills })}`);
+        nextLog = Date.now() + 15_000;
+      }
+    }
+    const busyMs = Date.now() - t0;
+    // Heal the network, let duplicates still queued drain, then stop the survivors gracefully.
+    for (const s of [sb.stripe, sb.worldpay, sb.tokens, sb.lhv]) s.faults.update({ latencyMs: 0, latencyJitterMs: 0, rate5xx: 0, rate429: 0, rateTimeoutAfterSuccess: 0, rateResetAfterSuccess: 0 });
+    await sleep(13_000); // the last paused worker wakes up and finds its leases gone
+    await fleet.stopAll();
+
+    // 1. Every message final or dead-lettered with its reason, and nothing else dead-lettered.
+    for (const k of ['auth-requests', 'capture-requests', 'payout-events'] as const) {
+      expect(await drain(stack.clients.sqs, q(k)), `${k} still holds messages`).toHaveLength(0);
+    }
+    const dead = new Map<string, string>();
+    for (const k of ['auth-requests', 'capture-requests', 'payout-events'] as const) {
+      for (const m of await drain(stack.clients.sqs, stack.url(stack.names.dlq(k)))) {
+        dead.set(m.MessageAttributes?.[DLQ_ATTRIBUTES.groupId]?.StringValue ?? '?', m.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue ?? '?');
+        expect(m.MessageAttributes?.[DLQ_ATTRIBUTES.detail]?.StringValue, 'every dead letter says why').toBeTruthy();
+      }
+    }
+    expect(Object.fromEntries(dead)).toEqual(Object.fromEntries(bad.map((b) => [b.message.groupId, b.code])));
+    const charges = await scanAll<{ chargeId: string; status: string }>(stack, 'charges', 'chargeId, #s', { '#s': 'status' });
+    const actual = new Map(charges.map((c) => [c.chargeId, c.status]));
+    for (const [id, final] of expected) expect(final, `${id} ended ${actual.get(id)}`).toContain(actual.get(id));
+
+    // 2. At most one effect per charge and per payout, counted at the sandboxes.
+    const stripe = sb.stripe.stats();
+    const worldpay = sb.worldpay.stats();
+    for (const p of plans) {
+      if (p.processor === 'stripe') {
+        expect(stripe.charges[p.chargeId]?.created, `PaymentIntents of ${p.chargeId}`).toBe(1);
+        expect(stripe.charges[p.chargeId]?.captured ?? 0, `Stripe captures of ${p.chargeId}`).toBe(p.final.includes('CAPTURED') ? 1 : 0);
+      }
+      if (p.processor === 'worldpay') {
+        const w = worldpay.byCharge[p.chargeId];
+        expect(w?.orders, `Worldpay orders of ${p.chargeId}`).toBe(1);
+        expect(w?.captures ?? 0, `Worldpay captures of ${p.chargeId}`).toBe(p.final.includes('CAPTURED') ? 1 : 0);
+      }
+    }
+    if (WITH_PAYOUTS) {
+      const bank = sb.lhv.stats();
+      const rows = await scanAll<{ paymentId: string; status: string }>(stack, 'payouts', 'paymentId, #s', { '#s': 'status' });
+      for (const r of rows) expect(r.status, r.paymentId).toBe(expectedPayouts.get(r.paymentId));
+      for (const p of payouts) expect(bank.initiationsPerPaymentId[p.paymentId], `initiations of ${p.paymentId}`).toBe(1);
+    }
+
+    // 3. Every committed state change reached the Ledger exactly once after de-dup, in order.
+    const outbox = await scanAll<{ resourceId: string; sequence: number; pendingShard?: string }>(stack, 'events', 'resourceId, #q, pendingShard', { '#q': 'sequence' });
+    expect(outbox.filter((e) => e.pendingShard)).toHaveLength(0);
+    const highest = new Map<string, number>();
+    for (const e of outbox) highest.set(e.resourceId, Math.max(highest.get(e.resourceId) ?? 0, e.sequence));
+    const ledger = new LedgerConsumer({ sqs: stack.clients.sqs, queueUrl: stack.url(stack.names.queue('ledger-events')) });
+    await ledger.drainUntil((c) => c.uniqueCount >= outbox.length, { timeoutMs: 120_000, idleMs: 3000 });
+    const report = ledger.report();
+    expect(report.invalid).toEqual([]);
+    expect(report.mismatches).toEqual([]);
+    expect(report.gaps).toEqual([]);
+    expect(report.reorders).toEqual([]);
+    expect(report.unique).toBe(outbox.length);
+    expect(ledger.missingAgainst(highest)).toEqual([]);
+
+    // 4. No card data in any log line of any process.
+    const raw = fleet.raw();
+    for (const pan of [SANDBOX_CARDS.approve, SANDBOX_CARDS.decline, '4444333322221111']) expect(raw).not.toContain(pan);
+    expect(raw).not.toMatch(/"cvc"\s*:\s*"\d{3,4}"/);
+
+    expect(kills).toBeGreaterThanOrEqual(MIN_KILLS);
+    expect(sent).toBeGreaterThanOrEqual(WITH_PAYOUTS ? 2000 : 1500);
+    console.info(
+      `[chaos] ${sent} messages sent (${CHARGES} charges, ${PAYOUTS} payouts, ${bad.length} bad), ${kills} SIGKILLs, ${pauses} SIGSTOP pauses past the lease, done in ${busyMs} ms; ` +
+        `ledger: ${report.unique} events, ${report.duplicates.length} duplicate deliveries; stripe replays ${stripe.totals.replays}; worldpay duplicate submits ${worldpay.totals.duplicates}`,
+    );
+  }, 600_000);
+});
