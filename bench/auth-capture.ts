@@ -2,25 +2,28 @@
  * Benchmark: auth and capture worker throughput with the in-process sandbox processor, next to the
  * core's no-op consumer figure measured on the same stack in the same run.
  *
- *   npm run bench:auth-capture
- *   BENCH_CHARGES=4000 BENCH_CONCURRENCY=64 npm run bench:auth-capture
+ *   npm run bench:auth-capture                     # 1500 messages per round, processes 1,2,4
+ *   BENCH_CHARGES=4000 BENCH_CONCURRENCY=64 BENCH_PROCESSES=1,2 npm run bench:auth-capture
  *
- * 1. no-op: a FifoConsumer with a no-op handler drains N preloaded messages (in-process).
- * 2. auth: N AuthorisationRequested (sandbox processor, approving card, one per charge) are preloaded;
- *    one `payfleet worker auth` process drains them. Timed from readiness to N succeeded.
- * 3. capture: N CaptureRequested for those charges; one `payfleet worker capture` process.
+ * 1. baselines: a bare sqs-consumer receive-and-delete loop, then a FifoConsumer with a no-op
+ *    handler, each draining N preloaded messages (in-process).
+ * 2. auth at 1, 2 and 4 processes (BENCH_PROCESSES): N AuthorisationRequested (sandbox processor,
+ *    approving card, one per charge) preloaded, drained by `payfleet worker auth` processes; timed
+ *    from readiness to N succeeded (summed over the processes' /metrics).
+ * 3. capture at 1, 2 and 4 processes: N CaptureRequested for the charges the auth round authorised.
  * Readings come from each worker's own /metrics: processing latency (histogram, bucket upper bounds),
  * AWS calls, CPU seconds and resident memory.
  */
 import { randomUUID } from 'node:crypto';
-import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand, type Message } from '@aws-sdk/client-sqs';
+import { Consumer } from 'sqs-consumer';
 import { FifoConsumer } from '../shared/core/consumer.js';
 import { silentLogger } from '../shared/log/logger.js';
 import { startTokenServiceSandbox } from '../shared/sandbox/token-service-server.js';
 import { fmt, quantile, scrape, startBenchStack, startWorker, sum, until } from './harness.js';
 import { preload } from './support.js';
 
-const N = Number(process.env.BENCH_CHARGES ?? 2000);
+const N = Number(process.env.BENCH_CHARGES ?? 1500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 
 async function sendBodies(sqs: Parameters<typeof preload>[0], url: string, bodies: { body: object; group: string; dedup: string }[]) {
@@ -52,6 +55,14 @@ interface Row {
   readonly rssMb: number;
 }
 
+const PROCESSES = (process.env.BENCH_PROCESSES ?? '1,2,4').split(',').map(Number);
+
+/** Add every sample of `b` into `a` (histograms and counters merge by summing). */
+function merge(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
+  for (const [k, v] of b) a.set(k, (a.get(k) ?? 0) + v);
+  return a;
+}
+
 async function main() {
   const b = await startBenchStack();
   const tokens = await startTokenServiceSandbox();
@@ -59,17 +70,42 @@ async function main() {
   try {
     const authUrl = b.queueUrls[b.names.queue('auth-requests')]!;
     const captureUrl = b.queueUrls[b.names.queue('capture-requests')]!;
+    const dlqUrl = b.queueUrls[b.names.dlq('auth-requests')]!;
 
-    // 1. The core's no-op figure, same stack, same run.
+    // 1. The baselines, same stack, same run: a bare sqs-consumer receive-and-delete loop, and our
+    //    consumer with a no-op handler.
+    await preload(b.clients.sqs, authUrl, N, N, 'bare');
+    let bareDone = 0;
+    const bare = Consumer.create({
+      sqs: b.clients.sqs,
+      queueUrl: authUrl,
+      batchSize: 10,
+      waitTimeSeconds: 1,
+      suppressFifoWarning: true,
+      strictReturn: true,
+      handleMessageBatch: async (m: Message[]) => {
+        setImmediate(() => {
+          bareDone += m.length;
+        });
+        return m;
+      },
+    });
+    let t0 = performance.now();
+    bare.start();
+    await until(async () => bareDone >= N, 300_000, 'bare drain');
+    rows.push({ name: 'bare sqs-consumer receive-and-delete (1 poller)', perSec: (N / (performance.now() - t0)) * 1000, p50Ms: Number.NaN, p99Ms: Number.NaN, awsPerMsg: 0.2, cpuMsPerMsg: Number.NaN, rssMb: Number.NaN });
+    bare.stop({ abort: false });
+    while (bare.status.isPolling) await new Promise((r) => setTimeout(r, 20));
+
     await preload(b.clients.sqs, authUrl, N, N, 'noop');
     let done = 0;
     const noop = new FifoConsumer<string>({
       sqs: b.clients.sqs,
       queueUrl: authUrl,
-      dlqUrl: b.queueUrls[b.names.dlq('auth-requests')]!,
+      dlqUrl,
       queueName: 'noop',
       worker: 'bench',
-      parse: (s) => s,
+      parse: (x) => x,
       handle: async () => {
         done++;
       },
@@ -77,7 +113,7 @@ async function main() {
       waitTimeSec: 1,
       logger: silentLogger(),
     });
-    const t0 = performance.now();
+    t0 = performance.now();
     noop.start();
     await until(async () => done >= N, 300_000, 'no-op drain');
     rows.push({ name: `no-op FifoConsumer (concurrency ${CONCURRENCY})`, perSec: (N / (performance.now() - t0)) * 1000, p50Ms: Number.NaN, p99Ms: Number.NaN, awsPerMsg: 0.2, cpuMsPerMsg: Number.NaN, rssMb: Number.NaN });
@@ -94,44 +130,52 @@ async function main() {
       CAPTURE_PROCESS_QUEUE_SCHEDULER_NUMBER_OF_THREADS: String(CONCURRENCY),
       AWS_SQS_MESSAGE_MAXIMUM_WAIT_TIME_IN_SECONDS: '1',
     };
-    const chargeIds = Array.from({ length: N }, (_, i) => `bench-${i}`);
 
+    // 2. Each worker at 1, 2 and 4 processes; every round on fresh charges (capture rounds capture
+    //    the charges the matching auth round authorised).
     for (const phase of ['auth', 'capture'] as const) {
-      const bodies = chargeIds.map((chargeId) => {
-        const id = randomUUID();
-        const body =
-          phase === 'auth'
-            ? { type: 'AuthorisationRequested', authRequestId: id, chargeId, gatewayAccountId: 'gw-bench', processor: 'sandbox', amount: 1000, currency: 'GBP', paymentTokenId: `tok_4242424242424242_${chargeId}`, reference: chargeId, description: 'bench', requestedAt: new Date().toISOString() }
-            : { type: 'CaptureRequested', captureRequestId: id, chargeId, requestedAt: new Date().toISOString() };
-        return { body, group: chargeId, dedup: id };
-      });
-      await sendBodies(b.clients.sqs, phase === 'auth' ? authUrl : captureUrl, bodies);
-      const w = await startWorker(phase, env);
-      const before = await scrape(w.port);
-      const start = performance.now();
-      await until(async () => sum(await scrape(w.port), 'payfleet_messages_succeeded_total') >= N, 600_000, `${phase} drain`);
-      const ms = performance.now() - start;
-      const after = await scrape(w.port);
-      const cpu = sum(after, 'payfleet_process_cpu_seconds_total') - sum(before, 'payfleet_process_cpu_seconds_total');
-      const calls = sum(after, 'payfleet_aws_calls_total') - sum(before, 'payfleet_aws_calls_total');
-      rows.push({
-        name: `${phase} worker, sandbox processor (1 process, concurrency ${CONCURRENCY})`,
-        perSec: (N / ms) * 1000,
-        p50Ms: quantile(after, 'payfleet_processing_seconds', 0.5, 'outcome="success"') * 1000,
-        p99Ms: quantile(after, 'payfleet_processing_seconds', 0.99, 'outcome="success"') * 1000,
-        awsPerMsg: calls / N,
-        cpuMsPerMsg: (cpu * 1000) / N,
-        rssMb: sum(after, 'payfleet_process_resident_memory_bytes') / 1024 / 1024,
-      });
-      await w.stop();
+      for (const procs of PROCESSES) {
+        const chargeIds = Array.from({ length: N }, (_, i) => `bench-p${procs}-${i}`);
+        const bodies = chargeIds.map((chargeId) => {
+          const id = randomUUID();
+          const body =
+            phase === 'auth'
+              ? { type: 'AuthorisationRequested', authRequestId: id, chargeId, gatewayAccountId: 'gw-bench', processor: 'sandbox', amount: 1000, currency: 'GBP', paymentTokenId: `tok_4242424242424242_${chargeId}`, reference: chargeId, description: 'bench', requestedAt: new Date().toISOString() }
+              : { type: 'CaptureRequested', captureRequestId: id, chargeId, requestedAt: new Date().toISOString() };
+          return { body, group: chargeId, dedup: id };
+        });
+        await sendBodies(b.clients.sqs, phase === 'auth' ? authUrl : captureUrl, bodies);
+        const workers = await Promise.all(Array.from({ length: procs }, () => startWorker(phase, env)));
+        const all = async () => {
+          const maps = await Promise.all(workers.map((w) => scrape(w.port)));
+          return maps.reduce((acc, m) => merge(acc, m), new Map<string, number>());
+        };
+        const before = await all();
+        const start = performance.now();
+        await until(async () => sum(await all(), 'payfleet_messages_succeeded_total') >= N, 600_000, `${phase} drain`);
+        const ms = performance.now() - start;
+        const after = await all();
+        const cpu = sum(after, 'payfleet_process_cpu_seconds_total') - sum(before, 'payfleet_process_cpu_seconds_total');
+        const calls = sum(after, 'payfleet_aws_calls_total') - sum(before, 'payfleet_aws_calls_total');
+        rows.push({
+          name: `${phase} worker, sandbox processor, ${procs} process${procs > 1 ? 'es' : ''} x concurrency ${CONCURRENCY}`,
+          perSec: (N / ms) * 1000,
+          p50Ms: quantile(after, 'payfleet_processing_seconds', 0.5, 'outcome="success"') * 1000,
+          p99Ms: quantile(after, 'payfleet_processing_seconds', 0.99, 'outcome="success"') * 1000,
+          awsPerMsg: calls / N,
+          cpuMsPerMsg: (cpu * 1000) / N,
+          rssMb: sum(after, 'payfleet_process_resident_memory_bytes') / 1024 / 1024 / procs,
+        });
+        await Promise.all(workers.map((w) => w.stop()));
+      }
     }
   } finally {
     await tokens.close();
     await b.close();
   }
   const base = rows[0]!.perSec;
-  console.log(`\n${N} charges, node ${process.version}\n`);
-  console.log('| what | msg/s | vs no-op | p50 ms | p99 ms | AWS calls/msg | worker CPU ms/msg | worker RSS MB |');
+  console.log(`\n${N} messages per round, node ${process.version}, ${new Date().toISOString()}\n`);
+  console.log('| what | msg/s | vs bare loop | p50 ms | p99 ms | AWS calls/msg | worker CPU ms/msg | RSS MB per process |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.name} | ${fmt(r.perSec)} | ${fmt(r.perSec / base, 2)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.awsPerMsg, 2)} | ${fmt(r.cpuMsPerMsg, 2)} | ${fmt(r.rssMb)} |`);

@@ -19,6 +19,7 @@
  * from the request alone — repeating an authorise yields the same ref.
  */
 import { createHash } from 'node:crypto';
+import { isCardNumber } from '../util/luhn.js';
 import type { SensitiveCard } from './sensitive-card.js';
 import type {
   AuthoriseOutcome,
@@ -86,27 +87,11 @@ export interface SandboxConnectorOptions {
   readonly slowMs?: number;
 }
 
-/** Luhn check over a digit string. */
-export function luhnValid(digits: string): boolean {
-  if (!/^\d{12,19}$/.test(digits)) return false;
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
 
 /** Scenario of a card. Reads the number only inside this function. */
 export function sandboxScenarioOf(card: SensitiveCard): SandboxScenario {
   const { number } = card.reveal();
-  if (!luhnValid(number)) return 'badnumber';
+  if (!isCardNumber(number)) return 'badnumber';
   return SCENARIO_BY_NUMBER.get(number) ?? 'approve';
 }
 
@@ -236,3 +221,6 @@ function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Luhn check over a digit string (12-19 digits). */
+export const luhnValid = isCardNumber;

@@ -1,3 +1,4 @@
+import { luhnChecksumValid } from '../util/luhn.js';
 /**
  * Masking of card- and secret-shaped data, applied to every log line (and reusable for DLQ
  * attributes and error details). Two layers:
@@ -22,20 +23,6 @@ export function isSensitiveKey(key: string): boolean {
  */
 const DIGIT_GROUPS = /(?<!\d)\d+(?:[ -]\d+)*(?!\d)/g;
 
-function luhnValid(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
 
 /** Mask every Luhn-valid 13-19 digit span of whole digit groups in `text`, keeping the last four digits. */
 export function maskPans(text: string): string {
@@ -50,7 +37,7 @@ export function maskPans(text: string): string {
       let digits = '';
       for (let j = i; j < groups.length && digits.length <= 19; j += 2) {
         digits += groups[j];
-        if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) end = j;
+        if (digits.length >= 13 && digits.length <= 19 && luhnChecksumValid(digits)) end = j;
       }
       if (end >= 0) {
         const pan = groups

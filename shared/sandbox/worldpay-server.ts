@@ -26,6 +26,7 @@ import {
   WORLDPAY_XML_PATH,
   type WorldpayRequest,
 } from '../connectors/worldpay-xml.js';
+import { isCardNumber } from '../util/luhn.js';
 import { FaultInjector, type FaultConfig } from './faults.js';
 import { readBody, sendJson, splitUrl, startHttpServer, type HttpServerOptions } from './http-server.js';
 
@@ -222,7 +223,7 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
     }
     const { description, value, currency, exponent, cardNumber: number, holderName: holder, month, year } = order;
     if (exponent !== String(currencyExponent(currency))) return errorReply(mc, '5', `Invalid exponent for currency ${currency}`);
-    if (!/^\d{12,19}$/.test(number) || !luhn(number) || !(month >= 1 && month <= 12) || !(year >= 1000)) {
+    if (!isCardNumber(number) || !(month >= 1 && month <= 12) || !(year >= 1000)) {
       return errorReply(mc, '7', `Invalid payment details : Card number : ${mask(number)}`);
     }
     const magic = magicFor(number, holder, month, year);
@@ -438,17 +439,3 @@ function mask(number: string): string {
   return number.length >= 12 ? `${number.slice(0, 4)}${'*'.repeat(number.length - 8)}${number.slice(-4)}` : '****';
 }
 
-function luhn(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
