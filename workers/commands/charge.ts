@@ -1,12 +1,9 @@
+import { openCommandContext } from './context.js';
 import type { Command } from 'commander';
-import { createAwsClients } from '../../shared/aws/clients.js';
-import { awsEnvSchema, toAwsConfig } from '../../shared/config/common.js';
-import { parseEnv } from '../../shared/config/env.js';
 import { captureAttemptsFromHistory, TERMINAL_STATUSES, type Charge } from '../../shared/domain/charge.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { createDynamoLedgerOutbox } from '../../shared/ledger/dynamo-outbox.js';
 import type { OutboxEvent } from '../../shared/ledger/ports.js';
-import { resourceNames } from '../../shared/resources.js';
 import { printJson, printTable } from './output.js';
 
 /** Same codes as workers/cli.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -132,9 +129,7 @@ export function registerCharge(program: Command): void {
     .argument('<chargeId>', 'the chargeId of the AuthorisationRequested message')
     .option('--json', 'print JSON')
     .action(async (chargeId: string, opts: { json?: boolean }) => {
-      const aws = toAwsConfig(parseEnv(awsEnvSchema));
-      const clients = createAwsClients(aws);
-      const names = resourceNames(aws.resourcePrefix);
+      const { clients, names } = openCommandContext();
       try {
         const charge = await createChargeRepository(clients.doc, names.table('charges')).get(chargeId);
         if (!charge) {

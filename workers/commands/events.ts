@@ -1,13 +1,11 @@
+import { openCommandContext } from './context.js';
 import { readFile } from 'node:fs/promises';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Command } from 'commander';
-import { createAwsClients } from '../../shared/aws/clients.js';
-import { awsEnvSchema, toAwsConfig } from '../../shared/config/common.js';
-import { parseEnv } from '../../shared/config/env.js';
+import type { createAwsClients } from '../../shared/aws/clients.js';
 import { createDynamoLedgerOutbox } from '../../shared/ledger/dynamo-outbox.js';
 import { compareParity, parseRecorded, type ParityReport } from '../../shared/ledger/parity.js';
 import type { OutboxEvent } from '../../shared/ledger/ports.js';
-import { resourceNames } from '../../shared/resources.js';
 import { printJson, printTable } from './output.js';
 
 /** Same codes as workers/cli.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -42,9 +40,7 @@ function toJson(e: OutboxEvent) {
 }
 
 function connect() {
-  const aws = toAwsConfig(parseEnv(awsEnvSchema));
-  const clients = createAwsClients(aws);
-  const names = resourceNames(aws.resourcePrefix);
+  const { clients, names } = openCommandContext();
   return { clients, names, outbox: createDynamoLedgerOutbox({ doc: clients.doc, names }) };
 }
 

@@ -1,12 +1,9 @@
+import { openCommandContext } from './context.js';
 import type { Command } from 'commander';
-import { createAwsClients } from '../../shared/aws/clients.js';
-import { awsEnvSchema, toAwsConfig } from '../../shared/config/common.js';
-import { parseEnv } from '../../shared/config/env.js';
 import { createDynamoLedgerOutbox } from '../../shared/ledger/dynamo-outbox.js';
 import { maskIban } from '../../shared/lhv/types.js';
 import type { Batch, Payout } from '../../shared/payout/model.js';
 import { createPayoutRepository, type PayoutRepository } from '../../shared/payout/repo.js';
-import { resourceNames } from '../../shared/resources.js';
 import { printJson, printTable } from './output.js';
 
 /** Same codes as workers/cli.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -121,9 +118,7 @@ export function registerPayout(program: Command): void {
     .argument('<paymentId>', 'the paymentId of the CheckoutApprovalAccepted event')
     .option('--json', 'print JSON')
     .action(async (paymentId: string, opts: { json?: boolean }) => {
-      const aws = toAwsConfig(parseEnv(awsEnvSchema));
-      const clients = createAwsClients(aws);
-      const names = resourceNames(aws.resourcePrefix);
+      const { clients, names } = openCommandContext();
       try {
         const outbox = createDynamoLedgerOutbox({ doc: clients.doc, names });
         const report = await describePayout(
