@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -31,8 +33,12 @@ export function startProcess(script: string, args: string[], env: Record<string,
   let raw = '';
   const waiters: { predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let buf = '';
+  // The suite-wide card-data scan (global-setup.ts teardown) reads every process's whole output.
+  const logDir = process.env.PAYFLEET_TEST_LOG_DIR;
+  const logFile = logDir ? join(logDir, `${basename(script)}-${args.join('-').replace(/[^\w-]/g, '')}-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.log`) : undefined;
   const onData = (chunk: Buffer) => {
     const text = chunk.toString();
+    if (logFile) appendFileSync(logFile, text);
     raw += text;
     buf += text;
     let nl = buf.indexOf('\n');
