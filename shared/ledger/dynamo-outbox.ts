@@ -23,13 +23,13 @@ import {
 import { isConditionFailure } from '../core/dynamo-leases.js';
 import { fromEventItem } from '../core/outbox.js';
 import type { ResourceNames } from '../resources.js';
+import { createDynamoMembership as createCoreMembership } from '../core/membership.js';
 import type { LedgerOutbox, Membership, OutboxEvent, PendingPage } from './ports.js';
 
 /** Name of the `pending` GSI of the events table (shared/resources.ts). */
 export const PENDING_INDEX = 'pending';
 /** Row of the leases table that lists live ledger emitters. */
 export const MEMBERS_KEY = 'ledger-members';
-const MEMBER_PREFIX = 'member:';
 
 /** An events-table item as an {@link OutboxEvent}. */
 export function toOutboxEvent(item: Record<string, unknown>): OutboxEvent {
@@ -212,68 +212,13 @@ export function createDynamoLedgerOutbox(options: { doc: DynamoDBDocumentClient;
   };
 }
 
-/**
- * Membership: one row `ledger-members` in the leases table, one attribute per live emitter
- * (`member:<ownerId>` = epoch ms it is presumed alive until). A heartbeat is one UpdateItem that
- * also returns the whole row, so writing our entry and learning the others cost one call.
- * Entries long past their expiry are removed by whoever sees them (conditioned on the value seen,
- * so a member that just came back is not removed).
- */
-export function createDynamoMembership(options: {
-  doc: DynamoDBDocumentClient;
-  names: ResourceNames;
-  now?: () => number;
-}): Membership {
-  const { doc } = options;
-  const table = options.names.table('leases');
-  const now = options.now ?? Date.now;
-
-  return {
-    async heartbeat(owner, ttlMs) {
-      const t = now();
-      const out = await doc.send(
-        new UpdateCommand({
-          TableName: table,
-          Key: { leaseKey: MEMBERS_KEY },
-          UpdateExpression: 'SET #me = :exp, #kind = :kind',
-          ExpressionAttributeNames: { '#me': `${MEMBER_PREFIX}${owner}`, '#kind': 'kind' },
-          ExpressionAttributeValues: { ':exp': t + ttlMs, ':kind': 'ledger-members' },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      const live: string[] = [];
-      const stale: [string, number][] = [];
-      for (const [k, v] of Object.entries(out.Attributes ?? {})) {
-        if (!k.startsWith(MEMBER_PREFIX) || typeof v !== 'number') continue;
-        if (v > t) live.push(k.slice(MEMBER_PREFIX.length));
-        else if (v < t - 10 * ttlMs) stale.push([k, v]);
-      }
-      for (const [k, v] of stale.slice(0, 3)) {
-        await doc
-          .send(
-            new UpdateCommand({
-              TableName: table,
-              Key: { leaseKey: MEMBERS_KEY },
-              ConditionExpression: '#m = :v',
-              UpdateExpression: 'REMOVE #m',
-              ExpressionAttributeNames: { '#m': k },
-              ExpressionAttributeValues: { ':v': v },
-            }),
-          )
-          .catch(() => undefined);
-      }
-      return live.sort();
-    },
-
-    async leave(owner) {
-      await doc.send(
-        new UpdateCommand({
-          TableName: table,
-          Key: { leaseKey: MEMBERS_KEY },
-          UpdateExpression: 'REMOVE #me',
-          ExpressionAttributeNames: { '#me': `${MEMBER_PREFIX}${owner}` },
-        }),
-      );
-    },
-  };
+/** The ledger emitters' membership row (shared/core/membership.ts); at most 3 stale entries removed per heartbeat. */
+export function createDynamoMembership(options: { doc: DynamoDBDocumentClient; names: ResourceNames; now?: () => number }): Membership {
+  return createCoreMembership({
+    doc: options.doc,
+    tableName: options.names.table('leases'),
+    rowKey: MEMBERS_KEY,
+    maxStaleRemovals: 3,
+    ...(options.now ? { now: options.now } : {}),
+  });
 }

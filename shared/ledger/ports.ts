@@ -78,9 +78,4 @@ export interface LedgerPublisher {
 }
 
 /** Live emitter processes, for fair shard shares. */
-export interface Membership {
-  /** Record `owner` as alive until now + ttlMs; returns the live members (including `owner`). */
-  heartbeat(owner: string, ttlMs: number): Promise<readonly string[]>;
-  /** Leave at shutdown. Never throws for an entry already gone. */
-  leave(owner: string): Promise<void>;
-}
+export type { Membership } from '../core/membership.js';

@@ -14,8 +14,9 @@
  * changes: the fence in every commit checks the row, not the keeper.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
+import { createDynamoMembership, type Membership } from '../core/membership.js';
 import type { Lease, LeaseStore } from '../core/ports.js';
 import type { Logger } from '../log/logger.js';
 import type { ResourceNames } from '../resources.js';
@@ -23,7 +24,6 @@ import type { ResourceNames } from '../resources.js';
 /** Lease key of the single LHV response poller. */
 export const RESPONSES_LEASE_KEY = 'payout-responses';
 const MEMBERS_KEY = 'payout-members';
-const MEMBER_PREFIX = 'member:';
 
 /** A LeaseStore that always writes `leaseMs`, whatever the caller asks for. */
 export function fixedLeaseStore(inner: LeaseStore, leaseMs: number): LeaseStore {
@@ -62,70 +62,16 @@ export function createShardKeeper(options: {
 }
 
 /** Which payout workers are alive (for fair shard shares). */
-export interface Membership {
-  /** Record `owner` alive until now + ttlMs; returns the live members, `owner` included. */
-  heartbeat(owner: string, ttlMs: number): Promise<readonly string[]>;
-  leave(owner: string): Promise<void>;
-}
+export type { Membership } from '../core/membership.js';
 
-/**
- * One row `payout-members` in the leases table, one attribute per live worker (`member:<ownerId>`
- * = epoch ms it is presumed alive until). A heartbeat is one UpdateItem returning the whole row.
- * Entries long expired are removed by whoever sees them (conditioned on the value seen).
- */
-export function createPayoutMembership(options: {
-  doc: DynamoDBDocumentClient;
-  names: ResourceNames;
-  now?: () => number;
-}): Membership {
-  const { doc } = options;
-  const table = options.names.table('leases');
-  const now = options.now ?? Date.now;
-  return {
-    async heartbeat(owner, ttlMs) {
-      const t = now();
-      const out = await doc.send(
-        new UpdateCommand({
-          TableName: table,
-          Key: { leaseKey: MEMBERS_KEY },
-          UpdateExpression: 'SET #me = :exp, #kind = :kind',
-          ExpressionAttributeNames: { '#me': `${MEMBER_PREFIX}${owner}`, '#kind': 'kind' },
-          ExpressionAttributeValues: { ':exp': t + ttlMs, ':kind': 'payout-members' },
-          ReturnValues: 'ALL_NEW',
-        }),
-      );
-      const live: string[] = [];
-      for (const [k, v] of Object.entries(out.Attributes ?? {})) {
-        if (!k.startsWith(MEMBER_PREFIX) || typeof v !== 'number') continue;
-        if (v > t) live.push(k.slice(MEMBER_PREFIX.length));
-        else if (v < t - 10 * ttlMs) {
-          await doc
-            .send(
-              new UpdateCommand({
-                TableName: table,
-                Key: { leaseKey: MEMBERS_KEY },
-                ConditionExpression: '#m = :v',
-                UpdateExpression: 'REMOVE #m',
-                ExpressionAttributeNames: { '#m': k },
-                ExpressionAttributeValues: { ':v': v },
-              }),
-            )
-            .catch(() => undefined);
-        }
-      }
-      return live.sort();
-    },
-    async leave(owner) {
-      await doc.send(
-        new UpdateCommand({
-          TableName: table,
-          Key: { leaseKey: MEMBERS_KEY },
-          UpdateExpression: 'REMOVE #me',
-          ExpressionAttributeNames: { '#me': `${MEMBER_PREFIX}${owner}` },
-        }),
-      );
-    },
-  };
+/** The payout workers' membership row (shared/core/membership.ts). */
+export function createPayoutMembership(options: { doc: DynamoDBDocumentClient; names: ResourceNames; now?: () => number }): Membership {
+  return createDynamoMembership({
+    doc: options.doc,
+    tableName: options.names.table('leases'),
+    rowKey: MEMBERS_KEY,
+    ...(options.now ? { now: options.now } : {}),
+  });
 }
 
 /** Wait `ms`, or less if `signal` aborts first. Never rejects. */
