@@ -239,8 +239,11 @@ describe('ledger emitter on the embedded stack', () => {
     const emitter = start({ settings: { maxShardsPerProcess: 1, sweeper: true, sweepAgeMs: 2000, sweepIntervalMs: 300 } });
     await eventually(() => emitter.ledger.manager.held().length === 1, 10_000, 'one shard held');
     const held = emitter.ledger.manager.held()[0]!.shard;
-    const resources = ids('unheld', 16);
-    const inHeld = resources.filter((id) => ledgerShardOf(id, 8) === held);
+    // 14 resources outside the held shard and 2 inside it, so both paths are always exercised
+    // (16 random ids miss a given shard one time in eight).
+    const candidates = ids('unheld', 400);
+    const inHeld = candidates.filter((id) => ledgerShardOf(id, 8) === held).slice(0, 2);
+    const resources = [...candidates.filter((id) => ledgerShardOf(id, 8) !== held).slice(0, 14), ...inHeld];
     const c = consumer(resources);
     await writeEvents([outcomeStore(stack)], resources, 2);
     await c.drainUntil((x) => x.uniqueCount >= 32, { timeoutMs: 20_000 });
