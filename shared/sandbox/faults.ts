@@ -71,6 +71,8 @@ export const faultRuleSchema = z
   })
   .refine(ratesAddUp, { error: 'the fault rates of a rule must add up to at most 1' });
 export type FaultRule = z.output<typeof faultRuleSchema>;
+/** A rule as given to `update()` or `POST /__sandbox/faults` (rates default to 0). */
+export type FaultRuleInput = z.input<typeof faultRuleSchema>;
 
 /** The fault knobs; every field has a default, so `{}` means "no faults". */
 export const faultConfigSchema = z
