@@ -85,17 +85,23 @@ describe('payouts and the bank message queue', () => {
     const w = track(startPayoutWorker(stack, bank, { PAYFLEET_PAYOUT_SHARDS: '1', LHV_TIMEOUT_MS: '10000', ...NO_RECHECK }));
     await w.waitForLine((l) => l.msg === READY, 60_000);
 
-    const s = bank.stats();
-    // One heartbeat queued by the worker, and it read back its own behind the 40: 41 deleted, none left.
-    expect(s.byRoute['GET /heartbeat/mq']).toBe(41);
-    expect(s.messagesDeletedByType['HEARTBEAT']).toBe(41);
-    expect(pending(bank, 'HEARTBEAT')).toBe(0);
     const m = await metricsOf(w);
-    expect(sample(m, 'payfleet_payout_queue_round_trips_total', 'outcome="ok"')).toBe(1);
+    const trips = sample(m, 'payfleet_payout_queue_round_trips_total', 'outcome="ok"');
+    // No round trip failed: the first one deleted the 40 on its way and read back its own. (Normally
+    // it is the only one; a second pass happens only if another check failed the first.)
+    expect(trips).toBeGreaterThanOrEqual(1);
     expect(sample(m, 'payfleet_payout_queue_round_trips_total', 'outcome="failed"')).toBe(0);
+    expect(w.lines.find((l) => String(l.msg).startsWith('stale HEARTBEAT messages deleted'))).toMatchObject({
+      stale: 40,
+      ownReadBack: true,
+    });
     expect(sample(m, 'payfleet_payout_heartbeat_messages_total', 'whose="stale"')).toBe(40);
-    expect(sample(m, 'payfleet_payout_heartbeat_messages_total', 'whose="own"')).toBe(1);
-    expect(w.lines.some((l) => String(l.msg).startsWith('stale HEARTBEAT messages deleted') && l.stale === 40)).toBe(true);
+    expect(sample(m, 'payfleet_payout_heartbeat_messages_total', 'whose="own"')).toBe(trips);
+    // At the bank: one heartbeat per round trip, every heartbeat deleted, none left.
+    const s = bank.stats();
+    expect(s.byRoute['GET /heartbeat/mq']).toBe(40 + trips);
+    expect(s.messagesDeletedByType['HEARTBEAT']).toBe(40 + trips);
+    expect(pending(bank, 'HEARTBEAT')).toBe(0);
 
     const ids = ['stale-1', 'stale-2'];
     await sendEvents(
@@ -245,11 +251,15 @@ describe('payouts and the bank message queue', () => {
 
     // Readiness is back: the survivors answer 200, and a worker started now is ready and leaves no
     // heartbeat behind (it deleted the dead probes' ones on its way to its own).
-    for (const w of live) expect((await fetch(`http://127.0.0.1:${await opsPort(w)}/health/ready`)).status).toBe(200);
+    for (const w of live) {
+      const port = await opsPort(w);
+      await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).status === 200, 30_000, 'ready');
+    }
     const last = track(startPayoutWorker(stack, bank, { ...workerEnv, LHV_TIMEOUT_MS: '10000' }));
     await last.waitForLine((l) => l.msg === READY, 60_000);
     expect(pending(bank, 'HEARTBEAT')).toBe(0);
-    expect((await fetch(`http://127.0.0.1:${await opsPort(last)}/health/ready`)).status).toBe(200);
+    const lastPort = await opsPort(last);
+    await eventually(async () => (await fetch(`http://127.0.0.1:${lastPort}/health/ready`)).status === 200, 30_000, 'ready');
     for (const w of [...live, last]) w.kill('SIGTERM');
     for (const w of [...live, last]) expect(await w.exited).toBe(0);
   }, 420_000);
