@@ -22,7 +22,11 @@
  *   - draining does not wait for readiness or shards: the poller runs from the worker's start, so
  *     reports keep being applied while ingestion is gated (not ready, no shard held). A holder that
  *     keeps failing (it cannot reach LHV, its commits fail) gives the lease up after
- *     GIVE_UP_AFTER_FAILURES steps in a row, so a worker that can drain takes over.
+ *     GIVE_UP_AFTER_FAILURES steps in a row, so a worker that can drain takes over rather than wait
+ *     for a lease that is renewed on time but useless:
+ *
+ *       X (cut off from LHV): read ✗ ✗ ✗ ✗ ✗ ─ release ─────── wait leaseBackoffMs ─ acquire ✗ (Y holds it)
+ *       Y:                    acquire ✗ (X holds it) … acquire ✓ ─ read ─ apply ─ DELETE ─ read …
  *   - a message we cannot use (unreadable XML, unknown OrgnlMsgId / EndToEndId) is PARKED: stored
  *     as an UNMATCHED_LHV_MESSAGE row in `batches` (IBANs masked), alerted, then deleted. Keeping it
  *     on LHV's queue would block every payout behind it. This assumes the LHV Connect account's
