@@ -503,7 +503,7 @@ describe('Module: worldpay sandbox', () => {
         byCharge: Record<string, unknown>;
         totals: { orders: number };
       };
-      expect(stats.byCharge['ch-double']).toEqual({ orders: 2, authorisations: 2, captures: 1 });
+      expect(stats.byCharge['ch-double']).toEqual({ orders: 2, authorisations: 2, captures: 1, cancels: 0 });
       expect(stats.totals.orders).toBe(2);
       expect((await fetch(`${grouped.url}/__sandbox/reset`, { method: 'POST' })).status).toBe(200);
       expect(grouped.stats().totals.orders).toBe(0);
