@@ -201,7 +201,8 @@ describe('auth worker end to end', () => {
     expect(again.body).toBe(letter.body);
     expect(sb.stripe.stats().charges['ch-mismatch']).toMatchObject({ created: 1, canceled: 1 });
     expect(await readEvents(stack, 'ch-mismatch')).toHaveLength(3);
-    expect(worker.lines.some((l) => l.chargeId === 'ch-mismatch' && String(l.msg).includes('acknowledging'))).toBe(false);
+    await worker.waitForLine((l) => l.chargeId === 'ch-mismatch' && l.msg === 'request already ended its charge in a final error; dead-lettering it again, not acknowledging', 5000);
+    expect(worker.lines.some((l) => l.chargeId === 'ch-mismatch' && l.msg === 'authorisation already completed; acknowledging the duplicate')).toBe(false);
   });
 
   it('a duplicate delivery after completion is acknowledged without a second authorisation', async () => {
