@@ -13,6 +13,7 @@ import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { createLogger } from '../../shared/log/logger.js';
 import { createAuthHandler, type AuthDeps } from '../../workers/auth/handler.js';
 import { parseAuthorisationRequested } from '../../workers/auth/schema.js';
+import { chargeReport } from '../../workers/commands/charge.js';
 import { authRequest, readCharge, readEvents } from '../support/charges.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 
@@ -116,6 +117,13 @@ describe('auth handler: voiding an authorisation for another amount', () => {
     const charge = (await readCharge(stack, 'v-failed'))!;
     expect(charge).toMatchObject({ status: 'AUTHORISATION_ERROR', errorCode: 'AMOUNT_MISMATCH', processorRef: 'ref-failed' });
     expect(charge.authorisationVoid).toMatchObject({ state: 'FAILED', code: 'NOT_VOIDABLE', processorRef: 'ref-failed' });
+    // What `payfleet charge` shows the operator.
+    expect(chargeReport(charge, [])).toMatchObject({
+      status: 'AUTHORISATION_ERROR',
+      final: true,
+      processorRef: 'ref-failed',
+      authorisationVoid: { state: 'FAILED', processorRef: 'ref-failed', code: 'NOT_VOIDABLE' },
+    });
     expect(await eventTypes('v-failed')).toEqual(['PAYMENT_CREATED', 'AUTHORISATION_ERROR']);
     expect(alertOf('v-failed')).toMatchObject({ level: 'error', void: 'FAILED', voidCode: 'NOT_VOIDABLE', processorRef: 'ref-failed' });
     expect(String(alertOf('v-failed')?.msg)).toContain('ACTION REQUIRED, release authorisation ref-failed');
