@@ -96,7 +96,7 @@ export async function recordMismatch(
       details: { error_code: AMOUNT_MISMATCH, message: m.reason, ...(m.processorRef ? { processor_ref: m.processorRef } : {}) },
     },
   ];
-  deps.authorisations?.inc({ processor: req.processor, outcome: 'AUTHORISATION_ERROR' });
+  const counted = () => deps.authorisations?.inc({ processor: req.processor, outcome: 'AUTHORISATION_ERROR' });
   if (!pending) {
     const detail = `${m.reason}; the processor answered without a reference, so nothing could be voided: find the authorisation at the processor (idempotency key ${charge.authIdempotencyKey ?? '-'}) and release it`;
     await deps.outcomes.commit({
@@ -104,6 +104,7 @@ export async function recordMismatch(
       workItem: workItem(req, w, { status: 'AUTHORISATION_ERROR', code: AMOUNT_MISMATCH, detail }),
       changes: [chargeChange(charge, after, events)],
     });
+    counted();
     log.error(
       { alert: AMOUNT_MISMATCH, status: 'AUTHORISATION_ERROR', void: 'NONE' },
       `processor answered a different amount or currency: charge is AUTHORISATION_ERROR; ${detail}`,
@@ -113,6 +114,7 @@ export async function recordMismatch(
   // Committed before the void is asked for, work item left open: from here on a crash leaves a
   // PENDING void that the next delivery of this request finishes (see the diagram above).
   await deps.outcomes.commit({ lease: w.held.lease, changes: [chargeChange(charge, after, events)] });
+  counted();
   log.warn(
     { status: 'AUTHORISATION_ERROR', processorRef: pending.processorRef },
     'processor answered a different amount or currency: recorded; voiding the authorisation',

@@ -58,9 +58,10 @@ export const captureIdempotencyKey = (chargeId: string): string => `payfleet-cap
  * A charge found in CAPTURE_READY was mid-capture when its worker died: it is looked up first, and
  * any repeated capture carries the same idempotency key, so the processor captures at most once.
  *
- * A request that meets its charge in CAPTURE_ERROR (a redelivery, a redrive of its own letter, or
- * another request for the same charge) is dead-lettered with the charge's error code, never
- * acknowledged: the capture did not happen and a person has to settle it.
+ * A request that meets its charge in CAPTURE_ERROR after a refusal (a redelivery, a redrive of its
+ * own letter, or another request for the same charge) is dead-lettered with the refusal's code, never
+ * acknowledged: the capture did not happen and a person has to settle it. An abandoned capture was
+ * acknowledged (its signal is the CAPTURE_ABANDONED alert), and so are its later deliveries.
  */
 export function createCaptureHandler(deps: CaptureDeps) {
   return async function handleCapture(req: CaptureRequested, ctx: HandlerContext): Promise<HandlerResult> {
