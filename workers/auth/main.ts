@@ -4,7 +4,7 @@ import { connectorConfigFromEnv, connectorEnvShape, createProcessorRegistry } fr
 import { createTokenServiceClient } from '../../shared/connectors/token-service.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
-import { createAuthHandler } from './handler.js';
+import { createAuthHandler, type AuthHooks } from './handler.js';
 import { parseAuthorisationRequested } from './schema.js';
 
 /** Variables of the auth worker on top of the common worker ones (docs/operations.md). */
@@ -14,8 +14,11 @@ export const authEnvShape = {
   PAYFLEET_LIVE: bool(false),
 } as const;
 
-/** `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically. */
-export async function main(): Promise<void> {
+/**
+ * `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically.
+ * `hooks` are fault points for tests (test/auth/crash-worker.ts); the CLI passes none.
+ */
+export async function main(options: { readonly hooks?: AuthHooks } = {}): Promise<void> {
   await runWorker({
     worker: 'auth',
     env: authEnvShape,
@@ -43,6 +46,7 @@ export async function main(): Promise<void> {
         live: settings.live,
         log: kit.log,
         authorisations,
+        ...(options.hooks ? { hooks: options.hooks } : {}),
       });
       return {
         consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle },
