@@ -54,8 +54,9 @@ export interface TokenServiceClient {
    */
   decrypt(paymentTokenId: string, signal?: AbortSignal): Promise<SensitiveCard>;
   /**
-   * Prove the service answers, with no side effect: any HTTP answer resolves (a 404 on `GET /`
-   * included); only a transport failure rejects. The circuit breaker's half-open trial.
+   * Prove the service answers, with no side effect: a decrypt of a token that never exists. Any
+   * HTTP answer resolves (404 is the healthy one); only a transport failure rejects. The circuit
+   * breaker's half-open trial; its breaker learns the verdict from the guarded HTTP client.
    */
   probe(signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
@@ -107,7 +108,15 @@ export function createTokenServiceClient(options: TokenServiceClientOptions): To
       return toCard(res);
     },
     async probe(signal) {
-      await http.request({ method: 'GET', path: '/', headers: { authorization }, operation: 'probe', ...(signal ? { signal } : {}) });
+      // The decrypt endpoint itself, for a token that never exists: 404 is the healthy answer, and
+      // a service whose decrypt path fails (5xx) fails the probe too.
+      await http.request({
+        method: 'POST',
+        path: '/v1/tokens/payfleet-readiness-probe/decrypt',
+        headers: { authorization, accept: 'application/json' },
+        operation: 'probe',
+        ...(signal ? { signal } : {}),
+      });
     },
     close() {
       return http.close();

@@ -5,7 +5,12 @@
  *
  *   closed ──(failureThreshold failures in a row, from >= distinctKeys different messages)──▶ open
  *   open ──(openMs; doubled after each failed trial, up to maxOpenMs)──▶ half-open
- *   half-open ──(one trial call succeeds)──▶ closed      half-open ──(the trial fails)──▶ open
+ *   half-open ──(one trial call succeeds)──▶ closed (recovering)   half-open ──(the trial fails)──▶ open
+ *   closed (recovering) ──(any failure before failureThreshold successes)──▶ open (longer)
+ *
+ * "Recovering": one good trial does not prove the dependency is back (a probe may pass while real
+ * calls still fail). Until as many calls have succeeded as it takes failures to open it, a single
+ * failure reopens the breaker, so the attempts that fail then are parked, not counted.
  *
  * While a breaker is open its calls fail at once with {@link DependencyUnavailableError}, before
  * anything is sent. What the fleet does with that (docs/operations.md "Outages"):
@@ -113,6 +118,8 @@ export class CircuitBreaker {
   private readonly onTransition: BreakerOptions['onTransition'];
 
   private current: 'closed' | 'open' = 'closed';
+  /** Successes still needed after a reopen-close before the breaker trusts the dependency again. */
+  private recovering = 0;
   private failures = 0;
   private readonly failingKeys = new Set<string>();
   private openUntilMs = 0;
@@ -185,7 +192,11 @@ export class CircuitBreaker {
   succeeded(admission: Admission): void {
     this.failures = 0;
     this.failingKeys.clear();
-    if (this.current === 'closed') return;
+    if (this.current === 'closed') {
+      if (this.recovering > 0) this.recovering -= 1;
+      if (this.recovering === 0) this.period = this.openMs;
+      return;
+    }
     if (admission.trial || !this.failFast) this.close('a call succeeded');
   }
 
@@ -198,6 +209,11 @@ export class CircuitBreaker {
         this.period = Math.min(this.maxOpenMs, this.period * 2);
         this.open(hint.retryAfterMs, 'the half-open trial failed');
       }
+      return;
+    }
+    if (this.recovering > 0) {
+      this.period = Math.min(this.maxOpenMs, this.period * 2);
+      this.open(hint.retryAfterMs, 'a call failed while recovering');
       return;
     }
     this.failures += 1;
@@ -255,6 +271,7 @@ export class CircuitBreaker {
 
   private open(retryAfterMs: number | undefined, why: string): void {
     const from = this.state;
+    this.recovering = 0;
     const hinted = retryAfterMs !== undefined ? Math.min(this.maxOpenMs, retryAfterMs) : 0;
     this.current = 'open';
     this.openUntilMs = this.now() + Math.max(this.period, hinted);
@@ -268,7 +285,7 @@ export class CircuitBreaker {
   private close(why: string): void {
     const from = this.state;
     this.current = 'closed';
-    this.period = this.openMs;
+    this.recovering = this.threshold;
     this.trialStartedAtMs = undefined;
     this.dispose();
     this.onTransition?.(this, from, 'closed', why);

@@ -81,8 +81,30 @@ describe('Class: CircuitBreaker', () => {
     expect(periods).toEqual([2000, 3000, 3000]);
     clock.advance(b.retryAfterMs());
     b.succeeded(b.admit());
+    b.succeeded(b.admit()); // recovered: the period is back to openMs
     await failAs(b, 'a', { retryAfterMs: 2500 });
     expect(b.retryAfterMs()).toBe(2500);
+    b.dispose();
+  });
+
+  it('after a good trial it is recovering: one failure before failureThreshold successes reopens it at once, and the attempt is an outage', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'token-service', failureThreshold: 3, openMs: 1000, now: clock.now });
+    for (const k of ['a', 'b', 'c']) await failAs(b, k);
+    clock.advance(1000);
+    b.succeeded(b.admit()); // the probe passed
+    expect(b.state).toBe('closed');
+    const s = scope('m1');
+    await runInAttemptScope(s, async () => b.failed(b.admit()));
+    expect(b.state).toBe('open');
+    expect(b.retryAfterMs()).toBe(2000);
+    expect([...s.failed]).toEqual([b]);
+    // Once recovered (three successes), it takes three failures again.
+    clock.advance(2000);
+    for (let i = 0; i < 4; i++) b.succeeded(b.admit());
+    await failAs(b, 'a');
+    await failAs(b, 'b');
+    expect(b.state).toBe('closed');
     b.dispose();
   });
 
