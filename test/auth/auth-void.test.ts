@@ -40,6 +40,7 @@ beforeAll(async () => {
     charges: createChargeRepository(doc, stack.names.table('charges')),
     tokens: {
       decrypt: async () => new SensitiveCard({ number: '4242424242424242', exp_month: 12, exp_year: 2030, cvc: '123', cardholder_name: 'Test Cardholder' }),
+      probe: async () => undefined,
       close: async () => undefined,
     },
     ownerId: 'auth-void-test',

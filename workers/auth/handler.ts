@@ -4,6 +4,7 @@ import type { Logger } from '../../shared/log/logger.js';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import type { LeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { IdempotencyStore, NewEvent, OutcomeStore } from '../../shared/core/ports.js';
+import { dependencyOutage } from '../../shared/core/breaker.js';
 import { processOnce, type WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import type { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
@@ -350,7 +351,8 @@ async function finish(
       extra = { declineCode: outcome.code, ...ref };
       break;
     case 'error':
-      if (outcome.retryable && !w.last) {
+      // A processor outage (its breaker opened) is not this charge's failure: never give up on it.
+      if (outcome.retryable && (!w.last || dependencyOutage())) {
         throw new RetryableError(outcome.code, outcome.message, outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {});
       }
       status = 'AUTHORISATION_ERROR';

@@ -25,8 +25,10 @@ export async function main(options: { readonly hooks?: AuthHooks } = {}): Promis
     settings: (env) => ({ connectors: connectorConfigFromEnv(env), live: env.PAYFLEET_LIVE }),
     build: (kit) => {
       const settings = kit.settings as unknown as { connectors: ReturnType<typeof connectorConfigFromEnv>; live: boolean };
-      const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log });
-      const tokens = createTokenServiceClient(settings.connectors.tokenService);
+      const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log, guard: kit.httpGuard });
+      const tokens = createTokenServiceClient({ ...settings.connectors.tokenService, guard: kit.httpGuard('token-service') });
+      // Every authorisation decrypts first: while the token service is down, receive nothing.
+      kit.breakers.get('token-service').setProbe((signal) => tokens.probe(signal));
       const authorisations = new Counter({
         name: 'payfleet_authorisations_total',
         help: 'Authorisations recorded, by processor and resulting charge status',
@@ -49,7 +51,7 @@ export async function main(options: { readonly hooks?: AuthHooks } = {}): Promis
         ...(options.hooks ? { hooks: options.hooks } : {}),
       });
       return {
-        consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle },
+        consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle, gating: ['token-service'] },
         checks: [tableCheck(kit, 'charges', { chargeId: 'readiness-probe' })],
         background: [
           {

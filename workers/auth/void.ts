@@ -25,6 +25,7 @@
  * refuses a second cancel (error 5) and the connector's order inquiry shows CANCELLED. Either way the
  * processor voided once, and the charge records it once (the commit is fenced and versioned).
  */
+import { dependencyOutage } from '../../shared/core/breaker.js';
 import { RetryableError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { HandlerResult } from '../../shared/core/consumer.js';
@@ -176,7 +177,8 @@ export async function finishVoid(
   const retryable = outcome.kind === 'ambiguous' || outcome.retryable;
   const code = outcome.kind === 'ambiguous' ? 'VOID_OUTCOME_UNKNOWN' : outcome.code;
   const why = outcome.kind === 'ambiguous' ? outcome.reason : outcome.message;
-  if (retryable && !w.last) {
+  // A processor outage (its breaker opened) is not a failed void: wait for it rather than give up.
+  if (retryable && (!w.last || dependencyOutage())) {
     log.warn({ processorRef: ref, code, reason: why }, 'void not confirmed; retrying later (the charge keeps its PENDING void)');
     throw new RetryableError(code, `void of ${ref} not confirmed: ${why}`);
   }

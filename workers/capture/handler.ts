@@ -4,6 +4,7 @@ import type { Logger } from '../../shared/log/logger.js';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import type { LeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { EntityChange, IdempotencyStore, NewEvent, OutcomeStore } from '../../shared/core/ports.js';
+import { dependencyOutage } from '../../shared/core/breaker.js';
 import { processOnce, type WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import type { CaptureOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
@@ -194,8 +195,11 @@ async function record(
         deps.captures?.inc({ processor: connector.name, outcome: 'CAPTURE_ERROR' });
         return { action: 'dead-letter', code: outcome.code, detail };
       }
+      // The processor is down (its breaker opened): not a failed capture attempt; park the message.
+      if (dependencyOutage()) throw new RetryableError(outcome.code, `${outcome.code}: ${outcome.message}`);
       return retryLater(deps, charge, w, log, `${outcome.code}: ${outcome.message}`);
     case 'ambiguous':
+      if (dependencyOutage()) throw new RetryableError('CAPTURE_OUTCOME_UNKNOWN', `outcome unknown: ${outcome.reason}`);
       // Safe to retry later: the next capture carries the same idempotency key, and a charge left in
       // CAPTURE_APPROVED_RETRY is captured again, never twice (the processor de-duplicates by key).
       return retryLater(deps, charge, w, log, `outcome unknown: ${outcome.reason}`);
