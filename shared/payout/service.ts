@@ -111,6 +111,9 @@ export async function createPayoutWorker(kit: WorkerKit<PayoutSettings>, lhv: Lh
       backoff: { baseMs: kit.config.consumer.retryBaseMs, maxMs: kit.config.consumer.retryMaxMs },
       logger: log,
       metrics: kit.metrics,
+      breakers: kit.breakers,
+      gating: ['dynamodb'],
+      resilience: kit.resilience,
       acceptGate: () => (shards.pick() ? undefined : NOT_READY),
     });
   const ingestion = createIngestionSwitch({
