@@ -132,7 +132,7 @@ Error codes and what to do: docs/operations.md.`,
             ? `~${unlisted} more letter(s) wait behind listed letters of the same message group (or are being read by someone else); they are listed once those are redriven or purged\n`
             : '';
         if (matching.length === 0) {
-          process.stdout.write(`${t.dlqName} has no dead letters${letters.length > 0 ? ' matching the filter' : ''}\n${note}`);
+          process.stdout.write(`${t.dlqName} ${letters.length > 0 ? 'has no dead letters matching the filter' : 'is empty'}\n${note}`);
           return;
         }
         printTable(
