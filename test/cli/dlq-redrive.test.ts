@@ -89,8 +89,10 @@ describe('payfleet dlq redrive', () => {
     void run.exited.then((c) => (exit = c));
     await eventually(() => /redrive: 1 redriven/.test(run.raw()), 60_000, 'the first letter redriven');
     run.kill('SIGSTOP');
-    await worker.waitForLine((l) => deadLettered(l) && l.redrives === 1, 60_000);
+    await eventually(() => worker.lines.filter(deadLettered).length >= 5, 60_000, 'the first redriven letter to fail again');
     run.kill('SIGCONT');
+    // The worker carried the count onto the new letter (and logged both ids).
+    expect(worker.lines.filter(deadLettered)[4]).toMatchObject({ code: 'UNKNOWN_PROCESSOR', redrives: 1 });
     // On main the run redrives that re-failure again (and again): the worker then logs redrives 2.
     await eventually(
       () => exit !== undefined || worker.lines.some((l) => deadLettered(l) && Number(l.redrives) >= 2),

@@ -237,13 +237,16 @@ export class ProgressLine {
  * letter in hand, gives back what it holds and prints its summary); a second exits at once (held
  * letters come back when their hold runs out). Returns the function that removes the handler.
  */
-export function onInterrupt(controller: AbortController): () => void {
+export function onInterrupt(
+  controller: AbortController,
+  then = 'finishing the letter in hand, giving back the rest, then a summary',
+): () => void {
   const handler = () => {
     if (controller.signal.aborted) {
       process.stderr.write('\ninterrupted again: exiting now; letters still held become visible again within 60 s\n');
       process.exit(130);
     }
-    process.stderr.write('\ninterrupted: finishing the letter in hand, giving back the rest, then a summary\n');
+    process.stderr.write(`\ninterrupted: ${then}\n`);
     controller.abort();
   };
   process.on('SIGINT', handler);

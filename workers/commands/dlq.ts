@@ -40,7 +40,7 @@ async function readAll(
   stopWhen: (l: HeldLetter) => boolean = () => false,
 ): Promise<{ letters: HeldLetter[]; unlisted: number }> {
   const controller = new AbortController();
-  const stopListening = onInterrupt(controller);
+  const stopListening = onInterrupt(controller, 'giving back the letters read so far');
   const reader = new LetterReader(t.clients.sqs, t.urls.dlq, 30);
   const letters: HeldLetter[] = [];
   let unlisted = 0;
@@ -132,7 +132,9 @@ Error codes and what to do: docs/operations.md.`,
             ? `~${unlisted} more letter(s) wait behind listed letters of the same message group (or are being read by someone else); they are listed once those are redriven or purged\n`
             : '';
         if (matching.length === 0) {
-          process.stdout.write(`${t.dlqName} ${letters.length > 0 ? 'has no dead letters matching the filter' : 'is empty'}\n${note}`);
+          process.stdout.write(
+            `${t.dlqName} ${letters.length > 0 ? 'has no dead letters matching the filter' : 'is empty'}\n${note}`,
+          );
           return;
         }
         printTable(
