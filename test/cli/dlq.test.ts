@@ -196,18 +196,21 @@ describe('payfleet dlq: a bad message, inspected, fixed and replayed', () => {
     ]);
     expect(JSON.stringify(charge)).not.toContain('4242424242424242');
     expect(sb.stripe.stats().charges[chargeId]).toMatchObject({ created: 1, authorised: 1 });
-    // Only the expired letter is left; purge refuses without --yes when nobody can confirm (before
-    // touching the queue, so these three can run side by side).
-    const [human2, leftRun, refused] = await Promise.all([
+    // Only the expired letter is left. Purge reads the DLQ to count what it would delete, so it runs
+    // after the listing (two readers of one DLQ hide the letters each holds from the other).
+    const [human2, leftRun] = await Promise.all([
       runCli(['charge', chargeId], stack.env),
       runCli(['dlq', 'list', 'auth-requests', '--json'], stack.env),
-      runCli(['dlq', 'purge', 'auth-requests'], stack.env),
     ]);
+    // Without a terminal nobody can confirm: it refuses, saying what it would have deleted.
+    const refused = await runCli(['dlq', 'purge', 'auth-requests'], stack.env);
     expect(human2.stdout).toMatch(/status\s+AUTHORISATION_SUCCESS/);
     expect(human2.stdout).toMatch(/visa ending 4242/);
     expect(json<Listed>(leftRun).letters.map((l) => l.messageId)).toEqual([expired.messageId]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/refusing to purge 1 dead letter\(s\) in \S+auth-requests-dlq\.fifo \(1 TOKEN_EXPIRED\) without --yes/);
+    expect(refused.stderr).toMatch(
+      /refusing to purge 1 dead letter\(s\) in \S+auth-requests-dlq\.fifo \(1 TOKEN_EXPIRED\) without --yes/,
+    );
     // On a terminal it asks, with the count by code; "n" deletes nothing (util-linux `script` provides the terminal).
     if (hasScript) {
       const declined = await onTerminal(stack, ['dlq', 'purge', 'auth-requests'], 'n\n');
