@@ -448,8 +448,9 @@ export class FifoConsumer<T> {
   }
 
   private async deadLetter(h: Held, letter: { code: string; detail: string; attempts: number }, log: Logger): Promise<void> {
+    let sent: { dlqMessageId: string; redrives: number };
     try {
-      await sendToDlq(this.o.sqs, {
+      sent = await sendToDlq(this.o.sqs, {
         dlqUrl: this.o.dlqUrl,
         sourceQueue: this.o.queueName,
         worker: this.o.worker,
@@ -463,7 +464,12 @@ export class FifoConsumer<T> {
       return;
     }
     this.o.metrics?.deadLettered.inc({ queue: this.o.queueName, code: letter.code });
-    log.warn({ code: letter.code, attempts: letter.attempts }, 'message dead-lettered');
+    // Both ids: `messageId` (this logger's) is the one every earlier line of this message carried;
+    // `dlqMessageId` is what `dlq list` shows. `dlq show` finds the letter by either.
+    log.warn(
+      { code: letter.code, attempts: letter.attempts, dlqMessageId: sent.dlqMessageId, redrives: sent.redrives },
+      'message dead-lettered',
+    );
     await this.ack(h, log, false);
   }
 
