@@ -1,6 +1,11 @@
 import { Counter } from 'prom-client';
 import { bool } from '../../shared/config/env.js';
-import { connectorConfigFromEnv, connectorEnvShape, createProcessorRegistry } from '../../shared/connectors/registry.js';
+import {
+  connectorConfigFromEnv,
+  connectorEnvShape,
+  createProcessorRegistry,
+  warnUnconfiguredProcessors,
+} from '../../shared/connectors/registry.js';
 import { createTokenServiceClient } from '../../shared/connectors/token-service.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
@@ -23,6 +28,7 @@ export async function main(): Promise<void> {
     build: (kit) => {
       const settings = kit.settings as unknown as { connectors: ReturnType<typeof connectorConfigFromEnv>; live: boolean };
       const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log });
+      warnUnconfiguredProcessors(kit.log, 'auth-requests', process.env);
       const tokens = createTokenServiceClient(settings.connectors.tokenService);
       const authorisations = new Counter({
         name: 'payfleet_authorisations_total',
@@ -46,6 +52,7 @@ export async function main(): Promise<void> {
       });
       return {
         consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle },
+        started: { processors: [...registry.connectors.keys()] },
         checks: [tableCheck(kit, 'charges', { chargeId: 'readiness-probe' })],
         background: [
           {
