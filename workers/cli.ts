@@ -3,90 +3,13 @@ import { Command, CommanderError } from 'commander';
 import { describeAwsFailure, targetFromEnv } from '../shared/aws/errors.js';
 import { JavaMissingError } from '../shared/embedded/java.js';
 import { ConfigError } from '../shared/errors.js';
+import { COMMANDS } from './commands/index.js';
 import { quietOnClosedPipes } from './commands/output.js';
 
 /**
  * Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found (read commands).
  */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
-
-type Register = (program: Command) => void;
-
-/**
- * Every command, and how to load it. Only the command being run is imported (with the AWS SDK,
- * zod, the emulators ... it needs); the others are listed by name, arguments and summary, which is
- * all `payfleet --help` shows. That keeps `--help` and `--version` from loading anything heavy
- * (docs/performance.md, "CLI start-up"). A new command adds one line here and exports a register
- * function; test/cli/startup.test.ts checks that this list matches what each module registers.
- */
-export const COMMANDS: readonly { name: string; args: string; summary: string; load: () => Promise<Register> }[] = [
-  {
-    name: 'worker',
-    args: '<name>',
-    summary: 'run one worker process (auth | capture | payout | ledger) until SIGTERM',
-    load: async () => (await import('./commands/worker.js')).registerWorker,
-  },
-  {
-    name: 'stack',
-    args: '',
-    summary: 'the embedded SQS + DynamoDB emulators (`stack up`)',
-    load: async () => (await import('./commands/stack.js')).registerStack,
-  },
-  {
-    name: 'bootstrap',
-    args: '',
-    summary: 'create or verify every queue, DLQ and table on the configured endpoint (idempotent)',
-    load: async () => (await import('./commands/bootstrap.js')).registerBootstrap,
-  },
-  {
-    name: 'send',
-    args: '<queue> [file]',
-    summary: 'enqueue NDJSON messages as an upstream system would, ids derived per queue',
-    load: async () => (await import('./commands/send.js')).registerSend,
-  },
-  {
-    name: 'dlq',
-    args: '',
-    summary: 'dead letters: list, show, redrive, purge',
-    load: async () => (await import('./commands/dlq.js')).registerDlq,
-  },
-  {
-    name: 'charge',
-    args: '<chargeId>',
-    summary: "a charge's status, amount, processor reference, history and ledger events",
-    load: async () => (await import('./commands/charge.js')).registerCharge,
-  },
-  {
-    name: 'payout',
-    args: '<paymentId>',
-    summary: "a payout's status, history, batch and ledger events",
-    load: async () => (await import('./commands/payout.js')).registerPayout,
-  },
-  {
-    name: 'events',
-    args: '<resourceId>',
-    summary: "a resource's ledger events; `events parity` compares with a consumer's record",
-    load: async () => (await import('./commands/events.js')).registerEvents,
-  },
-  {
-    name: 'sandbox',
-    args: '',
-    summary: 'the sandbox token service, Stripe, Worldpay and LHV in one process, until Ctrl-C',
-    load: async () => (await import('./commands/sandbox.js')).registerSandbox,
-  },
-  {
-    name: 'dev',
-    args: '',
-    summary: 'the sandboxes and all four workers against a running stack, on their own ops ports, until Ctrl-C',
-    load: async () => (await import('./commands/dev.js')).registerDev,
-  },
-  {
-    name: 'start',
-    args: '',
-    summary: 'the whole fleet on this machine with a demo load and a PASS/FAIL summary (`npm start`)',
-    load: async () => (await import('./commands/start.js')).registerStart,
-  },
-];
 
 /** `payfleet <version> (node <version>)`, from the package.json above this file (sources or dist/). */
 function version(): string {
