@@ -24,6 +24,7 @@ const SOURCE_ONLY = new Set(['start']);
 /** The first source (under shared/ and workers/, what tsconfig.build.json compiles) newer than its dist/ file. */
 function staleSource() {
   const walk = (dir) => {
+    if (!existsSync(new URL(dir, root))) return undefined;
     for (const entry of readdirSync(new URL(dir, root), { withFileTypes: true })) {
       const path = `${dir}${entry.name}`;
       if (entry.isDirectory()) {

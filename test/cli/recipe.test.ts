@@ -87,7 +87,7 @@ describe('README: run the fleet yourself', () => {
     // Terminal 1. `npx payfleet` runs bin/payfleet.js; so does this.
     const stack = startProcess('bin/payfleet.js', commands[0]!, {});
     background.push(stack);
-    await until('stack up', () => stack.raw(), /export AWS_SECRET_ACCESS_KEY=.*\n[^]*export PAYFLEET_RESOURCE_PREFIX=.*\n/);
+    await until('stack up', () => stack.raw(), /export AWS_SECRET_ACCESS_KEY=.*\n[\s\S]*export PAYFLEET_RESOURCE_PREFIX=.*\n/);
     const pasted = exportsOf(stack.raw());
     expect(Object.keys(pasted)).toEqual(
       expect.arrayContaining(['AWS_REGION', 'AWS_ENDPOINT_URL_SQS', 'AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']),

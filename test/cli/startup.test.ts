@@ -91,7 +91,8 @@ describe('bin/payfleet.js: dist/ only when it is up to date', () => {
     symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
     writeFileSync(join(dir, 'package.json'), '{"name":"payfleet","type":"module"}');
     // Sources at t=1000, their compiled files later (t=2000): up to date.
-    write('workers/cli.ts', "const from: string = 'source';\nprocess.stdout.write(`${from}\\n`);\n", 1000);
+    // TypeScript only tsx can run (a type annotation), so "source" proves the sources ran through tsx.
+    write('workers/cli.ts', "const from: string = 'source';\nprocess.stdout.write(from + '\\n');\n", 1000);
     write('shared/util/x.ts', 'export const x = 1;\n', 1000);
     write('dist/workers/cli.js', "process.stdout.write('dist\\n');\n", 2000);
     write('dist/shared/util/x.js', 'export const x = 1;\n', 2000);
