@@ -36,13 +36,18 @@ function exportsOf(text: string): Record<string, string> {
   return env;
 }
 
-/** Wait until `text()` matches, or fail with it. Generous: this is a whole fleet on a shared machine. */
-async function until(what: string, text: () => string, pattern: RegExp, timeoutMs = 120_000): Promise<RegExpMatchArray> {
+/**
+ * Wait until the output of `p` matches, or fail with it — at once when `p` exited. Generous: this is
+ * a whole fleet on a shared machine.
+ */
+async function until(what: string, p: WorkerProcess, pattern: RegExp, timeoutMs = 120_000): Promise<RegExpMatchArray> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const m = text().match(pattern);
+    const m = p.raw().match(pattern);
     if (m) return m;
-    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${timeoutMs / 1000} s; output so far:\n${text().slice(-4000)}`);
+    const gone = p.child.exitCode !== null || p.child.signalCode !== null;
+    if (gone || Date.now() > deadline)
+      throw new Error(`${what}: no ${pattern} ${gone ? `(it exited, ${p.child.exitCode ?? p.child.signalCode})` : `within ${timeoutMs / 1000} s`}; output so far:\n${p.raw().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -87,7 +92,7 @@ describe('README: run the fleet yourself', () => {
     // Terminal 1. `npx payfleet` runs bin/payfleet.js; so does this.
     const stack = startProcess('bin/payfleet.js', commands[0]!, {});
     background.push(stack);
-    await until('stack up', () => stack.raw(), /export AWS_SECRET_ACCESS_KEY=.*\n[\s\S]*export PAYFLEET_RESOURCE_PREFIX=.*\n/);
+    await until('stack up', stack, /export AWS_SECRET_ACCESS_KEY=.*\n[\s\S]*export PAYFLEET_RESOURCE_PREFIX=.*\n/);
     const pasted = exportsOf(stack.raw());
     expect(Object.keys(pasted)).toEqual(
       expect.arrayContaining(['AWS_REGION', 'AWS_ENDPOINT_URL_SQS', 'AWS_ENDPOINT_URL_DYNAMODB', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']),
@@ -96,7 +101,7 @@ describe('README: run the fleet yourself', () => {
     // Terminal 2.
     const dev = startProcess('bin/payfleet.js', commands[1]!, pasted);
     background.push(dev);
-    const opsUrls = (await until('dev', () => dev.raw(), /export PAYFLEET_OPS_URLS=(\S+)\n/, 180_000))[1]!;
+    const opsUrls = (await until('dev', dev, /export PAYFLEET_OPS_URLS=(\S+)\n/, 180_000))[1]!;
     const workers = Object.fromEntries(opsUrls.split(',').map((kv) => kv.split('=') as [string, string]));
     expect(Object.keys(workers)).toEqual(['auth', 'capture', 'payout', 'ledger']);
     for (const url of Object.values(workers)) expect((await fetch(`${url}/health/ready`)).status).toBe(200);
