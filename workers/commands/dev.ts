@@ -206,7 +206,14 @@ Exit codes: 0 stopped by Ctrl-C / SIGTERM, 1 a worker exited on its own, 2 confi
           // The workers' own force-exit bound is PAYFLEET_FORCE_EXIT_MS; past it (and a margin), SIGKILL.
           const forceMs = Number(process.env.PAYFLEET_FORCE_EXIT_MS ?? DEV_DEFAULTS.PAYFLEET_FORCE_EXIT_MS) + 2000;
           const timer = setTimeout(() => {
-            for (const w of workers) if (w.child.exitCode === null && w.child.pid) process.kill(-w.child.pid, 'SIGKILL');
+            for (const w of workers) {
+              if (w.child.exitCode !== null || w.child.signalCode !== null || !w.child.pid) continue;
+              try {
+                process.kill(-w.child.pid, 'SIGKILL'); // its whole process group
+              } catch {
+                // Gone in the meantime.
+              }
+            }
           }, forceMs);
           await Promise.all(workers.map((w) => w.exited));
           clearTimeout(timer);
