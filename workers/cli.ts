@@ -1,53 +1,75 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../shared/errors.js';
+import { describeAwsFailure, targetFromEnv } from '../shared/aws/errors.js';
 import { JavaMissingError } from '../shared/embedded/java.js';
-import { registerBootstrap } from './commands/bootstrap.js';
-import { registerCharge } from './commands/charge.js';
-import { registerDlq } from './commands/dlq.js';
-import { registerEvents } from './commands/events.js';
-import { registerPayout } from './commands/payout.js';
-import { registerSandbox } from './commands/sandbox.js';
-import { registerSend } from './commands/send.js';
-import { registerStack } from './commands/stack.js';
-import { registerStart } from './commands/start.js';
-import { registerWorker } from './commands/worker.js';
+import { ConfigError } from '../shared/errors.js';
+import { COMMANDS } from './commands/index.js';
+import { quietOnClosedPipes } from './commands/output.js';
 
 /**
  * Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 not found (read commands).
  */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
 
+/** `payfleet <version> (node <version>)`, from the package.json above this file (sources or dist/). */
+function version(): string {
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'payfleet') return `payfleet ${pkg.version ?? '?'} (node ${process.version})`;
+    } catch {
+      // Not at this level.
+    }
+  }
+  return `payfleet (unknown version) (node ${process.version})`;
+}
+
+/** The command named on the command line (`payfleet help <command>` included), if any. */
+function invoked(argv: readonly string[]): string | undefined {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  return words[0] === 'help' ? words[1] : words[0];
+}
+
+// Before anything is printed: `payfleet dlq list | head` must end quietly, not with an EPIPE trace.
+quietOnClosedPipes();
+
 const program = new Command('payfleet')
   .description('payfleet: queue-driven payment workers on SQS FIFO and DynamoDB')
+  .version(version(), '-V, --version', 'print the payfleet and Node.js versions')
   .showHelpAfterError()
   .exitOverride();
 
-registerWorker(program);
-registerStack(program);
-registerBootstrap(program);
-registerSend(program);
-registerDlq(program);
-registerCharge(program);
-registerPayout(program);
-registerEvents(program);
-registerSandbox(program);
-registerStart(program);
+const wanted = invoked(process.argv.slice(2));
+for (const c of COMMANDS) {
+  if (c.name === wanted) (await c.load())(program);
+  else program.command(c.args ? `${c.name} ${c.args}` : c.name).summary(c.summary);
+}
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    process.exit(err.exitCode === 0 ? 0 : EXIT.usage);
-  }
+  process.exit(exitCodeFor(err));
+}
+
+/** Print one line (no stack: these are expected outcomes) and return the exit code. */
+function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   if (err instanceof ConfigError) {
     process.stderr.write(`payfleet: ${err.message}\n`);
-    process.exit(EXIT.usage);
+    return EXIT.usage;
   }
   if (err instanceof JavaMissingError) {
     process.stderr.write(`payfleet: ${err.message}\n`);
-    process.exit(EXIT.failure);
+    return EXIT.failure;
+  }
+  // Commands built on openCommandContext() throw AwsFailure already; anything else that is one of
+  // the four AWS failures (a client built elsewhere) gets the same advice, from the environment.
+  const described = describeAwsFailure(err, targetFromEnv(process.env));
+  if (described) {
+    process.stderr.write(`payfleet: ${described.message}\n`);
+    return described.exitCode;
   }
   const e = err as { exitCode?: number; message?: string };
   process.stderr.write(`payfleet: ${e.message ?? String(err)}\n`);
-  process.exit(typeof e.exitCode === 'number' ? e.exitCode : EXIT.failure);
+  return typeof e.exitCode === 'number' ? e.exitCode : EXIT.failure;
 }

@@ -121,6 +121,33 @@ export const connectorEnvShape = { ...processorEnvShape, ...tokenServiceEnvShape
 export type ProcessorEnv = z.output<z.ZodObject<typeof processorEnvShape>>;
 export type ConnectorEnv = z.output<z.ZodObject<typeof connectorEnvShape>>;
 
+/**
+ * What a worker that takes `processor` from its messages cannot serve: each processor a message may
+ * name (sandbox, stripe, worldpay) that is not configured here, with the variables that would
+ * configure it. The sandbox switched off on purpose (PAYFLEET_SANDBOX_PROCESSOR_ENABLED=false, as in
+ * production) is a decision, not an omission, and is left out; so is a processor fully configured.
+ * Messages naming one of these are dead-lettered UNKNOWN_PROCESSOR, so workers warn at start.
+ */
+export function unconfiguredProcessors(env: Partial<Record<keyof ProcessorEnv, unknown>>): { processor: ProcessorName; set: string[] }[] {
+  const missing = (names: readonly (keyof ProcessorEnv)[]) => names.filter((n) => env[n] === undefined || env[n] === '');
+  const out: { processor: ProcessorName; set: string[] }[] = [];
+  const stripe = missing(['STRIPE_API_KEY']);
+  if (stripe.length > 0) out.push({ processor: 'stripe', set: stripe });
+  const worldpay = missing(['WORLDPAY_API_BASE_URL', 'WORLDPAY_MERCHANT_CODE', 'WORLDPAY_USERNAME', 'WORLDPAY_PASSWORD']);
+  if (worldpay.length > 0) out.push({ processor: 'worldpay', set: worldpay });
+  return out;
+}
+
+/** Log one warning per {@link unconfiguredProcessors} entry: what happens to such messages and what to set. */
+export function warnUnconfiguredProcessors(log: Logger, queue: string, env: Partial<Record<keyof ProcessorEnv, unknown>>): void {
+  for (const { processor, set } of unconfiguredProcessors(env)) {
+    log.warn(
+      { processor, set },
+      `${queue} may carry processor "${processor}", which is not configured here: such messages are dead-lettered UNKNOWN_PROCESSOR (set ${set.join(', ')})`,
+    );
+  }
+}
+
 /** Turn parsed processor variables into registry options. */
 export function processorRegistryConfigFromEnv(env: ProcessorEnv): ProcessorRegistryConfig {
   const common = { timeoutMs: env.PAYFLEET_PROCESSOR_TIMEOUT_MS, maxConnections: env.PAYFLEET_PROCESSOR_MAX_CONNECTIONS };

@@ -6,6 +6,13 @@ import { luhnChecksumValid } from '../util/luhn.js';
  *   2. values: any run of 13-19 digits (spaces or dashes allowed between groups) that passes the
  *      Luhn check is masked to its last four digits, wherever it appears (messages, error texts),
  *      even when other digit groups adjoin it (an expiry date, a timestamp).
+ *
+ * One exception, because one in ten epoch-millisecond timestamps passes the Luhn check and masking
+ * them hid lease expiries (`held by ... until *********7280`): a run of exactly 13 digits that is
+ * a plausible current epoch-ms value (2015-2040, so it starts 14..22) right after a time word —
+ * a field named like a time (`expiresAtMs`, `createdAt`, `until`, `ts` ...) or, in free text,
+ * `until`, `since`, `at`, `expires` ... — is a timestamp. No card is lost by this: 13-digit PANs
+ * are Visa's and start with 4, and every 14-19 digit run is masked as before.
  */
 
 const SENSITIVE_KEY =
@@ -33,20 +40,66 @@ const DIGIT_GROUPS = /(?<!\d)\d+(?:[ -]\d+)*(?!\d)/g;
 export const UUID_SHAPED =
   /(?<![0-9a-z])(?=[0-9a-f-]{0,35}[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z])/gi;
 
-/** Mask every Luhn-valid 13-19 digit span of whole digit groups in `text`, keeping the last four digits. */
-export function maskPans(text: string): string {
+/** 2015-01-01 and 2040-01-01 in epoch ms: "plausibly now" for a timestamp in a log line. */
+const EPOCH_MS_MIN = 1_420_070_400_000;
+const EPOCH_MS_MAX = 2_208_988_800_000;
+
+/**
+ * Names that say "this is a point in time": `time`, `ts`, `until` ... as a whole word, or an
+ * identifier ending in `At`, `AtMs`, `Ms`, `Time`, `Until`, `Since`, `_at`, `_ms` (`expiresAtMs`,
+ * `startedAt`, `doNotRetryUntil`, `created_at`).
+ */
+const TIME_WORD = /^(?:time|ts|timestamp|until|since|at|after|before|deadline|expires|expiry|now|date)$/i;
+const TIME_SUFFIX = /(?:At|AtMs|Ms|Time|Timestamp|Until|Since|Deadline|Expiry|_at|_ms|_time|_ts)$/;
+
+/** The name just before a value: a JSON key (`"expiresAtMs":`, `"until":"`) or a word (`until `, `at=`). */
+const NAME_BEFORE = /(?:"([A-Za-z_$][\w$]*)"\s*:\s*"?|([A-Za-z_$][\w$]*)\s*[:=]?\s*"?)$/;
+
+/** True when `name` says its value is a point in time. */
+export function isTimeName(name: string): boolean {
+  return TIME_WORD.test(name) || TIME_SUFFIX.test(name);
+}
+
+/** True for exactly 13 digits that read as epoch milliseconds between 2015 and 2040. */
+function plausibleEpochMs(digits: string): boolean {
+  if (!/^\d{13}$/.test(digits)) return false;
+  const n = Number(digits);
+  return n >= EPOCH_MS_MIN && n < EPOCH_MS_MAX;
+}
+
+/**
+ * True when `digits`, found at `index` of `text`, is a timestamp rather than a card number: a
+ * plausible epoch-ms value right after a time name (see the module comment). Shared with the test
+ * suite's log scan, so both agree on what is a card.
+ */
+export function isTimestampInContext(text: string, index: number, digits: string): boolean {
+  if (!plausibleEpochMs(digits)) return false;
+  const m = NAME_BEFORE.exec(text.slice(Math.max(0, index - 64), index));
+  const name = m?.[1] ?? m?.[2];
+  return name !== undefined && isTimeName(name);
+}
+
+/**
+ * Mask every Luhn-valid 13-19 digit span of whole digit groups in `text`, keeping the last four
+ * digits. UUID-shaped tokens are left whole; `timeField`: `text` is the whole value of a field named
+ * like a time, so a lone plausible epoch-ms value is kept.
+ */
+export function maskPans(text: string, options: { timeField?: boolean } = {}): string {
+  if (options.timeField && plausibleEpochMs(text)) return text;
   let out = '';
   let last = 0;
   for (const m of text.matchAll(UUID_SHAPED)) {
-    out += maskDigitRuns(text.slice(last, m.index)) + m[0];
+    out += maskDigitRuns(text, last, m.index) + m[0];
     last = m.index + m[0].length;
   }
-  return out + maskDigitRuns(text.slice(last));
+  return out + maskDigitRuns(text, last, text.length);
 }
 
-function maskDigitRuns(text: string): string {
-  return text.replace(DIGIT_GROUPS, (run) => {
+/** Mask the card-shaped digit runs of `whole` between `from` and `to` (context read from `whole`). */
+function maskDigitRuns(whole: string, from: number, to: number): string {
+  return whole.slice(from, to).replace(DIGIT_GROUPS, (run: string, offset: number) => {
     if (run.length < 13) return run;
+    if (isTimestampInContext(whole, from + offset, run)) return run;
     const groups = run.split(/([ -])/); // digits at even indexes, separators at odd ones
     let out = '';
     let i = 0;
@@ -90,7 +143,9 @@ export function redactDeep(value: unknown, seen = new WeakSet<object>()): unknow
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[k] = isSensitiveKey(k) ? CENSORED : redactDeep(v, seen);
+    if (isSensitiveKey(k)) out[k] = CENSORED;
+    else if (typeof v === 'string' && isTimeName(k)) out[k] = maskPans(v, { timeField: true });
+    else out[k] = redactDeep(v, seen);
   }
   return out;
 }

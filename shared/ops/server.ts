@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { ConfigError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
 /** A named dependency check for /health/ready. Resolve to pass; throw (or reject) to fail. */
@@ -26,6 +27,24 @@ export interface OpsServerOptions {
   readonly checkTimeoutMs?: number;
   /** Extra state for /health/ready's body (e.g. shards held). */
   readonly status?: () => Record<string, unknown>;
+  /** The variable that sets `port`, named when the port cannot be used. @default 'PAYFLEET_OPS_PORT' */
+  readonly portVariable?: string;
+}
+
+/**
+ * A port that cannot be listened on is a configuration problem (exit 2, one line naming the
+ * variable), not a crash: typically a second worker on one machine with the default port.
+ */
+function portProblem(err: NodeJS.ErrnoException, port: number, host: string, variable: string): Error {
+  if (err.code === 'EADDRINUSE') {
+    return new ConfigError([
+      `${variable}: port ${port} is already in use on ${host} (another worker or program listens there); set ${variable} to a free port (0 = any free port) or stop the other process`,
+    ]);
+  }
+  if (err.code === 'EACCES') {
+    return new ConfigError([`${variable}: port ${port} on ${host} needs privileges this process does not have; use a port above 1023`]);
+  }
+  return err;
 }
 
 /**
@@ -83,9 +102,10 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     send(404, JSON.stringify({ error: 'not found' }));
   });
   server.keepAliveTimeout = 5000;
+  const host = options.host ?? '0.0.0.0';
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+    server.once('error', (err: NodeJS.ErrnoException) => reject(portProblem(err, options.port, host, options.portVariable ?? 'PAYFLEET_OPS_PORT')));
+    server.listen(options.port, host, () => resolve());
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;

@@ -4,6 +4,7 @@ import { GetQueueAttributesCommand, GetQueueUrlCommand, type Message, type SQSCl
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { describeAwsFailure } from '../aws/errors.js';
 import { guardAwsClient } from '../aws/guard.js';
 import type { HttpGuard } from '../connectors/http.js';
 import { Breakers } from '../core/breaker.js';
@@ -78,6 +79,8 @@ export interface WorkerPlan<T> {
   readonly background?: readonly BackgroundTask[];
   readonly checks?: readonly ReadinessCheck[];
   readonly status?: () => Record<string, unknown>;
+  /** Extra fields of the `worker started` log line (auth and capture: the enabled processors). */
+  readonly started?: Record<string, unknown>;
 }
 
 export interface WorkerSpec<S extends z.ZodRawShape, T> {
@@ -189,7 +192,17 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
         (r) => r.QueueUrl!,
         (err: unknown) => {
           urls.delete(name);
-          throw new Error(`queue ${name} not found (${(err as Error).name}); run \`payfleet bootstrap\` against this endpoint first`);
+          // Bad credentials, an unreachable endpoint, a missing queue (a prefix typo, or a new
+          // environment) and a refused permission each say what to do (shared/aws/errors.ts).
+          const target = {
+            service: 'sqs' as const,
+            resource: `queue ${name}`,
+            region: config.aws.region,
+            ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
+            prefix: names.prefix,
+            ...(process.env.AWS_PROFILE ? { profile: process.env.AWS_PROFILE } : {}),
+          };
+          throw describeAwsFailure(err, target) ?? new Error(`cannot look up queue ${name}: ${(err as Error).name}: ${(err as Error).message}`, { cause: err });
         },
       );
       urls.set(name, p);
@@ -282,7 +295,7 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
 
   consumer?.start();
   for (const task of plan.background ?? []) task.start();
-  log.info({ ownerId, opsPort: ops.port, prefix: names.prefix, concurrency: config.consumer.concurrency }, 'worker started');
+  log.info({ ownerId, opsPort: ops.port, prefix: names.prefix, concurrency: config.consumer.concurrency, ...plan.started }, 'worker started');
 }
 
 /**

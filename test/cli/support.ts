@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ROOT } from '../support/processes.js';
 
 export interface CliResult {
@@ -8,9 +10,22 @@ export interface CliResult {
 }
 
 /**
+ * Hand output of a process started here to the suite-wide card-data scan (test/support/
+ * global-setup.ts), as test/support/processes.ts does for the processes it starts.
+ */
+export function recordOutput(label: string, text: string): void {
+  const dir = process.env.PAYFLEET_TEST_LOG_DIR;
+  if (!dir || text === '') return;
+  const name = `cli-${label.replace(/[^\w-]/g, '').slice(0, 60)}-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.log`;
+  appendFileSync(join(dir, name), text);
+}
+
+/**
  * Run the real `payfleet` binary (bin/payfleet.js) with a clean environment plus `env`, optionally
  * feeding `input` on stdin (which is then a pipe, not a terminal). Never rejects: the exit code is
- * part of what the tests check.
+ * part of what the tests check. Its stderr (messages, errors: the CLI's log) goes to the
+ * suite-wide card-data scan; stdout is the data asked for, which `dlq show --body` prints byte for
+ * byte — and the tests' sandbox tokens embed test card numbers (`tok_4242..._x`).
  */
 export function runCli(
   args: readonly string[],
@@ -30,6 +45,7 @@ export function runCli(
       },
       (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+        recordOutput(args.join('-'), stderr);
         resolve({ code, stdout, stderr });
       },
     );

@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../../shared/log/logger.js';
-import { CENSORED, isSensitiveKey, maskPans, redactDeep } from '../../shared/log/redact.js';
+import { CENSORED, isSensitiveKey, isTimestampInContext, maskPans, redactDeep } from '../../shared/log/redact.js';
+import { luhnChecksumValid } from '../../shared/util/luhn.js';
+import { findCardData } from '../support/card-scan.js';
 
 // Luhn-valid test PANs (Stripe / network test numbers).
 const VISA = '4242424242424242';
@@ -193,5 +195,58 @@ describe('Function: maskPans', () => {
     const out = redactDeep(input) as Record<string, unknown>;
     expect(out).toEqual({ a: last4(VISA), card: CENSORED, self: '[Circular]' });
     expect(input.a).toBe(VISA);
+  });
+});
+
+describe('Function: maskPans (epoch-millisecond timestamps)', () => {
+  // 1764127207280 (2025-11-26T03:20:07.280Z) passes the Luhn check, like one timestamp in ten.
+  const MS = '1764127207280';
+  const masked = last4(MS);
+
+  it('the example timestamp passes the Luhn check (else these tests would prove nothing)', () => {
+    expect(luhnChecksumValid(MS)).toBe(true);
+  });
+
+  it('keeps a timestamp after a time word in free text, and in a field named like a time', () => {
+    const c = capture();
+    c.log.warn(`lease charge#c1 held by auth-host-1-abc (token 3) until ${MS}`);
+    c.log.info({ expiresAtMs: Number(MS), startedAt: Number(MS), until: MS, ts: Number(MS), doNotRetryUntil: MS }, 'lease state');
+    c.log.info({ err: new Error(`lease held until ${MS}`) }, 'conflict');
+    const [free, fields, err] = c.lines();
+    expect(free!.msg).toBe(`lease charge#c1 held by auth-host-1-abc (token 3) until ${MS}`);
+    expect(fields).toMatchObject({ expiresAtMs: Number(MS), startedAt: Number(MS), until: MS, ts: Number(MS), doNotRetryUntil: MS });
+    expect((err!.err as { message: string }).message).toBe(`lease held until ${MS}`);
+  });
+
+  it.each([
+    [`until ${MS}`, `until ${MS}`],
+    [`expires at ${MS}`, `expires at ${MS}`],
+    [`since=${MS}`, `since=${MS}`],
+    [`{"expiresAtMs":${MS}}`, `{"expiresAtMs":${MS}}`],
+    [`{"created_at": "${MS}"}`, `{"created_at": "${MS}"}`],
+    [`{"until":"${MS}"}`, `{"until":"${MS}"}`],
+    // Not a time name before it: masked, as any Luhn-valid 13-digit run.
+    [`ref ${MS}`, `ref ${masked}`],
+    [`{"orderRef":${MS}}`, `{"orderRef":${masked}}`],
+    [MS, masked],
+    // A time name, but not a plausible current timestamp: a 13-digit Visa PAN stays masked.
+    ['until 4000000000006', 'until *********0006'],
+    ['{"expiresAtMs":4222222222222}', '{"expiresAtMs":*********2222}'],
+    // Card numbers of 14-19 digits are masked whatever precedes them.
+    [`until ${VISA}`, `until ${last4(VISA)}`],
+    [`{"createdAt":"${AMEX}"}`, `{"createdAt":"${last4(AMEX)}"}`],
+    [`at ${MC}`, `at ${last4(MC)}`],
+  ])('%j -> %j', (input, output) => {
+    expect(maskPans(input)).toBe(output);
+  });
+
+  it('redactDeep keeps a timestamp string in a time field and masks the same digits elsewhere', () => {
+    expect(redactDeep({ expiresAt: MS, note: `ref ${MS}`, cardAt: VISA })).toEqual({ expiresAt: MS, note: `ref ${masked}`, cardAt: last4(VISA) });
+  });
+
+  it('the suite-wide log scan applies the same rule: a timestamp in a time field is not card data', () => {
+    expect(findCardData(`{"msg":"lease held by x (token 3) until ${MS}","expiresAtMs":${MS}}`)).toEqual([]);
+    expect(findCardData(`{"orderRef":${MS}}`)).toEqual(['card number ending 7280']);
+    expect(isTimestampInContext(`until ${MS}`, 6, MS)).toBe(true);
   });
 });

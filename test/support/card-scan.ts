@@ -1,4 +1,4 @@
-import { UUID_SHAPED } from '../../shared/log/redact.js';
+import { isTimestampInContext, UUID_SHAPED } from '../../shared/log/redact.js';
 import { isCardNumber } from '../../shared/util/luhn.js';
 
 const DIGIT_RUN = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
@@ -6,13 +6,18 @@ const CVC_FIELD = /"(cvc|cvv|cvc2|cvv2|security_?code)"\s*:\s*"?\d{3,4}/i;
 
 /**
  * Card data in `text`: every Luhn-valid 13-19 digit run (spaces or dashes allowed between digits)
- * and any CVC-named field holding digits. Returns what was found, never the digits themselves.
+ * except an epoch-ms timestamp in a time field, and any CVC-named field holding digits. Returns
+ * what was found, never the digits themselves.
  */
 export function findCardData(text: string): string[] {
   const found: string[] = [];
   // Message and request ids (UUIDs) can hold Luhn-valid digit runs by chance: not card data.
-  for (const m of text.replace(UUID_SHAPED, ' ').matchAll(DIGIT_RUN)) {
+  // Blanked to the same length, so offsets still point into `text`.
+  for (const m of text.replace(UUID_SHAPED, (u) => ' '.repeat(u.length)).matchAll(DIGIT_RUN)) {
     const digits = m[0].replace(/[ -]/g, '');
+    // An epoch-ms timestamp after a time name (`"expiresAtMs":`, `until `) is not a card: the same
+    // rule the log redaction applies (shared/log/redact.ts), so the two agree.
+    if (isTimestampInContext(text, m.index, m[0])) continue;
     if (isCardNumber(digits)) found.push(`card number ending ${digits.slice(-4)}`);
   }
   const cvc = CVC_FIELD.exec(text);

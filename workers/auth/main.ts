@@ -1,6 +1,11 @@
 import { Counter } from 'prom-client';
 import { bool } from '../../shared/config/env.js';
-import { connectorConfigFromEnv, connectorEnvShape, createProcessorRegistry } from '../../shared/connectors/registry.js';
+import {
+  connectorConfigFromEnv,
+  connectorEnvShape,
+  createProcessorRegistry,
+  warnUnconfiguredProcessors,
+} from '../../shared/connectors/registry.js';
 import { createTokenServiceClient } from '../../shared/connectors/token-service.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
@@ -26,6 +31,7 @@ export async function main(options: { readonly hooks?: AuthHooks } = {}): Promis
     build: (kit) => {
       const settings = kit.settings as unknown as { connectors: ReturnType<typeof connectorConfigFromEnv>; live: boolean };
       const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log, guard: kit.httpGuard });
+      warnUnconfiguredProcessors(kit.log, 'auth-requests', process.env);
       const tokens = createTokenServiceClient({ ...settings.connectors.tokenService, guard: kit.httpGuard('token-service') });
       // Every authorisation decrypts first: while the token service is down, receive nothing.
       kit.breakers.get('token-service').setProbe((signal) => tokens.probe(signal));
@@ -52,6 +58,7 @@ export async function main(options: { readonly hooks?: AuthHooks } = {}): Promis
       });
       return {
         consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle, gating: ['token-service'] },
+        started: { processors: [...registry.connectors.keys()] },
         checks: [tableCheck(kit, 'charges', { chargeId: 'readiness-probe' })],
         background: [
           {

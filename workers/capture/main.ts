@@ -1,6 +1,11 @@
 import { Counter } from 'prom-client';
 import { bool, duration, int } from '../../shared/config/env.js';
-import { createProcessorRegistry, processorEnvShape, processorRegistryConfigFromEnv } from '../../shared/connectors/registry.js';
+import {
+  createProcessorRegistry,
+  processorEnvShape,
+  processorRegistryConfigFromEnv,
+  warnUnconfiguredProcessors,
+} from '../../shared/connectors/registry.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createCaptureGauges } from './gauges.js';
@@ -70,6 +75,7 @@ export async function main(): Promise<void> {
         gaugeRefreshMs: number;
       };
       const registry = createProcessorRegistry({ ...s.registry, logger: kit.log, guard: kit.httpGuard });
+      warnUnconfiguredProcessors(kit.log, 'capture-requests', process.env);
       const captures = new Counter({
         name: 'payfleet_captures_total',
         help: 'Capture attempts recorded, by processor and resulting charge status',
@@ -111,6 +117,7 @@ export async function main(): Promise<void> {
             }
           : {}),
         checks: [tableCheck(kit, 'charges', { chargeId: 'readiness-probe' })],
+        started: { processors: [...registry.connectors.keys()] },
         background: [gauges, { name: 'connector-pools', start: () => undefined, stop: () => registry.close() }],
       };
     },

@@ -1,8 +1,4 @@
 import type { Command } from 'commander';
-import { createAwsClients } from '../../shared/aws/clients.js';
-import { bootstrap } from '../../shared/bootstrap.js';
-import { bootstrapEnvSchema, toAwsConfig, withAwsEndpointCheck } from '../../shared/config/common.js';
-import { parseEnv } from '../../shared/config/env.js';
 import { printJson, printTable } from './output.js';
 
 /** `payfleet bootstrap`: create or verify every queue, DLQ, table and shard row. */
@@ -12,9 +8,19 @@ export function registerBootstrap(program: Command): void {
     .description('create or verify every queue, DLQ and table on the configured endpoint (idempotent)')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
+      // Loaded here, not at CLI start: `payfleet --help` must not pay for the AWS SDK.
+      const [{ bootstrap }, { bootstrapEnvSchema, toAwsConfig, withAwsEndpointCheck }, { parseEnv }, { BOOTSTRAP_REASONS, openCommandContext }] =
+        await Promise.all([
+          import('../../shared/bootstrap.js'),
+          import('../../shared/config/common.js'),
+          import('../../shared/config/env.js'),
+          import('./context.js'),
+        ]);
       const env = parseEnv(withAwsEndpointCheck(bootstrapEnvSchema));
       const aws = toAwsConfig(env);
-      const clients = createAwsClients(aws);
+      // Failures say what they are (bad credentials, an unreachable endpoint, a refused permission);
+      // "does not exist" stays the SDK's own: that is how bootstrap knows what to create.
+      const { clients } = openCommandContext(aws, BOOTSTRAP_REASONS);
       try {
         const report = await bootstrap(clients, {
           prefix: aws.resourcePrefix,

@@ -1,8 +1,5 @@
-import { openCommandContext } from './context.js';
 import type { Command } from 'commander';
 import { captureAttemptsFromHistory, TERMINAL_STATUSES, type Charge } from '../../shared/domain/charge.js';
-import { createChargeRepository } from '../../shared/domain/charge-repo.js';
-import { createDynamoLedgerOutbox } from '../../shared/ledger/dynamo-outbox.js';
 import type { OutboxEvent } from '../../shared/ledger/ports.js';
 import { printJson, printTable } from './output.js';
 
@@ -150,6 +147,12 @@ export function registerCharge(program: Command): void {
     .argument('<chargeId>', 'the chargeId of the AuthorisationRequested message')
     .option('--json', 'print JSON')
     .action(async (chargeId: string, opts: { json?: boolean }) => {
+      // Loaded here, not at CLI start: `payfleet --help` must not pay for the AWS SDK.
+      const [{ openCommandContext }, { createChargeRepository }, { createDynamoLedgerOutbox }] = await Promise.all([
+        import('./context.js'),
+        import('../../shared/domain/charge-repo.js'),
+        import('../../shared/ledger/dynamo-outbox.js'),
+      ]);
       const { clients, names } = openCommandContext();
       try {
         const charge = await createChargeRepository(clients.doc, names.table('charges')).get(chargeId);

@@ -1,9 +1,8 @@
 /** What every `payfleet dlq` subcommand shares: resolving `<queue>`, the filter options, exit codes. */
-import { GetQueueUrlCommand } from '@aws-sdk/client-sqs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AwsClients } from '../../shared/aws/clients.js';
 import { parseQueueKey, QUEUES_WITH_DLQ, type QueueKey } from '../../shared/resources.js';
-import { openCommandContext } from './context.js';
+import { openCommandContext, resolveQueueUrl } from './context.js';
 import type { HeldLetter, LetterFilter } from './dlq-letters.js';
 
 /** Same codes as workers/cli.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -32,11 +31,13 @@ export async function target(queueArg: string): Promise<Target> {
   };
   if (!parsed) return fail(`unknown queue "${queueArg}"; use one of: ${withDlq} (or its -dlq name)`);
   if (!QUEUES_WITH_DLQ.includes(parsed.key)) return fail(`${parsed.key} has no dead-letter queue; use one of: ${withDlq}`);
+  // A failure says which kind it is (not found, credentials, connectivity, access denied) and what to do.
   const url = async (name: string): Promise<string> => {
     try {
-      return (await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl!;
+      return await resolveQueueUrl({ aws, clients }, name);
     } catch (err) {
-      return fail(`queue ${name} not found (${(err as Error).name}); run \`payfleet bootstrap\` against this endpoint first`);
+      clients.destroy();
+      throw err;
     }
   };
   const dlqName = names.dlq(parsed.key);

@@ -1,10 +1,7 @@
-import { openCommandContext } from './context.js';
 import { readFile } from 'node:fs/promises';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { Command } from 'commander';
-import type { createAwsClients } from '../../shared/aws/clients.js';
-import { createDynamoLedgerOutbox } from '../../shared/ledger/dynamo-outbox.js';
-import { compareParity, parseRecorded, type ParityReport } from '../../shared/ledger/parity.js';
+import type { AwsClients } from '../../shared/aws/clients.js';
+import type { ParityReport } from '../../shared/ledger/parity.js';
 import type { OutboxEvent } from '../../shared/ledger/ports.js';
 import { printJson, printTable } from './output.js';
 
@@ -39,7 +36,12 @@ function toJson(e: OutboxEvent) {
   };
 }
 
-function connect() {
+/** Clients and the outbox of the configured environment; loaded on use so `--help` stays cheap. */
+async function connect() {
+  const [{ openCommandContext }, { createDynamoLedgerOutbox }] = await Promise.all([
+    import('./context.js'),
+    import('../../shared/ledger/dynamo-outbox.js'),
+  ]);
   const { clients, names } = openCommandContext();
   return { clients, names, outbox: createDynamoLedgerOutbox({ doc: clients.doc, names }) };
 }
@@ -59,7 +61,7 @@ export function registerEvents(program: Command): void {
     .argument('<resourceId>', 'chargeId or paymentId')
     .option('--json', 'print JSON')
     .action(async (resourceId: string, opts: { json?: boolean }) => {
-      const { clients, outbox } = connect();
+      const { clients, outbox } = await connect();
       try {
         const rows = await outbox.resourceEvents(resourceId);
         if (rows.length === 0) exitWith(EXIT.notFound, `no ledger events for ${resourceId}`);
@@ -101,8 +103,9 @@ export function registerEvents(program: Command): void {
       } catch (err) {
         exitWith(EXIT.usage, `cannot read ${opts.from}: ${(err as Error).message}`);
       }
+      const { compareParity, parseRecorded } = await import('../../shared/ledger/parity.js');
       const recorded = parseRecorded(text);
-      const { clients, names, outbox } = connect();
+      const { clients, names, outbox } = await connect();
       try {
         const ids = new Set<string>(opts.resource ?? []);
         for (const r of recorded) if (r.body) ids.add(r.body.resource_external_id);
@@ -119,7 +122,8 @@ export function registerEvents(program: Command): void {
     });
 }
 
-async function allResourceIds(doc: ReturnType<typeof createAwsClients>['doc'], table: string): Promise<string[]> {
+async function allResourceIds(doc: AwsClients['doc'], table: string): Promise<string[]> {
+  const { ScanCommand } = await import('@aws-sdk/lib-dynamodb');
   const ids = new Set<string>();
   let start: Record<string, unknown> | undefined;
   do {

@@ -12,3 +12,28 @@ export function printTable(headers: readonly string[], rows: readonly (readonly 
 export function printJson(value: unknown, out: NodeJS.WritableStream = process.stdout): void {
   out.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/**
+ * When the reader of stdout (or stderr) goes away — `payfleet dlq list | head` — drop the rest of
+ * that stream's output instead of crashing with an EPIPE stack trace. The command itself runs to
+ * its end: a listing still hands its letters back, a send still finishes its batch, and the exit
+ * code is the command's own. Installed once, by workers/cli.ts, for every command.
+ */
+export function quietOnClosedPipes(streams: readonly NodeJS.WriteStream[] = [process.stdout, process.stderr]): void {
+  for (const stream of streams) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+      // Later writes go nowhere (and raise nothing); callbacks still run so awaiting writers go on.
+      stream.write = ((_chunk: unknown, encoding?: unknown, cb?: unknown) => {
+        const done = typeof encoding === 'function' ? encoding : cb;
+        if (typeof done === 'function') process.nextTick(done as () => void);
+        return true;
+      }) as typeof stream.write;
+    });
+  }
+}
+
+/** `export NAME=value` for a POSIX shell, the value quoted when it needs to be. */
+export function shellExport(name: string, value: string): string {
+  return `export ${name}=${/^[\w@%+=:,./-]*$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`}`;
+}

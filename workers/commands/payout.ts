@@ -1,9 +1,7 @@
-import { openCommandContext } from './context.js';
 import type { Command } from 'commander';
-import { createDynamoLedgerOutbox } from '../../shared/ledger/dynamo-outbox.js';
 import { maskIban } from '../../shared/lhv/types.js';
 import type { Batch, Payout } from '../../shared/payout/model.js';
-import { createPayoutRepository, type PayoutRepository } from '../../shared/payout/repo.js';
+import type { PayoutRepository } from '../../shared/payout/repo.js';
 import { printJson, printTable } from './output.js';
 
 /** Same codes as workers/cli.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -118,6 +116,12 @@ export function registerPayout(program: Command): void {
     .argument('<paymentId>', 'the paymentId of the CheckoutApprovalAccepted event')
     .option('--json', 'print JSON')
     .action(async (paymentId: string, opts: { json?: boolean }) => {
+      // Loaded here, not at CLI start: `payfleet --help` must not pay for the AWS SDK.
+      const [{ openCommandContext }, { createPayoutRepository }, { createDynamoLedgerOutbox }] = await Promise.all([
+        import('./context.js'),
+        import('../../shared/payout/repo.js'),
+        import('../../shared/ledger/dynamo-outbox.js'),
+      ]);
       const { clients, names } = openCommandContext();
       try {
         const outbox = createDynamoLedgerOutbox({ doc: clients.doc, names });

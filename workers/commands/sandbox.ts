@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { startSandboxServices } from '../../shared/sandbox/serve.js';
-import { printTable } from './output.js';
+import { sandboxWorkerEnv } from './local-env.js';
+import { printTable, shellExport } from './output.js';
 
 function whole(max: number) {
   return (v: string): number => {
@@ -45,6 +45,7 @@ creditor names are in docs/connectors.md, docs/worldpay.md and docs/lhv.md. Ever
 serves GET /__sandbox/stats (what it actually did) and GET|POST|DELETE /__sandbox/faults.`,
     )
     .action(async (opts: SandboxOptions) => {
+      const { startSandboxServices } = await import('../../shared/sandbox/serve.js');
       const services = await startSandboxServices({
         host: opts.host,
         ...(opts.tokenServicePort !== undefined ? { tokenServicePort: opts.tokenServicePort } : {}),
@@ -61,8 +62,10 @@ serves GET /__sandbox/stats (what it actually did) and GET|POST|DELETE /__sandbo
       };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
+      // Every variable auth, capture and payout read to use these sandboxes (ledger needs none).
+      const env = sandboxWorkerEnv(services.env);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ host: opts.host, urls: services.urls, env: services.env })}\n`);
+        process.stdout.write(`${JSON.stringify({ host: opts.host, urls: services.urls, env })}\n`);
       } else {
         process.stdout.write('payfleet sandbox services are up (Ctrl-C to stop)\n\n');
         printTable(
@@ -74,8 +77,11 @@ serves GET /__sandbox/stats (what it actually did) and GET|POST|DELETE /__sandbo
             ['LHV Connect', services.urls.lhv],
           ],
         );
-        process.stdout.write('\nto point a worker at them:\n');
-        for (const [k, v] of Object.entries(services.env)) process.stdout.write(`  export ${k}=${v}\n`);
+        process.stdout.write(
+          '\nto point a worker at them (with the AWS variables `payfleet stack up` prints; each worker on this\n' +
+            'machine also needs its own PAYFLEET_OPS_PORT, e.g. 9401-9404 — `payfleet dev` does all of this for you):\n',
+        );
+        for (const [k, v] of Object.entries(env)) process.stdout.write(`  ${shellExport(k, v)}\n`);
       }
       // Stay up until a signal arrives.
       await new Promise(() => undefined);

@@ -1,13 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { GetQueueUrlCommand, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { Command } from 'commander';
-import { createAwsClients } from '../../shared/aws/clients.js';
-import { awsEnvSchema, toAwsConfig } from '../../shared/config/common.js';
-import { parseEnv } from '../../shared/config/env.js';
-import { parseCheckoutApprovalAccepted } from '../../shared/payout/schema.js';
 import { parseQueueKey, QUEUE_KEYS, type QueueKey } from '../../shared/resources.js';
-import { parseAuthorisationRequested } from '../auth/schema.js';
-import { parseCaptureRequested } from '../capture/schema.js';
 import { printJson, printTable } from './output.js';
 
 /** Same codes as workers/cli.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -78,12 +72,22 @@ export function deriveMessageIds(queue: QueueKey, body: string): DerivedIds {
   return { ok: true, groupId, dedupId, snsWrapped };
 }
 
-/** The worker's own parser for a queue's bodies (`--validate`); ledger-events has none here. */
-const PARSERS: Partial<Record<QueueKey, (body: string) => unknown>> = {
-  'auth-requests': parseAuthorisationRequested,
-  'capture-requests': parseCaptureRequested,
-  'payout-events': parseCheckoutApprovalAccepted,
-};
+/**
+ * The worker's own parser for a queue's bodies (`--validate`); ledger-events has none here.
+ * Loaded on use: the schemas pull in zod, which `payfleet --help` must not pay for.
+ */
+export async function loadValidator(queue: QueueKey): Promise<((body: string) => unknown) | undefined> {
+  switch (queue) {
+    case 'auth-requests':
+      return (await import('../auth/schema.js')).parseAuthorisationRequested;
+    case 'capture-requests':
+      return (await import('../capture/schema.js')).parseCaptureRequested;
+    case 'payout-events':
+      return (await import('../../shared/payout/schema.js')).parseCheckoutApprovalAccepted;
+    default:
+      return undefined;
+  }
+}
 
 export interface ParsedLine {
   readonly line: number;
@@ -96,7 +100,7 @@ export interface ParsedLine {
 export function parseNdjson(
   queue: QueueKey,
   text: string,
-  options: { validate?: boolean } = {},
+  options: { validate?: (body: string) => unknown } = {},
 ): { messages: ParsedLine[]; invalid: { line: number; problem: string }[] } {
   const messages: ParsedLine[] = [];
   const invalid: { line: number; problem: string }[] = [];
@@ -109,7 +113,7 @@ export function parseNdjson(
       invalid.push({ line: i + 1, problem: ids.problem });
       continue;
     }
-    const parser = options.validate ? PARSERS[queue] : undefined;
+    const parser = options.validate;
     if (parser) {
       try {
         parser(body);
@@ -129,6 +133,7 @@ export async function sendInOrder(
   queueUrl: string,
   messages: readonly ParsedLine[],
 ): Promise<{ sent: { line: number; messageId: string }[]; failed: { line: number; problem: string }[] }> {
+  const { SendMessageBatchCommand } = await import('@aws-sdk/client-sqs');
   const sent: { line: number; messageId: string }[] = [];
   const failed: { line: number; problem: string }[] = [];
   for (let i = 0; i < messages.length; i += 10) {
@@ -216,11 +221,18 @@ minutes, so sending the same file twice within that window enqueues each message
 Exit codes: 0 all sent, 1 a line was invalid or refused, 2 bad queue name, file or configuration.`,
     )
     .action(async (queueArg: string, file: string | undefined, opts: SendOptions) => {
+      // Loaded here, not at CLI start: `payfleet --help` must not pay for the AWS SDK and zod.
+      const [{ awsEnvSchema, toAwsConfig }, { parseEnv }, { openCommandContext, resolveQueueUrl }] = await Promise.all([
+        import('../../shared/config/common.js'),
+        import('../../shared/config/env.js'),
+        import('./context.js'),
+      ]);
       const aws = toAwsConfig(parseEnv(awsEnvSchema));
       const queue = resolveQueueArg(queueArg, aws.resourcePrefix);
       const queueName = `${aws.resourcePrefix}${queue}.fifo`;
       const input = await readInput(file);
-      const { messages, invalid } = parseNdjson(queue, input.text, { validate: opts.validate ?? false });
+      const validator = opts.validate ? await loadValidator(queue) : undefined;
+      const { messages, invalid } = parseNdjson(queue, input.text, validator ? { validate: validator } : {});
       const report = (
         sent: { line: number; messageId: string }[],
         refused: { line: number; problem: string }[],
@@ -273,17 +285,12 @@ Exit codes: 0 all sent, 1 a line was invalid or refused, 2 bad queue name, file 
         );
         exitWith(EXIT.failure, `${invalid.length} invalid line(s); nothing sent`);
       }
-      const clients = createAwsClients(aws);
+      const ctx = openCommandContext(aws);
+      const { clients } = ctx;
       try {
-        let queueUrl: string;
-        try {
-          queueUrl = (await clients.sqs.send(new GetQueueUrlCommand({ QueueName: queueName }))).QueueUrl!;
-        } catch (err) {
-          exitWith(
-            EXIT.usage,
-            `queue ${queueName} not found (${(err as Error).name}); run \`payfleet bootstrap\` against this endpoint first`,
-          );
-        }
+        // A missing queue, bad credentials, an unreachable endpoint and a refused permission each
+        // get their own message and exit code (context.ts); "run bootstrap" only for a new environment.
+        const queueUrl = await resolveQueueUrl(ctx, queueName);
         const { sent, failed } = await sendInOrder(clients.sqs, queueUrl, messages);
         const groups = new Set(messages.filter((m) => sent.some((s) => s.line === m.line)).map((m) => m.groupId)).size;
         const skipped = invalid.length > 0 ? `; ${invalid.length} invalid line(s) skipped` : '';

@@ -1,9 +1,4 @@
 import type { Command } from 'commander';
-import { createAwsClients } from '../../shared/aws/clients.js';
-import { bootstrap } from '../../shared/bootstrap.js';
-import { parseEnv } from '../../shared/config/env.js';
-import { bootstrapEnvSchema } from '../../shared/config/common.js';
-import { EMBEDDED_CREDENTIALS, startEmbeddedStack } from '../../shared/embedded/stack.js';
 import { printTable } from './output.js';
 
 /** `payfleet stack up`: the embedded emulators on 127.0.0.1, bootstrapped, until interrupted. */
@@ -16,6 +11,15 @@ export function registerStack(program: Command): void {
     .option('--sqs-port <port>', 'SQS port (default: a free port)', (v) => Number(v))
     .option('--dynamodb-port <port>', 'DynamoDB port (default: a free port)', (v) => Number(v))
     .action(async (opts: { json?: boolean; sqsPort?: number; dynamodbPort?: number }) => {
+      // Loaded here, not at CLI start: the emulators and the AWS SDK are heavy.
+      const [{ createAwsClients }, { bootstrap }, { parseEnv }, { bootstrapEnvSchema }, { EMBEDDED_CREDENTIALS, startEmbeddedStack }] =
+        await Promise.all([
+          import('../../shared/aws/clients.js'),
+          import('../../shared/bootstrap.js'),
+          import('../../shared/config/env.js'),
+          import('../../shared/config/common.js'),
+          import('../../shared/embedded/stack.js'),
+        ]);
       const env = parseEnv(bootstrapEnvSchema, { AWS_REGION: 'eu-west-2', ...process.env });
       const embedded = await startEmbeddedStack({
         ...(opts.sqsPort ? { sqsPort: opts.sqsPort } : {}),
