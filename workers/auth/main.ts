@@ -1,10 +1,10 @@
-import { Counter } from 'prom-client';
 import { bool } from '../../shared/config/env.js';
 import { connectorConfigFromEnv, connectorEnvShape, createProcessorRegistry } from '../../shared/connectors/registry.js';
 import { createTokenServiceClient } from '../../shared/connectors/token-service.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createAuthHandler } from './handler.js';
+import { createAuthMetrics } from './metrics.js';
 import { parseAuthorisationRequested } from './schema.js';
 
 /** Variables of the auth worker on top of the common worker ones (docs/operations.md). */
@@ -24,12 +24,7 @@ export async function main(): Promise<void> {
       const settings = kit.settings as unknown as { connectors: ReturnType<typeof connectorConfigFromEnv>; live: boolean };
       const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log });
       const tokens = createTokenServiceClient(settings.connectors.tokenService);
-      const authorisations = new Counter({
-        name: 'payfleet_authorisations_total',
-        help: 'Authorisations recorded, by processor and resulting charge status',
-        labelNames: ['processor', 'outcome'],
-        registers: [kit.metrics.registry],
-      });
+      const { authorisations } = createAuthMetrics(kit.metrics.registry);
       const handle = createAuthHandler({
         keeper: kit.keeper,
         idempotency: kit.idempotency,

@@ -1,10 +1,10 @@
-import { Counter } from 'prom-client';
 import { bool, duration, int } from '../../shared/config/env.js';
 import { createProcessorRegistry, processorEnvShape, processorRegistryConfigFromEnv } from '../../shared/connectors/registry.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createCaptureGauges } from './gauges.js';
 import { createCaptureHandler } from './handler.js';
+import { createCaptureMetrics } from './metrics.js';
 import { parseCaptureRequested } from './schema.js';
 
 /**
@@ -70,12 +70,7 @@ export async function main(): Promise<void> {
         gaugeRefreshMs: number;
       };
       const registry = createProcessorRegistry({ ...s.registry, logger: kit.log });
-      const captures = new Counter({
-        name: 'payfleet_captures_total',
-        help: 'Capture attempts recorded, by processor and resulting charge status',
-        labelNames: ['processor', 'outcome'],
-        registers: [kit.metrics.registry],
-      });
+      const { captures } = createCaptureMetrics(kit.metrics.registry);
       const handle = createCaptureHandler({
         keeper: kit.keeper,
         idempotency: kit.idempotency,
