@@ -41,18 +41,22 @@ let packageVersion: string | undefined;
  * with package.json copied next to dist/). Read once; a build info label never changes in a process.
  */
 function ownPackageVersion(): string {
-  if (packageVersion !== undefined) return packageVersion;
-  let dir = dirname(fileURLToPath(import.meta.url));
+  packageVersion ??= findPackageVersion(dirname(fileURLToPath(import.meta.url)));
+  return packageVersion;
+}
+
+function findPackageVersion(start: string): string {
+  let dir = start;
   for (let i = 0; i < 5; i++) {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
-      if (pkg.name === 'payfleet' && typeof pkg.version === 'string') return (packageVersion = pkg.version);
+      if (pkg.name === 'payfleet' && typeof pkg.version === 'string') return pkg.version;
     } catch {
       // Not here (or unreadable): look one level up.
     }
     dir = dirname(dir);
   }
-  return (packageVersion = 'unknown');
+  return 'unknown';
 }
 
 /** This process's build info. `env` is read for PAYFLEET_BUILD_COMMIT only (build metadata, not configuration). */

@@ -144,6 +144,7 @@ describe('Grafana dashboard (ops/grafana/payfleet.json)', () => {
     const ids = dashboard.panels.map((p) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
     for (const p of panels) {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JS template
       expect(p.datasource, p.title).toEqual({ type: 'prometheus', uid: '${datasource}' });
       expect(p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24);
       expect(p.targets?.length, p.title).toBeGreaterThan(0);

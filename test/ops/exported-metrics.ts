@@ -84,19 +84,20 @@ export function exportedSeries(): ReadonlyMap<string, ExportedSeries> {
     out.set(series, { series, metric, type, labels: new Set([...labels, ...COMMON_LABELS]) });
   for (const m of registry.getMetricsAsArray()) {
     const own = (m as unknown as { labelNames?: readonly string[] }).labelNames ?? [];
-    switch (m.type) {
+    const type = String(m.type);
+    switch (type) {
       case 'histogram':
-        add(`${m.name}_bucket`, m.name, m.type, [...own, 'le']);
-        add(`${m.name}_sum`, m.name, m.type, own);
-        add(`${m.name}_count`, m.name, m.type, own);
+        add(`${m.name}_bucket`, m.name, type, [...own, 'le']);
+        add(`${m.name}_sum`, m.name, type, own);
+        add(`${m.name}_count`, m.name, type, own);
         break;
       case 'summary':
-        add(m.name, m.name, m.type, [...own, 'quantile']);
-        add(`${m.name}_sum`, m.name, m.type, own);
-        add(`${m.name}_count`, m.name, m.type, own);
+        add(m.name, m.name, type, [...own, 'quantile']);
+        add(`${m.name}_sum`, m.name, type, own);
+        add(`${m.name}_count`, m.name, type, own);
         break;
       default:
-        add(m.name, m.name, String(m.type), own);
+        add(m.name, m.name, type, own);
     }
   }
   // Written by Prometheus itself for every target it scrapes: 1 when the scrape worked.
