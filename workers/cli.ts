@@ -10,6 +10,7 @@ import { registerSandbox } from './commands/sandbox.js';
 import { registerSend } from './commands/send.js';
 import { registerStack } from './commands/stack.js';
 import { registerStart } from './commands/start.js';
+import { registerStatus } from './commands/status.js';
 import { registerWorker } from './commands/worker.js';
 
 /**
@@ -32,6 +33,7 @@ registerPayout(program);
 registerEvents(program);
 registerSandbox(program);
 registerStart(program);
+registerStatus(program);
 
 try {
   await program.parseAsync(process.argv);
