@@ -32,7 +32,9 @@
  * TLS verification always stays on; `tls` only adds a CA or a client certificate (mTLS).
  */
 import { Agent, type Dispatcher } from 'undici';
+import type { Admission, CircuitBreaker } from '../core/breaker.js';
 import { AmbiguousError, RetryableError, TerminalError } from '../errors.js';
+import type { ResilienceMetrics } from '../ops/resilience-metrics.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -58,7 +60,20 @@ export interface HttpClientOptions {
   };
   /** Use this dispatcher instead of creating an Agent (not closed by `close()`). */
   readonly dispatcher?: Dispatcher;
+  /**
+   * The far side's circuit breaker: requests are refused (DependencyUnavailableError, nothing sent)
+   * while it is open, and every outcome feeds it: 5xx, 429 and transport failures count against the
+   * far side, any other answer for it.
+   */
+  readonly breaker?: CircuitBreaker;
+  /** Metrics label of the far side (`token-service`, `stripe`, ...). @default the base URL's host */
+  readonly service?: string;
+  /** Where `payfleet_outbound_requests_total` and its latency histogram go. */
+  readonly metrics?: ResilienceMetrics;
 }
+
+/** What a connector passes through to its HTTP client to put the far side behind a breaker. */
+export type HttpGuard = Pick<HttpClientOptions, 'breaker' | 'service' | 'metrics'>;
 
 export interface HttpRequest {
   readonly method: HttpMethod;
@@ -69,6 +84,8 @@ export interface HttpRequest {
   /** Overrides the client's deadline for this request. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** Metrics label, e.g. `authorise` (never an id). @default the method */
+  readonly operation?: string;
 }
 
 export interface HttpResponse {
@@ -161,11 +178,44 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   // drop it. Under overload that turns every expired request into a reconnect.
   const slots = new Slots(maxConnections);
   let closed: Promise<void> | undefined;
+  const service = options.service ?? base.hostname;
+  const { breaker, metrics } = options;
 
   return {
     baseUrl: options.baseUrl,
-    request(req) {
-      return send(dispatcher, slots, origin, basePath, req, req.timeoutMs ?? timeoutMs, maxResponseBytes);
+    async request(req) {
+      const operation = req.operation ?? req.method;
+      const count = (status: string) => metrics?.outboundRequests.inc({ service, operation, status });
+      let admission: Admission | undefined;
+      try {
+        admission = breaker?.admit();
+      } catch (err) {
+        count('breaker_open');
+        throw err;
+      }
+      const started = performance.now();
+      try {
+        const res = await send(dispatcher, slots, origin, basePath, req, req.timeoutMs ?? timeoutMs, maxResponseBytes);
+        count(String(res.status));
+        if (admission) {
+          if (res.status >= 500 || res.status === 429) {
+            const retryAfterMs = parseRetryAfterMs(res.headers['retry-after']);
+            breaker?.failed(admission, retryAfterMs !== undefined ? { retryAfterMs } : {});
+          } else breaker?.succeeded(admission);
+        }
+        return res;
+      } catch (err) {
+        const sentOrNot = err instanceof HttpAmbiguousError ? 'ambiguous' : err instanceof HttpNotSentError ? 'not_sent' : 'invalid';
+        count(sentOrNot);
+        if (admission) {
+          const callerAborted = (err instanceof HttpAmbiguousError || err instanceof HttpNotSentError) && err.aborted;
+          if (sentOrNot === 'invalid' || callerAborted) breaker?.abandoned(admission);
+          else breaker?.failed(admission);
+        }
+        throw err;
+      } finally {
+        metrics?.outboundDuration.observe({ service, operation }, (performance.now() - started) / 1000);
+      }
     },
     close() {
       closed ??= ownsDispatcher ? dispatcher.close().catch(() => undefined) : Promise.resolve();

@@ -12,6 +12,7 @@ import { TerminalError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { createSandboxConnector, type SandboxConnectorOptions } from './sandbox.js';
 import { createStripeConnector, type StripeConnectorOptions } from './stripe.js';
+import type { HttpGuard } from './http.js';
 import type { TokenServiceClientOptions } from './token-service.js';
 import type { ProcessorConnector, ProcessorName } from './types.js';
 import { createWorldpayConnector } from './worldpay.js';
@@ -34,6 +35,8 @@ export interface ProcessorRegistryConfig {
   readonly worldpay?: WorldpayRegistryOptions;
   /** Passed to connectors that log (never card data). */
   readonly logger?: Logger;
+  /** Each processor's circuit breaker and metrics (a worker passes its process' breakers). */
+  readonly guard?: (processor: ProcessorName) => HttpGuard;
 }
 
 export interface ProcessorRegistry {
@@ -52,8 +55,9 @@ const KNOWN: ReadonlySet<string> = new Set<ProcessorName>(['sandbox', 'stripe', 
 export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): ProcessorRegistry {
   const connectors = new Map<ProcessorName, ProcessorConnector>();
   if (config.sandbox !== false) connectors.set('sandbox', createSandboxConnector(config.sandbox ?? {}));
-  if (config.stripe) connectors.set('stripe', createStripeConnector({ logger: config.logger, ...config.stripe }));
-  if (config.worldpay) connectors.set('worldpay', createWorldpayConnector({ logger: config.logger, ...config.worldpay }));
+  const guard = (name: ProcessorName) => (config.guard ? { guard: config.guard(name) } : {});
+  if (config.stripe) connectors.set('stripe', createStripeConnector({ logger: config.logger, ...guard('stripe'), ...config.stripe }));
+  if (config.worldpay) connectors.set('worldpay', createWorldpayConnector({ logger: config.logger, ...guard('worldpay'), ...config.worldpay }));
   let closing: Promise<void> | undefined;
 
   return {

@@ -30,6 +30,7 @@ import {
   HttpNotSentError,
   parseRetryAfterMs,
   type HttpClient,
+  type HttpGuard,
   type HttpResponse,
 } from './http.js';
 import type {
@@ -61,6 +62,8 @@ export interface StripeConnectorOptions {
   readonly logger?: Logger;
   /** Inject a client (tests). */
   readonly http?: HttpClient;
+  /** Circuit breaker and metrics for Stripe's calls. */
+  readonly guard?: HttpGuard;
 }
 
 /** The connector plus `close()`, which releases its connection pool. */
@@ -128,6 +131,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
       baseUrl: options.baseUrl ?? 'https://api.stripe.com',
       timeoutMs: options.timeoutMs ?? 20_000,
       maxConnections: options.maxConnections ?? 32,
+      ...options.guard,
     });
   const baseHeaders = {
     authorization: `Bearer ${options.apiKey}`,

@@ -25,6 +25,7 @@ import {
   HttpNotSentError,
   parseRetryAfterMs,
   type HttpClient,
+  type HttpGuard,
   type HttpResponse,
 } from './http.js';
 import { SensitiveCard } from './sensitive-card.js';
@@ -42,6 +43,8 @@ export interface TokenServiceClientOptions {
   readonly connectTimeoutMs?: number;
   /** Inject a client (tests); when given, the options above for the pool are ignored. */
   readonly http?: HttpClient;
+  /** Circuit breaker and metrics for the service's calls. */
+  readonly guard?: HttpGuard;
 }
 
 export interface TokenServiceClient {
@@ -50,6 +53,12 @@ export interface TokenServiceClient {
    * processor call is done.
    */
   decrypt(paymentTokenId: string, signal?: AbortSignal): Promise<SensitiveCard>;
+  /**
+   * Prove the service answers, with no side effect: a decrypt of a token that never exists. Any
+   * HTTP answer resolves (404 is the healthy one); only a transport failure rejects. The circuit
+   * breaker's half-open trial; its breaker learns the verdict from the guarded HTTP client.
+   */
+  probe(signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -73,6 +82,7 @@ export function createTokenServiceClient(options: TokenServiceClientOptions): To
       timeoutMs,
       connectTimeoutMs: options.connectTimeoutMs ?? Math.min(timeoutMs, 2_000),
       maxConnections: options.maxConnections ?? 16,
+      ...options.guard,
     });
   const authorization = `Bearer ${options.apiKey}`;
 
@@ -86,6 +96,7 @@ export function createTokenServiceClient(options: TokenServiceClientOptions): To
           path: `/v1/tokens/${encodeURIComponent(paymentTokenId)}/decrypt`,
           headers: { authorization, accept: 'application/json' },
           signal,
+          operation: 'decrypt',
         });
       } catch (err) {
         // Not sent or ambiguous alike: decrypting twice is harmless.
@@ -95,6 +106,17 @@ export function createTokenServiceClient(options: TokenServiceClientOptions): To
         throw err;
       }
       return toCard(res);
+    },
+    async probe(signal) {
+      // The decrypt endpoint itself, for a token that never exists: 404 is the healthy answer, and
+      // a service whose decrypt path fails (5xx) fails the probe too.
+      await http.request({
+        method: 'POST',
+        path: '/v1/tokens/payfleet-readiness-probe/decrypt',
+        headers: { authorization, accept: 'application/json' },
+        operation: 'probe',
+        ...(signal ? { signal } : {}),
+      });
     },
     close() {
       return http.close();

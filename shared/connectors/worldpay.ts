@@ -17,7 +17,7 @@
  */
 import type { Logger } from 'pino';
 import { silentLogger } from '../log/logger.js';
-import { createHttpClient, HttpAmbiguousError, HttpNotSentError, parseRetryAfterMs, type HttpClient } from './http.js';
+import { createHttpClient, HttpAmbiguousError, HttpNotSentError, parseRetryAfterMs, type HttpClient, type HttpGuard } from './http.js';
 import type {
   AuthoriseOutcome,
   AuthoriseRequest,
@@ -61,6 +61,8 @@ export interface WorldpayConnectorOptions {
   readonly now?: () => Date;
   /** Inject a client bound to the XML endpoint (tests); `baseUrl` is then not used. */
   readonly http?: HttpClient;
+  /** Circuit breaker and metrics for Worldpay's calls. */
+  readonly guard?: HttpGuard;
 }
 
 /** The connector plus `close()`, which releases its connection pool. */
@@ -125,6 +127,7 @@ export function createWorldpayConnector(options: WorldpayConnectorOptions): Worl
       baseUrl: trimmed.endsWith('.jsp') ? trimmed : trimmed + WORLDPAY_XML_PATH,
       timeoutMs: options.timeoutMs ?? 10_000,
       maxConnections: options.maxConnections ?? 16,
+      ...options.guard,
     });
   const { merchantCode } = options;
   const headers = {

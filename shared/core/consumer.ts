@@ -3,9 +3,11 @@ import { Consumer } from 'sqs-consumer';
 import { MessageParseError, classify, toPayfleetError, type PayfleetError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { CoreMetrics } from '../ops/metrics.js';
+import type { ResilienceMetrics } from '../ops/resilience-metrics.js';
 import { backoffMs, type BackoffPolicy } from './backoff.js';
+import { runInAttemptScope, type Breakers, type CircuitBreaker } from './breaker.js';
 import { sendToDlq } from './dlq.js';
-import { GroupScheduler } from './group-scheduler.js';
+import { GroupScheduler, type YieldSlot } from './group-scheduler.js';
 import { DeleteBatcher, VisibilityBatcher } from './sqs-batcher.js';
 
 /** What a handler may ask for instead of plain success. */
@@ -33,6 +35,11 @@ export interface HandlerContext {
    * count drives backoff and exhaustion.
    */
   setAttempts(attempts: number): void;
+  /**
+   * Attempts of this delivery that were re-run in place after a dependency outage. They are the
+   * infrastructure's, not the message's: a work item's attempt count minus these is what counts.
+   */
+  readonly uncountedAttempts?: number;
 }
 
 export interface FifoConsumerOptions<T> {
@@ -62,7 +69,21 @@ export interface FifoConsumerOptions<T> {
   readonly metrics?: CoreMetrics;
   /** Optional gate checked per message before handling (payout readiness). */
   readonly acceptGate?: () => HandlerResult | undefined;
+  /**
+   * The process' circuit breakers. With them, an attempt that failed because a dependency is down
+   * (its breaker opened) is parked in the process instead of retried: it keeps its visibility, gives
+   * its slot up, spends no attempt, and runs again when the dependency is back.
+   */
+  readonly breakers?: Breakers;
+  /** Dependencies every message needs (e.g. dynamodb): while one is down, nothing is received. */
+  readonly gating?: readonly string[];
+  readonly resilience?: ResilienceMetrics;
+  /** Parked messages at most; past it, receiving pauses. @default concurrency * 10 */
+  readonly maxParked?: number;
 }
+
+/** A parked message is handed back before SQS's 12-hour visibility ceiling would be reached. */
+const MAX_HOLD_MS = 11 * 3600_000;
 
 interface Held {
   readonly message: Message;
@@ -70,7 +91,11 @@ interface Held {
   /** When our current visibility runs out (local clock). */
   visibleAtMs: number;
   settled: boolean;
+  /** In-place re-runs after an outage (not charged to the message). */
+  uncounted: number;
 }
+
+type Verdict = 'continue' | 'stop-lane' | { readonly park: readonly CircuitBreaker[] };
 
 const MAX_VISIBILITY_SEC = 43_200;
 
@@ -91,11 +116,22 @@ export class FifoConsumer<T> {
   private readonly deletes: DeleteBatcher;
   private readonly visibility: VisibilityBatcher;
   private readonly abort = new AbortController();
+  /** Aborted when shutdown begins: parked messages and paused pollers stop waiting. */
+  private readonly stop = new AbortController();
+  private parked = 0;
+  private paused: string | undefined;
+  private parkedWaiters: Array<() => void> = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private stopping = false;
   private closed: Promise<void> | undefined;
-  private readonly o: Required<Omit<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'heartbeatSec'>> &
-    Pick<FifoConsumerOptions<T>, 'metrics' | 'acceptGate'> & { heartbeatSec: number };
+  private readonly o: Required<
+    Omit<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'heartbeatSec' | 'breakers' | 'gating' | 'resilience' | 'maxParked'>
+  > &
+    Pick<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'breakers' | 'resilience'> & {
+      heartbeatSec: number;
+      gating: readonly string[];
+      maxParked: number;
+    };
 
   constructor(options: FifoConsumerOptions<T>) {
     const visibilityTimeoutSec = options.visibilityTimeoutSec ?? 30;
@@ -105,6 +141,8 @@ export class FifoConsumer<T> {
       maxAttempts: 8,
       backoff: { baseMs: 1000, maxMs: 300_000 },
       ...options,
+      gating: options.gating ?? [],
+      maxParked: options.maxParked ?? options.concurrency * 10,
       visibilityTimeoutSec,
       heartbeatSec: options.heartbeatSec ?? Math.max(1, Math.floor(visibilityTimeoutSec / 3)),
     };
@@ -113,7 +151,7 @@ export class FifoConsumer<T> {
     }
     this.scheduler = new GroupScheduler<Held>(
       this.o.concurrency,
-      (h) => this.process(h),
+      (h, yieldSlot) => this.process(h, yieldSlot),
       (dropped) => void this.handBack(dropped, 0, 'group short-circuited after a failure'),
     );
     this.deletes = new DeleteBatcher(this.o.sqs, this.o.queueUrl);
@@ -123,6 +161,16 @@ export class FifoConsumer<T> {
   /** Messages currently held (received, not yet deleted or handed back). */
   get inFlight(): number {
     return this.held.size;
+  }
+
+  /** Messages parked waiting for a dependency. */
+  get parkedCount(): number {
+    return this.parked;
+  }
+
+  /** The dependency receiving waits for, while paused. */
+  get pausedFor(): string | undefined {
+    return this.paused;
   }
 
   start(): void {
@@ -144,6 +192,7 @@ export class FifoConsumer<T> {
         preReceiveMessageCallback: async () => {
           if (this.stopping) throw new Error('consumer stopping');
           await this.scheduler.waitForCapacity(this.o.concurrency);
+          await this.waitForDependencies().catch(() => undefined);
           if (this.stopping) throw new Error('consumer stopping');
         },
         handleMessageBatch: async (messages: Message[]) => {
@@ -164,7 +213,7 @@ export class FifoConsumer<T> {
   private accept(messages: Message[]): void {
     const now = Date.now();
     for (const message of messages) {
-      const h: Held = { message, receivedAtMs: now, visibleAtMs: now + this.o.visibilityTimeoutSec * 1000, settled: false };
+      const h: Held = { message, receivedAtMs: now, visibleAtMs: now + this.o.visibilityTimeoutSec * 1000, settled: false, uncounted: 0 };
       this.held.add(h);
       this.o.metrics?.received.inc({ queue: this.o.queueName });
       if (this.stopping) {
@@ -177,8 +226,20 @@ export class FifoConsumer<T> {
     this.o.metrics?.inFlight.set({ queue: this.o.queueName }, this.held.size);
   }
 
-  /** Handle one message; the verdict tells the scheduler whether its group may go on. */
-  private async process(h: Held): Promise<'continue' | 'stop-lane'> {
+  /**
+   * Handle one message; the verdict tells the scheduler whether its group may go on. An attempt
+   * that hit a dependency outage is parked and re-run in place, without a new receive.
+   */
+  private async process(h: Held, yieldSlot: YieldSlot): Promise<'continue' | 'stop-lane'> {
+    for (;;) {
+      const verdict = await this.attempt(h);
+      if (typeof verdict === 'string') return verdict;
+      if (!(await this.park(h, verdict.park, yieldSlot))) return 'stop-lane';
+      h.uncounted += 1;
+    }
+  }
+
+  private async attempt(h: Held): Promise<Verdict> {
     const { message } = h;
     const messageId = message.MessageId ?? '';
     const groupId = message.Attributes?.MessageGroupId ?? '';
@@ -193,23 +254,27 @@ export class FifoConsumer<T> {
       await this.handBack([h], 0, 'shutting down');
       return 'stop-lane';
     }
+    const scope = { key: groupId || messageId, failed: new Set<CircuitBreaker>() };
     try {
       const gated = this.o.acceptGate?.();
       const result: HandlerResult | void =
         gated ??
-        (await this.o.handle(this.parse(message, messageId), {
-          messageId,
-          groupId,
-          receiveCount,
-          signal: this.abort.signal,
-          log,
-          setAttempts: (n) => {
-            attempts = Math.max(receiveCount, n);
-          },
-        }));
+        (await runInAttemptScope(scope, () =>
+          this.o.handle(this.parse(message, messageId), {
+            messageId,
+            groupId,
+            receiveCount,
+            signal: this.abort.signal,
+            log,
+            uncountedAttempts: h.uncounted,
+            setAttempts: (n) => {
+              attempts = Math.max(receiveCount, n - h.uncounted);
+            },
+          }),
+        ));
       const r = result ?? { action: 'ack' as const };
       if (r.action === 'ack') {
-        await this.ack(h, log);
+        await this.ack(h, log, true);
         observe('success');
         return 'continue';
       }
@@ -229,8 +294,92 @@ export class FifoConsumer<T> {
       observe('deferred');
       return 'stop-lane';
     } catch (err) {
-      return this.fail(h, toPayfleetError(err), attempts, log, observe);
+      const e = toPayfleetError(err);
+      // An outage is not the message's failure: if a dependency this attempt needed is down now,
+      // wait for it instead of spending an attempt (and a receive) on it.
+      const down = e.kind === 'terminal' ? [] : [...scope.failed].filter((b) => b.failFast && b.state !== 'closed');
+      if (down.length > 0 && !this.stopping) {
+        log.warn(
+          { code: e.code, dependencies: down.map((b) => b.name), uncountedAttempts: h.uncounted + 1 },
+          'dependency down: message parked until it recovers (attempt not counted)',
+        );
+        observe('parked');
+        return { park: down };
+      }
+      return this.fail(h, e, attempts, log, observe);
     }
+  }
+
+  /**
+   * Wait, off the scheduler's slots, until every breaker in `down` lets a call through; the
+   * message stays held (the heartbeat keeps it invisible) and its group waits behind it. Returns
+   * false when the message was handed back instead: shutdown, or SQS's visibility ceiling near.
+   */
+  private async park(h: Held, down: readonly CircuitBreaker[], yieldSlot: YieldSlot): Promise<boolean> {
+    this.setParked(+1);
+    const holdUntil = h.receivedAtMs + MAX_HOLD_MS;
+    const signal = AbortSignal.any([this.stop.signal, AbortSignal.timeout(Math.max(0, holdUntil - Date.now()))]);
+    let resumed = true;
+    try {
+      await yieldSlot(
+        (async () => {
+          for (const b of down) await b.whenUsable(signal);
+        })(),
+      );
+    } catch {
+      resumed = false;
+    } finally {
+      this.setParked(-1);
+    }
+    if (resumed && !this.stopping) return true;
+    await this.handBack([h], 0, this.stopping ? 'shutting down' : 'parked too long');
+    return false;
+  }
+
+  private setParked(delta: number): void {
+    this.parked += delta;
+    this.o.resilience?.messagesParked.set({ queue: this.o.queueName }, this.parked);
+    if (this.parked < this.o.maxParked) {
+      const waiters = this.parkedWaiters;
+      this.parkedWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /**
+   * Before each receive: wait while a dependency every message needs is down (messages stay in
+   * SQS, their receive counts untouched), and while too many messages are parked already.
+   */
+  private async waitForDependencies(): Promise<void> {
+    const breakers = this.o.breakers;
+    for (;;) {
+      if (this.stopping) return;
+      const down = breakers ? this.o.gating.map((n) => breakers.get(n)).find((b) => b.state !== 'closed') : undefined;
+      if (down) {
+        this.setPaused(down.name);
+        // With a probe the breaker tests itself; without one, let one receive go out as the trial.
+        await (down.hasProbe ? down.whenClosed(this.stop.signal) : down.whenUsable(this.stop.signal));
+        continue;
+      }
+      if (this.parked >= this.o.maxParked) {
+        this.setPaused('parked messages');
+        await new Promise<void>((resolve) => {
+          this.parkedWaiters.push(resolve);
+          this.stop.signal.addEventListener('abort', () => resolve(), { once: true });
+        });
+        continue;
+      }
+      this.setPaused(undefined);
+      return;
+    }
+  }
+
+  private setPaused(reason: string | undefined): void {
+    if (reason === this.paused) return;
+    if (reason) this.o.logger.warn({ queue: this.o.queueName, waitingFor: reason }, 'receiving paused: messages stay in SQS until it recovers');
+    else this.o.logger.info({ queue: this.o.queueName, waitedFor: this.paused }, 'receiving resumed');
+    this.paused = reason;
+    this.o.resilience?.consumerPaused.set({ queue: this.o.queueName }, reason ? 1 : 0);
   }
 
   private parse(message: Message, messageId: string): T {
@@ -251,7 +400,9 @@ export class FifoConsumer<T> {
   ): Promise<'continue' | 'stop-lane'> {
     this.countConflict(err);
     if (err.kind === 'terminal') {
-      log.warn({ code: err.code, err }, 'terminal failure; dead-lettering');
+      // Expected outcome (bad input, decline, mismatch): one line, no stack. Unexpected ones keep it.
+      if (err.code === 'UNEXPECTED') log.warn({ code: err.code, err }, 'terminal failure; dead-lettering');
+      else log.warn({ code: err.code, detail: err.message }, 'terminal failure; dead-lettering');
       await this.deadLetter(h, { code: err.code, detail: err.message, attempts }, log);
       observe('dead-lettered');
       return 'continue';
@@ -283,10 +434,11 @@ export class FifoConsumer<T> {
     }
   }
 
-  private async ack(h: Held, log: Logger): Promise<void> {
+  /** Delete a settled message; `succeeded` is false for one that was dead-lettered. */
+  private async ack(h: Held, log: Logger, succeeded: boolean): Promise<void> {
     try {
       await this.deletes.add({ receiptHandle: h.message.ReceiptHandle! });
-      this.o.metrics?.succeeded.inc({ queue: this.o.queueName });
+      if (succeeded) this.o.metrics?.succeeded.inc({ queue: this.o.queueName });
     } catch (err) {
       // The result is committed; a redelivery finds the completed work item and is acknowledged.
       log.warn({ err }, 'delete failed after commit; a redelivery will be acknowledged as a duplicate');
@@ -296,8 +448,9 @@ export class FifoConsumer<T> {
   }
 
   private async deadLetter(h: Held, letter: { code: string; detail: string; attempts: number }, log: Logger): Promise<void> {
+    let sent: { dlqMessageId: string; redrives: number };
     try {
-      await sendToDlq(this.o.sqs, {
+      sent = await sendToDlq(this.o.sqs, {
         dlqUrl: this.o.dlqUrl,
         sourceQueue: this.o.queueName,
         worker: this.o.worker,
@@ -311,8 +464,13 @@ export class FifoConsumer<T> {
       return;
     }
     this.o.metrics?.deadLettered.inc({ queue: this.o.queueName, code: letter.code });
-    log.warn({ code: letter.code, attempts: letter.attempts }, 'message dead-lettered');
-    await this.ack(h, log);
+    // Both ids: `messageId` (this logger's) is the one every earlier line of this message carried;
+    // `dlqMessageId` is what `dlq list` shows. `dlq show` finds the letter by either.
+    log.warn(
+      { code: letter.code, attempts: letter.attempts, dlqMessageId: sent.dlqMessageId, redrives: sent.redrives },
+      'message dead-lettered',
+    );
+    await this.ack(h, log, false);
   }
 
   /** Make messages visible again after `delaySec` (0 = now) and forget them. */
@@ -375,6 +533,7 @@ export class FifoConsumer<T> {
   private async doClose(graceMs: number): Promise<void> {
     const deadline = Date.now() + graceMs;
     this.stopping = true;
+    this.stop.abort(new Error('shutdown'));
     try {
       for (const p of this.pollers) p.stop({ abort: false });
       // Aborting a long poll strands whatever it received until visibility expires: wait instead.

@@ -5,7 +5,14 @@
  *   group A: a1 ──────────────(slow)──────────────▶ a2 ─▶
  *   group B: b1 ─▶ b2 ─▶ b3 ─▶
  *   group C: c1 ─▶ c2 ─▶        (B and C never wait for A)
+ *
+ * A task waiting for something outside it (a dependency to recover) can give its slot up with
+ * `yieldSlot(promise)`: its lane stays blocked — its group's order is kept — while other lanes use
+ * the slot; when the promise settles the task takes the next free slot before any new lane does.
  */
+/** Give the slot up while `waitFor` is pending; resolves (with its value) once a slot is held again. */
+export type YieldSlot = <R>(waitFor: Promise<R>) => Promise<R>;
+
 export interface Lane<T> {
   readonly key: string;
   readonly items: T[];
@@ -18,23 +25,33 @@ export class GroupScheduler<T> {
   private readonly ready: string[] = [];
   private active = 0;
   private queued = 0;
+  /** Tasks that gave their slot up and are waiting for something else. */
+  private yielded = 0;
+  /** Tasks whose wait is over, waiting for a slot (served before new lanes). */
+  private readonly resuming: Array<() => void> = [];
   private idleWaiters: (() => void)[] = [];
   private capacityWaiters: (() => void)[] = [];
 
   constructor(
     private readonly concurrency: number,
-    private readonly run: (item: T) => Promise<'continue' | 'stop-lane'>,
+    private readonly run: (item: T, yieldSlot: YieldSlot) => Promise<'continue' | 'stop-lane'>,
     /** Called with items a lane drops after `stop-lane` (the rest of a group's batch). */
     private readonly onDropped: (items: T[]) => void,
   ) {}
 
-  /** Items held (queued or running). */
+  /** Items held (queued or running), not counting tasks that yielded their slot. */
   get size(): number {
-    return this.queued + this.active;
+    return this.queued + this.active + this.resuming.length;
   }
 
+  /** Tasks started and not finished, yielded ones included. */
   get running(): number {
-    return this.active;
+    return this.active + this.yielded + this.resuming.length;
+  }
+
+  /** Tasks waiting outside their slot (see {@link YieldSlot}). */
+  get waiting(): number {
+    return this.yielded;
   }
 
   push(key: string, item: T): void {
@@ -61,9 +78,9 @@ export class GroupScheduler<T> {
     });
   }
 
-  /** Resolves when nothing is held. */
+  /** Resolves when nothing is held and no task is running or waiting. */
   whenIdle(): Promise<void> {
-    if (this.size === 0) return Promise.resolve();
+    if (this.size === 0 && this.running === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -81,6 +98,10 @@ export class GroupScheduler<T> {
   }
 
   private pump(): void {
+    while (this.active < this.concurrency && this.resuming.length > 0) {
+      this.active++;
+      this.resuming.shift()!();
+    }
     while (this.active < this.concurrency && this.ready.length > 0) {
       const key = this.ready.shift()!;
       const lane = this.lanes.get(key);
@@ -96,7 +117,7 @@ export class GroupScheduler<T> {
   private async execute(lane: Lane<T>, item: T): Promise<void> {
     let verdict: 'continue' | 'stop-lane' = 'continue';
     try {
-      verdict = await this.run(item);
+      verdict = await this.run(item, (waitFor) => this.yieldWhile(waitFor));
     } catch {
       verdict = 'stop-lane';
     }
@@ -113,11 +134,28 @@ export class GroupScheduler<T> {
     this.notify();
   }
 
+  private async yieldWhile<R>(waitFor: Promise<R>): Promise<R> {
+    this.active--;
+    this.yielded++;
+    this.pump();
+    this.notify();
+    try {
+      return await waitFor;
+    } finally {
+      this.yielded--;
+      // pump() hands the slot over (active++) before any new lane starts.
+      await new Promise<void>((resume) => {
+        this.resuming.push(resume);
+        this.pump();
+      });
+    }
+  }
+
   private notify(): void {
     const waiters = this.capacityWaiters;
     this.capacityWaiters = [];
     for (const w of waiters) w();
-    if (this.size === 0) {
+    if (this.size === 0 && this.running === 0) {
       const idle = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of idle) w();

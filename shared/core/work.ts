@@ -7,7 +7,10 @@ import type { IdempotencyStore, WorkItemRecord } from './ports.js';
 export interface WorkContext {
   readonly held: HeldLease;
   readonly attemptId: string;
-  /** Attempts begun on this work item, this one included. */
+  /**
+   * Attempts begun on this work item, this one included, less the re-runs after a dependency
+   * outage (those are not the message's failures).
+   */
   readonly attempts: number;
   /** What earlier attempts noted (e.g. "authorise sent with key k"): resolve before redoing. */
   readonly progress: Record<string, unknown> | undefined;
@@ -42,7 +45,7 @@ export interface OnceDeps {
 export async function processOnce<R>(
   deps: OnceDeps,
   keys: { leaseKey: string; idempotencyKey: string },
-  hctx: Pick<HandlerContext, 'signal' | 'setAttempts'>,
+  hctx: Pick<HandlerContext, 'signal' | 'setAttempts' | 'uncountedAttempts'>,
   work: (ctx: WorkContext) => Promise<R>,
 ): Promise<WorkOutcome<R>> {
   const got = await deps.keeper.acquire(keys.leaseKey, deps.ownerId);
@@ -60,8 +63,9 @@ export async function processOnce<R>(
       });
     }
     hctx.setAttempts(state.attempts);
+    const attempts = Math.max(1, state.attempts - (hctx.uncountedAttempts ?? 0));
     const signal = AbortSignal.any([held.signal, hctx.signal]);
-    const result = await work({ held, attemptId: state.attemptId, attempts: state.attempts, progress: state.record.progress, signal });
+    const result = await work({ held, attemptId: state.attemptId, attempts, progress: state.record.progress, signal });
     return { status: 'done', result };
   } finally {
     // Always give the lease back: the next message of this resource should not wait for expiry.

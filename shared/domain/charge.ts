@@ -12,8 +12,13 @@
  *                                                                                            └─CAPTURE_ERRORED──▶ CAPTURE_ERROR
  *   CAPTURE_APPROVED_RETRY ──CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES──▶ CAPTURE_ERROR
  *
+ *   AUTHORISATION_ERROR ──CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR──▶ AUTHORISATION_ERROR_CANCELLED
+ *     (an authorisation the processor holds but the fleet will not use — AMOUNT_MISMATCH — voided)
+ *
  * AUTHORISATION_READY and CAPTURE_READY are committed *before* the processor is called: a charge
  * found in either state after a crash means "a request may have gone out; look it up first".
+ * The same holds for a void: AUTHORISATION_ERROR is committed with `authorisationVoid.state`
+ * PENDING before the processor is asked to void, so whoever finds a PENDING void finishes it.
  */
 export const CHARGE_STATUSES = [
   'CREATED',
@@ -21,6 +26,7 @@ export const CHARGE_STATUSES = [
   'AUTHORISATION_SUCCESS',
   'AUTHORISATION_REJECTED',
   'AUTHORISATION_ERROR',
+  'AUTHORISATION_ERROR_CANCELLED',
   'CAPTURE_APPROVED',
   'CAPTURE_APPROVED_RETRY',
   'CAPTURE_READY',
@@ -35,6 +41,7 @@ export type ChargeEventType =
   | 'AUTHORISATION_SUCCEEDED'
   | 'AUTHORISATION_REJECTED'
   | 'AUTHORISATION_ERROR'
+  | 'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR'
   | 'USER_APPROVED_FOR_CAPTURE'
   | 'CAPTURE_SUBMITTED'
   | 'CAPTURE_CONFIRMED'
@@ -49,6 +56,8 @@ const EDGES: Readonly<Partial<Record<ChargeStatus, Readonly<Partial<Record<Charg
     AUTHORISATION_REJECTED: 'AUTHORISATION_REJECTED',
     AUTHORISATION_ERROR: 'AUTHORISATION_ERROR',
   },
+  // The one edge out of a final error: the processor released an authorisation we will not use.
+  AUTHORISATION_ERROR: { AUTHORISATION_ERROR_CANCELLED: 'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR' },
   AUTHORISATION_SUCCESS: { CAPTURE_APPROVED: 'USER_APPROVED_FOR_CAPTURE' },
   CAPTURE_APPROVED: { CAPTURE_READY: null },
   CAPTURE_APPROVED_RETRY: { CAPTURE_READY: null, CAPTURE_ERROR: 'CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES' },
@@ -64,7 +73,86 @@ const EDGES: Readonly<Partial<Record<ChargeStatus, Readonly<Partial<Record<Charg
 /** The event of creating a charge (the edge from "nothing" to CREATED). */
 export const CREATION_EVENT: ChargeEventType = 'PAYMENT_CREATED';
 
-export const TERMINAL_STATUSES: ReadonlySet<ChargeStatus> = new Set(['AUTHORISATION_REJECTED', 'AUTHORISATION_ERROR', 'CAPTURED', 'CAPTURE_ERROR']);
+/**
+ * Statuses no request moves on. AUTHORISATION_ERROR is one although it has an edge: only the
+ * worker that recorded it (or the redelivery of that same request) follows it, to void the
+ * authorisation it recorded as PENDING; no new request can.
+ */
+export const TERMINAL_STATUSES: ReadonlySet<ChargeStatus> = new Set([
+  'AUTHORISATION_REJECTED',
+  'AUTHORISATION_ERROR',
+  'AUTHORISATION_ERROR_CANCELLED',
+  'CAPTURED',
+  'CAPTURE_ERROR',
+]);
+
+/**
+ * Final statuses that mean "this went wrong". A request (a redelivery, a redrive, a late duplicate)
+ * that meets its charge in one of them after the failure was dead-lettered is dead-lettered again
+ * with the same code, never acknowledged: acknowledging would delete the only letter of an open
+ * money question and clear the DLQ alarm.
+ */
+export const FINAL_ERROR_STATUSES: ReadonlySet<ChargeStatus> = new Set(['AUTHORISATION_ERROR', 'AUTHORISATION_ERROR_CANCELLED', 'CAPTURE_ERROR']);
+
+/**
+ * The code a request meeting this charge is dead-lettered with again, or undefined when the charge
+ * is not in a final error that was dead-lettered. Every such failure records `errorCode`; the one
+ * final error without it is a capture abandoned after the maximum attempts, whose message was
+ * acknowledged by design (its signal is the CAPTURE_ABANDONED alert and ledger event).
+ */
+export function deadLetterCodeOf(charge: Pick<Charge, 'status' | 'errorCode'>): string | undefined {
+  return FINAL_ERROR_STATUSES.has(charge.status) ? charge.errorCode : undefined;
+}
+
+/**
+ * What a work item of a charge request keeps once it is completed (`result` in the idempotency
+ * table): the status the request left the charge in and, when that delivery was dead-lettered, the
+ * letter's code and detail. A later delivery of the same request answers from this: the same letter
+ * again, or an acknowledgement. (Items written before `code` was kept hold the status only.)
+ */
+export interface ChargeRequestResult {
+  readonly status: ChargeStatus;
+  readonly code?: string;
+  readonly detail?: string;
+}
+
+/** Read a completed work item's `result` (written by this module's callers, or older ones with status only). */
+export function requestResultOf(result: Record<string, unknown> | undefined): Partial<ChargeRequestResult> {
+  if (!result) return {};
+  const status = CHARGE_STATUSES.find((s) => s === result.status);
+  return {
+    ...(status ? { status } : {}),
+    ...(typeof result.code === 'string' ? { code: result.code } : {}),
+    ...(typeof result.detail === 'string' ? { detail: result.detail } : {}),
+  };
+}
+
+/**
+ * What a later delivery of a completed request gets: the letter its first delivery got (again), or
+ * undefined to acknowledge it. `read` is called only for work items that kept the status alone.
+ */
+export async function repeatLetterOf(
+  chargeId: string,
+  result: Record<string, unknown> | undefined,
+  read: () => Promise<Charge | undefined>,
+): Promise<{ code: string; detail: string } | undefined> {
+  const done = requestResultOf(result);
+  if (!done.status || !FINAL_ERROR_STATUSES.has(done.status)) return undefined;
+  const code = done.code ?? deadLetterCodeOf((await read()) ?? { status: done.status });
+  return code ? alreadyFinalLetter(chargeId, done.status, code, done.detail) : undefined;
+}
+
+/**
+ * The dead letter for a request that met its charge already in a final error state. The detail says
+ * so, and carries what the first letter said (e.g. whether the authorisation was voided).
+ */
+export function alreadyFinalLetter(chargeId: string, status: ChargeStatus, code: string, earlier?: string): { code: string; detail: string } {
+  const said = earlier ? `; it said: ${earlier}` : '';
+  return {
+    code,
+    detail: `charge ${chargeId} is already ${status} (${code}); this request was not processed again${said}`,
+  };
+}
 
 export class IllegalTransitionError extends Error {
   constructor(
@@ -139,9 +227,34 @@ export interface Charge {
   readonly cardBrand?: string;
   readonly declineCode?: string;
   readonly errorCode?: string;
+  /** The release of an authorisation the fleet will not use (auth worker, AMOUNT_MISMATCH). */
+  readonly authorisationVoid?: AuthorisationVoid;
   /** Capture bookkeeping (capture worker). */
   readonly captureAttempts?: number;
   readonly captureRequestId?: string;
+}
+
+/**
+ * A void asked of the processor. Written PENDING in the same commit as the AUTHORISATION_ERROR that
+ * needs it, *before* the processor is called, so a worker dying anywhere after that commit leaves a
+ * visible obligation the next delivery of the request finishes (under the same idempotency key):
+ *
+ *   PENDING ── processor voided ──▶ VOIDED   (charge -> AUTHORISATION_ERROR_CANCELLED, ledger event)
+ *      └───── refused for good, or still failing on the last attempt ──▶ FAILED  (a person must release it)
+ */
+export interface AuthorisationVoid {
+  readonly state: 'PENDING' | 'VOIDED' | 'FAILED';
+  /** The authorisation being released (PaymentIntent id, Worldpay orderCode, sandbox ref). */
+  readonly processorRef: string;
+  /** Derived from the authRequestId; the same on every attempt (Stripe de-duplicates the cancel by it). */
+  readonly idempotencyKey: string;
+  /** Why it is voided, in the worker's words (e.g. the amounts asked and answered); never card data. */
+  readonly reason: string;
+  readonly requestedAt: string;
+  readonly settledAt?: string;
+  /** FAILED: the processor's refusal (code and message; never card data). */
+  readonly code?: string;
+  readonly message?: string;
 }
 
 /** Number of capture attempts so far, counted from the charge's own history (CONTRACT.md §3). */

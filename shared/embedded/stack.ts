@@ -58,7 +58,7 @@ function dynamoDbLocalDir(): string {
  */
 const GUARDIAN = 'trap "" INT; "$0" "$@" </dev/null & pid=$!; read _ignored; kill $pid 2>/dev/null; wait $pid';
 
-function spawnDynamoDbLocal(java: string, port: number): ChildProcess {
+function spawnDynamoDbLocal(java: string, port: number, dbPath?: string): ChildProcess {
   const dir = dynamoDbLocalDir();
   const args = [
     '-Xms64m',
@@ -66,7 +66,7 @@ function spawnDynamoDbLocal(java: string, port: number): ChildProcess {
     `-Djava.library.path=${join(dir, 'DynamoDBLocal_lib')}`,
     '-jar',
     join(dir, 'DynamoDBLocal.jar'),
-    '-inMemory',
+    ...(dbPath ? ['-dbPath', dbPath] : ['-inMemory']),
     '-sharedDb',
     '-disableTelemetry',
     '-port',
@@ -96,14 +96,23 @@ async function waitForDynamo(endpoint: string, timeoutMs: number, child: ChildPr
   }
 }
 
+/** A DynamoDB Local child process (java under its guardian). */
+export interface DynamoDbLocal {
+  readonly endpoint: string;
+  readonly port: number;
+  /** Stop java (and the guardian). Idempotent; resolves once it exited. */
+  stop(): Promise<void>;
+}
+
 /**
- * Start fauxqs (in this process) and DynamoDB Local (a java child) on 127.0.0.1, wait until both
- * answer, and return their endpoints. Fails with install instructions when Java 17+ is missing.
+ * Start DynamoDB Local on 127.0.0.1 and wait until it answers. In memory by default; with
+ * `dbPath` its tables live in that directory, so a stopped instance started again on the same port
+ * and path has them all (the outage tests stop and restart DynamoDB under running workers).
  */
-export async function startEmbeddedStack(options: EmbeddedStackOptions = {}): Promise<EmbeddedStack> {
+export async function startDynamoDbLocal(options: { port?: number; dbPath?: string; readyTimeoutMs?: number } = {}): Promise<DynamoDbLocal> {
   const java = requireJava17();
-  const dynamodbPort = options.dynamodbPort ?? (await freePort());
-  const child = spawnDynamoDbLocal(java, dynamodbPort);
+  const port = options.port ?? (await freePort());
+  const child = spawnDynamoDbLocal(java, port, options.dbPath);
   let stderrText = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderrText = (stderrText + d.toString()).slice(-2000);
@@ -113,29 +122,58 @@ export async function startEmbeddedStack(options: EmbeddedStackOptions = {}): Pr
   (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
   (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      child.stdin?.end();
+      const timer = setTimeout(() => {
+        try {
+          if (child.pid) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }, 5000);
+      await exited;
+      clearTimeout(timer);
+    })();
+    return stopped;
+  };
+  const endpoint = `http://127.0.0.1:${port}`;
+  try {
+    await waitForDynamo(endpoint, options.readyTimeoutMs ?? 60_000, child, () => stderrText);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { endpoint, port, stop };
+}
 
+/**
+ * Start fauxqs (in this process) and DynamoDB Local (a java child) on 127.0.0.1, wait until both
+ * answer, and return their endpoints. Fails with install instructions when Java 17+ is missing.
+ */
+export async function startEmbeddedStack(options: EmbeddedStackOptions = {}): Promise<EmbeddedStack> {
+  const dynamo = startDynamoDbLocal({
+    ...(options.dynamodbPort !== undefined ? { port: options.dynamodbPort } : {}),
+    ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+  });
+  // Handled below, once fauxqs listens; a no-op handler keeps an early failure (no Java) from
+  // being reported as an unhandled rejection meanwhile.
+  dynamo.catch(() => undefined);
   const app = buildApp({ logger: false });
   let sqsEndpoint: string;
+  let dynamodb: DynamoDbLocal | undefined;
   try {
     sqsEndpoint = await app.listen({ host: '127.0.0.1', port: options.sqsPort ?? 0 });
-    const dynamodbEndpoint = `http://127.0.0.1:${dynamodbPort}`;
-    await waitForDynamo(dynamodbEndpoint, options.readyTimeoutMs ?? 60_000, child, () => stderrText);
+    dynamodb = await dynamo;
+    const dynamodbEndpoint = dynamodb.endpoint;
     let stopped: Promise<void> | undefined;
     const stop = () => {
       stopped ??= (async () => {
-        child.stdin?.end();
-        const timer = setTimeout(() => {
-          try {
-            if (child.pid) process.kill(-child.pid, 'SIGKILL');
-          } catch {
-            /* already gone */
-          }
-        }, 5000);
         // Keep-alive sockets of clients that were never destroyed (an error path) would hold
         // close() open forever: drop them.
         (app.server as { closeAllConnections?: () => void }).closeAllConnections?.();
-        await Promise.allSettled([exited, app.close()]);
-        clearTimeout(timer);
+        await Promise.allSettled([dynamodb?.stop(), app.close()]);
       })();
       return stopped;
     };
@@ -148,8 +186,7 @@ export async function startEmbeddedStack(options: EmbeddedStackOptions = {}): Pr
     };
     return { region: EMBEDDED_REGION, sqsEndpoint, dynamodbEndpoint, env: Object.freeze(env), stop };
   } catch (err) {
-    child.stdin?.end();
-    await app.close().catch(() => undefined);
+    await Promise.allSettled([dynamo.then((d) => d.stop()), app.close()]);
     throw err;
   }
 }

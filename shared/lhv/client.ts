@@ -17,6 +17,8 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { AmbiguousError, ConfigError, RetryableError, TerminalError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { xmlEscape } from './pain001.js';
+import type { HttpGuard } from '../connectors/http.js';
+import type { Admission } from '../core/breaker.js';
 import { LhvErrorCode, LhvRequestRejectedError, maskIbans, type LhvMessage, type LhvResponseType } from './types.js';
 
 /** Options of {@link createLhvClient}. */
@@ -45,6 +47,11 @@ export interface LhvClientOptions {
   readonly allowInsecureHttp?: boolean;
   /** @default silentLogger() */
   readonly logger?: Logger;
+  /**
+   * LHV's circuit breaker and the outbound-call metrics: calls are refused (nothing sent) while it
+   * is open; 5xx, 429/408 and transport failures count against LHV, any other answer for it.
+   */
+  readonly guard?: HttpGuard;
 }
 
 /** Per-call options. */
@@ -194,6 +201,43 @@ export function createLhvClient(options: LhvClientOptions): LhvClient {
    * reason) for safe/idempotent calls.
    */
   async function send(
+    op: string,
+    method: Dispatcher.HttpMethod,
+    path: string,
+    init: { headers?: Record<string, string>; body?: string; moneyMoving?: boolean; signal?: AbortSignal },
+  ): Promise<Sent> {
+    const { breaker, metrics } = options.guard ?? {};
+    const service = options.guard?.service ?? 'lhv';
+    const count = (status: string) => metrics?.outboundRequests.inc({ service, operation: op, status });
+    let admission: Admission | undefined;
+    try {
+      admission = breaker?.admit();
+    } catch (err) {
+      count('breaker_open');
+      throw err;
+    }
+    const started = performance.now();
+    try {
+      const res = await exchange(op, method, path, init);
+      count(String(res.status));
+      if (admission) {
+        if (res.status >= 500 || res.status === 429 || res.status === 408) breaker?.failed(admission);
+        else breaker?.succeeded(admission);
+      }
+      return res;
+    } catch (err) {
+      count(err instanceof AmbiguousError ? 'ambiguous' : err instanceof TerminalError ? 'invalid' : 'not_sent');
+      if (admission) {
+        if (init.signal?.aborted || err instanceof TerminalError) breaker?.abandoned(admission);
+        else breaker?.failed(admission);
+      }
+      throw err;
+    } finally {
+      metrics?.outboundDuration.observe({ service, operation: op }, (performance.now() - started) / 1000);
+    }
+  }
+
+  async function exchange(
     op: string,
     method: Dispatcher.HttpMethod,
     path: string,

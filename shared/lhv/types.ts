@@ -171,8 +171,12 @@ export interface LhvSandboxStats {
   /** 200 answers of /messages/next (a message can be delivered more than once until deleted). */
   readonly messagesDelivered: number;
   readonly messagesDeleted: number;
+  /** Deleted messages by `Message-Response-Type` (`PAYMENT`, `HEARTBEAT`). */
+  readonly messagesDeletedByType: Readonly<Record<string, number>>;
   /** Queued and not yet deleted (visible or not). */
   readonly pendingMessages: number;
+  /** The same by `Message-Response-Type`: e.g. `HEARTBEAT` messages nobody has read back and deleted. */
+  readonly pendingMessagesByType: Readonly<Record<string, number>>;
   /** faults.ts counters by kind (`none`, `5xx`, `429`, `reset`, `timeoutAfterSuccess`, `resetAfterSuccess`). */
   readonly faultsInjected: Readonly<Record<string, number>>;
 }

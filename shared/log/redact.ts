@@ -23,9 +23,28 @@ export function isSensitiveKey(key: string): boolean {
  */
 const DIGIT_GROUPS = /(?<!\d)\d+(?:[ -]\d+)*(?!\d)/g;
 
+/**
+ * UUIDs (SQS message ids, request ids) are hex, not card numbers, but about one in 350 has digit
+ * groups that chain into a Luhn-valid 13-19 digit run ("a1a13358-5271-4254-8a56-…"). Masking those
+ * would corrupt the very ids operators search for (`payfleet dlq show <messageId from the log>`),
+ * so UUID-shaped tokens with at least one hex letter are left whole. A PAN is never written in the
+ * 8-4-4-4-12 hex shape.
+ */
+export const UUID_SHAPED =
+  /(?<![0-9a-z])(?=[0-9a-f-]{0,35}[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z])/gi;
 
 /** Mask every Luhn-valid 13-19 digit span of whole digit groups in `text`, keeping the last four digits. */
 export function maskPans(text: string): string {
+  let out = '';
+  let last = 0;
+  for (const m of text.matchAll(UUID_SHAPED)) {
+    out += maskDigitRuns(text.slice(last, m.index)) + m[0];
+    last = m.index + m[0].length;
+  }
+  return out + maskDigitRuns(text.slice(last));
+}
+
+function maskDigitRuns(text: string): string {
   return text.replace(DIGIT_GROUPS, (run) => {
     if (run.length < 13) return run;
     const groups = run.split(/([ -])/); // digits at even indexes, separators at odd ones

@@ -21,6 +21,14 @@ export interface PayoutMetrics {
   reportWaiting(shard: string, waiting?: { count: number; oldestSeconds: number }): void;
   /** pain.002 messages handled: applied | duplicate_rejection | unmatched | unreadable. */
   readonly bankReports: Counter<'outcome'>;
+  /** Response poller steps that failed, by stage: read (/messages/next) | apply (commit) | delete. */
+  readonly bankMessageFailures: Counter<'stage'>;
+  /** 1 while this process holds the fleet's response poller lease. */
+  readonly responsePoller: Gauge;
+  /** LHV message-queue round trips of the readiness monitor: ok | failed. */
+  readonly queueRoundTrips: Counter<'outcome'>;
+  /** HEARTBEAT messages the readiness probes read back and deleted: own (this probe's) | stale (anyone else's). */
+  readonly heartbeatMessages: Counter<'whose'>;
 }
 
 export function createPayoutMetrics(registry: Registry): PayoutMetrics {
@@ -81,6 +89,29 @@ export function createPayoutMetrics(registry: Registry): PayoutMetrics {
       name: 'payfleet_payout_bank_reports_total',
       help: 'LHV PAYMENT messages (pain.002) handled, by outcome',
       labelNames: ['outcome'],
+      registers,
+    }),
+    bankMessageFailures: new Counter({
+      name: 'payfleet_payout_bank_message_failures_total',
+      help: 'LHV response poller steps that failed (the message stays on LHV and is read again), by stage',
+      labelNames: ['stage'],
+      registers,
+    }),
+    responsePoller: new Gauge({
+      name: 'payfleet_payout_response_poller',
+      help: '1 while this process holds the LHV response poller lease (the fleet sum should be 1)',
+      registers,
+    }),
+    queueRoundTrips: new Counter({
+      name: 'payfleet_payout_queue_round_trips_total',
+      help: 'LHV message-queue round trips (heartbeat/mq, then a HEARTBEAT read back) by outcome',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    heartbeatMessages: new Counter({
+      name: 'payfleet_payout_heartbeat_messages_total',
+      help: 'HEARTBEAT messages read back and deleted by the readiness probes: own, or stale (left by another probe)',
+      labelNames: ['whose'],
       registers,
     }),
   };

@@ -16,7 +16,17 @@
  *   - a duplicate rejection (GrpSts RJCT + DU01/AM05/DUPL) is about the repeat, never the payouts:
  *     counted on the batch, nothing rejected.
  *   - DELETE only after every commit for the message succeeded. A crash before it re-delivers the
- *     message; final payouts are skipped, so applying it again changes nothing.
+ *     message; final payouts are skipped, so applying it again changes nothing. A DELETE whose
+ *     answer was lost may or may not have removed the message: it is repeated (404 = gone already);
+ *     if it still fails, the next read may return the same message, which is applied again (no-op).
+ *   - draining does not wait for readiness or shards: the poller runs from the worker's start, so
+ *     reports keep being applied while ingestion is gated (not ready, no shard held). A holder that
+ *     keeps failing (it cannot reach LHV, its commits fail) gives the lease up after
+ *     GIVE_UP_AFTER_FAILURES steps in a row, so a worker that can drain takes over rather than wait
+ *     for a lease that is renewed on time but useless:
+ *
+ *       X (cut off from LHV): read ✗ ✗ ✗ ✗ ✗ ─ release ─────── wait leaseBackoffMs ─ acquire ✗ (Y holds it)
+ *       Y:                    acquire ✗ (X holds it) … acquire ✓ ─ read ─ apply ─ DELETE ─ read …
  *   - a message we cannot use (unreadable XML, unknown OrgnlMsgId / EndToEndId) is PARKED: stored
  *     as an UNMATCHED_LHV_MESSAGE row in `batches` (IBANs masked), alerted, then deleted. Keeping it
  *     on LHV's queue would block every payout behind it. This assumes the LHV Connect account's
@@ -26,7 +36,7 @@ import { backoffMs } from '../core/backoff.js';
 import { ConflictError } from '../core/errors.js';
 import type { HeldLease, LeaseKeeper } from '../core/lease-keeper.js';
 import type { OutcomeStore } from '../core/ports.js';
-import { TerminalError } from '../errors.js';
+import { classify, TerminalError } from '../errors.js';
 import type { LhvClient } from '../lhv/client.js';
 import { toEndToEndId } from '../lhv/pain001.js';
 import { isDuplicateRejection, parsePain002 } from '../lhv/pain002.js';
@@ -43,6 +53,13 @@ import { jitter, pause, RESPONSES_LEASE_KEY } from './leases.js';
 import type { PayoutMetrics } from './metrics.js';
 import { FINAL, unmatchedKey, type Batch, type PayoutStatus } from './model.js';
 import type { PayoutRepository } from './repo.js';
+
+/** Tries of one DELETE before the message is left to be read (and applied, a no-op) again. */
+const DELETE_ATTEMPTS = 4;
+/** Failed steps in a row after which the holder releases the poller lease for another worker. */
+export const GIVE_UP_AFTER_FAILURES = 5;
+
+type Stage = 'read' | 'apply' | 'delete';
 
 export interface ResponsePollerDeps {
   readonly lhv: LhvClient;
@@ -73,6 +90,26 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
   const hard = new AbortController();
   let held: HeldLease | undefined;
   let loop: Promise<void> | undefined;
+  /** Where the current step is, for the failure metric (one step at a time per poller). */
+  let stage: Stage = 'read';
+
+  /**
+   * DELETE after the commits, repeated when the answer is lost or a 5xx comes back: a lost answer may
+   * hide a completed delete, and then the repeat gets 404, which counts as done.
+   */
+  async function deleteAfterCommit(messageResponseId: string, signal?: AbortSignal): Promise<void> {
+    stage = 'delete';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await lhv.deleteMessage(messageResponseId, signal ? { signal } : {});
+        return;
+      } catch (err) {
+        if (attempt >= DELETE_ATTEMPTS || signal?.aborted || classify(err) === 'terminal') throw err;
+        metrics.bankMessageFailures.inc({ stage: 'delete' });
+        await pause(backoffMs(attempt, { baseMs: 100, maxMs: 1000 }), signal);
+      }
+    }
+  }
 
   async function park(msg: LhvMessage, fence: Fence, reason: string, detail: string): Promise<void> {
     try {
@@ -166,8 +203,9 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
 
   async function handle(msg: LhvMessage, fence: Fence, signal?: AbortSignal): Promise<string> {
     const mlog = log.child({ messageRequestId: msg.messageRequestId, messageResponseId: msg.messageResponseId });
+    stage = 'apply';
     const done = async (outcome: string) => {
-      await lhv.deleteMessage(msg.messageResponseId, signal ? { signal } : {});
+      await deleteAfterCommit(msg.messageResponseId, signal);
       metrics.bankReports.inc({ outcome });
       return outcome;
     };
@@ -252,12 +290,19 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
     return done('applied');
   }
 
+  async function release(h: HeldLease | undefined): Promise<void> {
+    held = undefined;
+    metrics.responsePoller.set(0);
+    await h?.release();
+  }
+
   async function run(): Promise<void> {
     let failures = 0;
     while (!soft.signal.aborted) {
       if (!held || held.signal.aborted) {
         if (held) log.warn('LHV response poller lease lost; polling stops until it is taken again');
         held = undefined;
+        metrics.responsePoller.set(0);
         const got = await deps.keeper.acquire(RESPONSES_LEASE_KEY, deps.ownerId).catch((err: unknown) => {
           log.warn({ err }, 'could not try the response poller lease');
           return undefined;
@@ -268,12 +313,14 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
           continue;
         }
         held = got.held;
+        metrics.responsePoller.set(1);
         log.info({ fencingToken: held.lease.fencingToken }, 'LHV response poller lease acquired');
       }
       const h = held;
       const fence: Fence = { lease: () => h.lease };
       const signal = AbortSignal.any([h.signal, hard.signal]);
       try {
+        stage = 'read';
         const msg = await lhv.nextMessage({ responseType: 'PAYMENT' }, { signal });
         if (!msg) {
           failures = 0;
@@ -285,8 +332,17 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
       } catch (err) {
         if (soft.signal.aborted && signal.aborted) break;
         failures++;
+        metrics.bankMessageFailures.inc({ stage });
         const delayMs = backoffMs(failures, { baseMs: 250, maxMs: Math.max(1000, deps.pollMs * 2) });
-        log.warn({ err, failures, delayMs }, 'handling LHV messages failed; the message stays on LHV and is retried');
+        log.warn({ err, stage, failures, delayMs }, 'handling LHV messages failed; the message stays on LHV and is retried');
+        if (failures >= GIVE_UP_AFTER_FAILURES) {
+          // Maybe only this process cannot reach LHV or commit: let another worker drain.
+          log.warn({ failures }, 'LHV response poller gives its lease up after failing repeatedly; any worker may take it');
+          failures = 0;
+          await release(h).catch((e: unknown) => log.warn({ err: e }, 'releasing the response poller lease failed'));
+          await pause(jitter(deps.leaseBackoffMs), soft.signal);
+          continue;
+        }
         await pause(delayMs, soft.signal);
       }
     }
@@ -311,8 +367,7 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
         hard.abort();
         await loop;
       }
-      await held?.release();
-      held = undefined;
+      await release(held);
     },
     holding: () => held !== undefined && !held.signal.aborted,
     handle,

@@ -1,7 +1,8 @@
 /**
  * The payout worker assembled from the kit (workers/payout/main.ts is its entrypoint): readiness
- * monitor, shard manager with one initiator loop per shard, the LHV response poller, and the
- * payout-events consumer that runs only while this process is ready for processing.
+ * monitor, shard manager with one initiator loop per shard, the LHV response poller (running from
+ * the start, ready or not, so reports are applied while ingestion is gated), and the payout-events
+ * consumer that runs only while this process is ready for processing.
  *
  * Graceful shutdown (SIGTERM; runWorker calls stop(graceMs) in its background stage), in order,
  * all within one grace deadline:
@@ -110,6 +111,9 @@ export async function createPayoutWorker(kit: WorkerKit<PayoutSettings>, lhv: Lh
       backoff: { baseMs: kit.config.consumer.retryBaseMs, maxMs: kit.config.consumer.retryMaxMs },
       logger: log,
       metrics: kit.metrics,
+      breakers: kit.breakers,
+      gating: ['dynamodb'],
+      resilience: kit.resilience,
       acceptGate: () => (shards.pick() ? undefined : NOT_READY),
     });
   const ingestion = createIngestionSwitch({
@@ -133,10 +137,10 @@ export async function createPayoutWorker(kit: WorkerKit<PayoutSettings>, lhv: Lh
     recheckMs: settings.readiness.recheckMs,
     timeoutMs: Math.min(10_000, Math.max(2_000, settings.lhv.timeoutMs)),
     log,
+    metrics,
     onReady: () => {
       metrics.ready.set(1);
       shards.start();
-      responses.start();
       ingestion.update();
     },
   });
@@ -144,7 +148,11 @@ export async function createPayoutWorker(kit: WorkerKit<PayoutSettings>, lhv: Lh
 
   const task: BackgroundTask = {
     name: 'payouts',
-    start: () => monitor.start(),
+    start: () => {
+      monitor.start();
+      // Not gated on readiness: LHV's answers are applied while ingestion is gated (responses.ts).
+      responses.start();
+    },
     async stop(graceMs) {
       const deadline = Date.now() + graceMs;
       const left = () => Math.max(0, deadline - Date.now());

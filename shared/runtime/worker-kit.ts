@@ -4,6 +4,9 @@ import { GetQueueAttributesCommand, GetQueueUrlCommand, type Message, type SQSCl
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
+import { guardAwsClient } from '../aws/guard.js';
+import type { HttpGuard } from '../connectors/http.js';
+import { Breakers } from '../core/breaker.js';
 import { withAwsEndpointCheck } from '../config/common.js';
 import { parseEnv } from '../config/env.js';
 import { toWorkerConfig, workerEnvShape, workerInvariants, type WorkerConfig } from '../config/worker.js';
@@ -16,6 +19,7 @@ import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
 import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../core/ports.js';
 import { countAwsCalls, createMetrics, type CoreMetrics } from '../ops/metrics.js';
+import { createResilienceMetrics, trackBreakers, type ResilienceMetrics } from '../ops/resilience-metrics.js';
 import { startOpsServer, type ReadinessCheck } from '../ops/server.js';
 import { resourceNames, type QueueKey, type ResourceNames, type TableKey } from '../resources.js';
 import { Lifecycle } from './lifecycle.js';
@@ -40,6 +44,11 @@ export interface WorkerKit<C> {
   readonly outcomes: OutcomeStore;
   /** Aborted when shutdown begins: background loops stop taking new work. */
   readonly stopping: AbortSignal;
+  /** One circuit breaker per dependency; the AWS clients are already behind theirs. */
+  readonly breakers: Breakers;
+  readonly resilience: ResilienceMetrics;
+  /** What an outbound HTTP client to `service` needs to sit behind its breaker and be measured. */
+  httpGuard(service: string): HttpGuard;
   queueUrl(key: QueueKey, dlq?: boolean): Promise<string>;
 }
 
@@ -58,6 +67,11 @@ export interface WorkerPlan<T> {
     readonly parse: (body: string, message: Message) => T;
     readonly handle: FifoConsumerOptions<T>['handle'];
     readonly acceptGate?: () => HandlerResult | undefined;
+    /**
+     * Dependencies besides DynamoDB that every message needs (e.g. the token service): while one
+     * is down the consumer receives nothing. Give each a probe (`breakers.get(name).setProbe`).
+     */
+    readonly gating?: readonly string[];
     /** Overrides of the consumer settings from config (capture uses pay-connector's names). */
     readonly overrides?: Partial<Pick<FifoConsumerOptions<T>, 'concurrency' | 'batchSize' | 'waitTimeSec' | 'maxAttempts'>>;
   };
@@ -144,6 +158,15 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
   const metrics = createMetrics(spec.worker);
   countAwsCalls(clients.sqs, 'sqs', metrics.awsCalls);
   countAwsCalls(clients.dynamodb, 'dynamodb', metrics.awsCalls);
+  const breakers = new Breakers();
+  const resilience = createResilienceMetrics(metrics.registry);
+  trackBreakers(breakers, resilience, log);
+  guardAwsClient(clients.sqs, 'sqs', breakers.get('sqs'), resilience);
+  guardAwsClient(clients.dynamodb, 'dynamodb', breakers.get('dynamodb'), resilience);
+  // The half-open trial for DynamoDB: a read of a row that never exists, through the guarded client.
+  breakers.get('dynamodb').setProbe((signal) =>
+    clients.doc.send(new GetCommand({ TableName: names.table('leases'), Key: { leaseKey: 'readiness-probe' } }), { abortSignal: signal }),
+  );
   const leases = createDynamoLeaseStore({ doc: clients.doc, tableName: names.table('leases') });
   const keeper = createLeaseKeeper({
     store: leases,
@@ -188,6 +211,9 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
     idempotency,
     outcomes,
     stopping: stopping.signal,
+    breakers,
+    resilience,
+    httpGuard: (service) => ({ breaker: breakers.get(service), service, metrics: resilience }),
     queueUrl,
   };
   const plan = await spec.build(kit as WorkerKit<never>);
@@ -213,6 +239,9 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
       backoff: { baseMs: config.consumer.retryBaseMs, maxMs: config.consumer.retryMaxMs },
       logger: log,
       metrics,
+      breakers,
+      gating: ['dynamodb', ...(c.gating ?? [])],
+      resilience,
       ...(c.acceptGate ? { acceptGate: c.acceptGate } : {}),
     });
   }
@@ -227,7 +256,11 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
     registry: metrics.registry,
     checks,
     logger: log,
-    ...(plan.status ? { status: plan.status } : {}),
+    status: () => ({
+      breakers: breakers.snapshot(),
+      ...(consumer ? { consumer: { inFlight: consumer.inFlight, parked: consumer.parkedCount, pausedFor: consumer.pausedFor ?? null } } : {}),
+      ...plan.status?.(),
+    }),
   });
 
   lifecycle
@@ -241,7 +274,10 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
     })
     .onShutdown('leases', async () => keeper.releaseAll())
     .onShutdown('ops', async () => ops.close())
-    .onShutdown('clients', async () => clients.destroy())
+    .onShutdown('clients', async () => {
+      breakers.dispose();
+      clients.destroy();
+    })
     .onShutdown('logs', async () => log.flush());
 
   consumer?.start();

@@ -21,7 +21,7 @@
  *
  * A server uses it like this:
  * ```ts
- * const plan = faults.plan(path);
+ * const plan = faults.plan(path, req.method);   // method: only for rules that name one
  * await faults.delay(plan, signal);
  * if (faults.before(plan, res)) return;   // answered 5xx/429 or reset: nothing done
  * ...do and record the effect...
@@ -35,6 +35,45 @@ import { readJson, sendJson } from './http-server.js';
 
 const rate = z.number().min(0).max(1);
 
+/** The rates a fault draw picks from (a rule's, or the top-level ones). */
+const ratesShape = {
+  /** Answer a 5xx before the effect. @default 0 */
+  rate5xx: rate.default(0),
+  /** Answer 429 (with Retry-After) before the effect. @default 0 */
+  rate429: rate.default(0),
+  /** Destroy the socket without answering, before the effect. @default 0 */
+  rateReset: rate.default(0),
+  /** Do and record the effect, then never answer (until the client gives up or `hangMs`). @default 0 */
+  rateTimeoutAfterSuccess: rate.default(0),
+  /** Do and record the effect, then destroy the socket without answering. @default 0 */
+  rateResetAfterSuccess: rate.default(0),
+};
+type Rates = { readonly [K in keyof typeof ratesShape]: number };
+const ratesAddUp = (c: Rates) => c.rate5xx + c.rate429 + c.rateReset + c.rateTimeoutAfterSuccess + c.rateResetAfterSuccess <= 1;
+
+/**
+ * Rates for one route, e.g. `{ method: 'GET', paths: ['/messages/next'], rate5xx: 0.05 }` next to
+ * `{ method: 'DELETE', paths: ['/messages/'], rateResetAfterSuccess: 0.2 }`: different faults on two
+ * routes that share a path prefix. The first matching rule replaces the top-level rates for that
+ * request; latency still follows the top-level `paths`.
+ */
+export const faultRuleSchema = z
+  .object({
+    /** Only this HTTP method (any when absent). Servers that do not pass a method match only rules without one. */
+    method: z
+      .string()
+      .min(1)
+      .transform((m) => m.toUpperCase())
+      .optional(),
+    /** Path prefixes this rule applies to. */
+    paths: z.array(z.string()).min(1),
+    ...ratesShape,
+  })
+  .refine(ratesAddUp, { error: 'the fault rates of a rule must add up to at most 1' });
+export type FaultRule = z.output<typeof faultRuleSchema>;
+/** A rule as given to `update()` or `POST /__sandbox/faults` (rates default to 0). */
+export type FaultRuleInput = z.input<typeof faultRuleSchema>;
+
 /** The fault knobs; every field has a default, so `{}` means "no faults". */
 export const faultConfigSchema = z
   .object({
@@ -42,16 +81,7 @@ export const faultConfigSchema = z
     latencyMs: z.number().int().min(0).max(600_000).default(0),
     /** Uniform extra latency in [0, latencyJitterMs). @default 0 */
     latencyJitterMs: z.number().int().min(0).max(600_000).default(0),
-    /** Answer a 5xx before the effect. @default 0 */
-    rate5xx: rate.default(0),
-    /** Answer 429 (with Retry-After) before the effect. @default 0 */
-    rate429: rate.default(0),
-    /** Destroy the socket without answering, before the effect. @default 0 */
-    rateReset: rate.default(0),
-    /** Do and record the effect, then never answer (until the client gives up or `hangMs`). @default 0 */
-    rateTimeoutAfterSuccess: rate.default(0),
-    /** Do and record the effect, then destroy the socket without answering. @default 0 */
-    rateResetAfterSuccess: rate.default(0),
+    ...ratesShape,
     /** Status used for 5xx faults. @default 500 */
     status5xx: z.number().int().min(500).max(599).default(500),
     /** Retry-After (seconds) sent with 429 faults. @default 1 */
@@ -60,12 +90,12 @@ export const faultConfigSchema = z
     hangMs: z.number().int().min(0).max(3_600_000).default(0),
     /** Only paths starting with one of these are faulted; empty means every non-admin path. @default [] */
     paths: z.array(z.string()).default([]),
+    /** Per-route rates (see {@link faultRuleSchema}); the first match wins over the top-level rates. @default [] */
+    rules: z.array(faultRuleSchema).default([]),
     /** Re-seed the RNG (same seed + same request order = same faults). @default 1 */
     seed: z.number().int().default(1),
   })
-  .refine((c) => c.rate5xx + c.rate429 + c.rateReset + c.rateTimeoutAfterSuccess + c.rateResetAfterSuccess <= 1, {
-    error: 'the fault rates must add up to at most 1',
-  });
+  .refine(ratesAddUp, { error: 'the fault rates must add up to at most 1' });
 
 export type FaultConfig = z.output<typeof faultConfigSchema>;
 /** What one request's draw picked (`none` = answer normally). */
@@ -149,21 +179,25 @@ export class FaultInjector {
     this.#random = seededRandom(this.#config.seed);
   }
 
-  /** Draw the fate of one request to `path`. */
-  plan(path: string): FaultPlan {
+  /** Draw the fate of one request to `path` (`method` lets rules with a method match). */
+  plan(path: string, method?: string): FaultPlan {
     const c = this.#config;
     if (path.startsWith('/__sandbox/')) return { delayMs: 0, kind: 'none' };
-    if (c.paths.length > 0 && !c.paths.some((p) => path.startsWith(p))) return { delayMs: 0, kind: 'none' };
-    const delayMs = c.latencyMs + (c.latencyJitterMs > 0 ? Math.floor(this.#random() * c.latencyJitterMs) : 0);
+    const verb = method?.toUpperCase();
+    const rule = c.rules.find((r) => (r.method === undefined || r.method === verb) && r.paths.some((p) => path.startsWith(p)));
+    const inPaths = c.paths.length === 0 || c.paths.some((p) => path.startsWith(p));
+    if (!rule && !inPaths) return { delayMs: 0, kind: 'none' };
+    const delayMs = inPaths ? c.latencyMs + (c.latencyJitterMs > 0 ? Math.floor(this.#random() * c.latencyJitterMs) : 0) : 0;
+    const rates: Rates = rule ?? c;
     const r = this.#random();
     let edge = 0;
     let kind: FaultKind = 'none';
     for (const [k, p] of [
-      ['5xx', c.rate5xx],
-      ['429', c.rate429],
-      ['reset', c.rateReset],
-      ['timeoutAfterSuccess', c.rateTimeoutAfterSuccess],
-      ['resetAfterSuccess', c.rateResetAfterSuccess],
+      ['5xx', rates.rate5xx],
+      ['429', rates.rate429],
+      ['reset', rates.rateReset],
+      ['timeoutAfterSuccess', rates.rateTimeoutAfterSuccess],
+      ['resetAfterSuccess', rates.rateResetAfterSuccess],
     ] as const) {
       edge += p;
       if (r < edge) {

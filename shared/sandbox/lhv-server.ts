@@ -117,6 +117,7 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
   const messages: QueuedMessage[] = [];
   const perPayment: Record<string, number> = {};
   const byRoute: Record<string, number> = {};
+  const deletedByType: Record<string, number> = {};
   const counters = {
     requests: 0,
     duplicatesDeduplicated: 0,
@@ -177,7 +178,7 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
       counters.invalidRequests += 1;
       return lhvError(res, 413, 'errStatement_RequestInvalid', 'request body too large');
     }
-    const plan = faults.plan(path);
+    const plan = faults.plan(path, 'POST');
     await faults.delay(plan, res);
     if (faults.before(plan, res)) return;
     let parsed: ParsedPain001;
@@ -235,8 +236,8 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
     res.end();
   }
 
-  async function heartbeatMq(res: ServerResponse, path: string): Promise<void> {
-    const plan = faults.plan(path);
+  async function heartbeatMq(res: ServerResponse, path: string, method: string): Promise<void> {
+    const plan = faults.plan(path, method);
     await faults.delay(plan, res);
     if (faults.before(plan, res)) return;
     const id = `REQ${hex()}`;
@@ -249,7 +250,7 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
 
   /** A read-only route: its "after success" faults are a hang or reset before the answer. */
   async function readOnly(res: ServerResponse, path: string, respond: () => void): Promise<void> {
-    const plan = faults.plan(path);
+    const plan = faults.plan(path, 'GET');
     await faults.delay(plan, res);
     if (faults.before(plan, res) || faults.after(plan, res)) return;
     respond();
@@ -277,13 +278,14 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
   }
 
   async function deleteMessage(res: ServerResponse, path: string, id: string): Promise<void> {
-    const plan = faults.plan(path);
+    const plan = faults.plan(path, 'DELETE');
     await faults.delay(plan, res);
     if (faults.before(plan, res)) return;
     const i = messages.findIndex((m) => m.messageResponseId === id);
     if (i >= 0) {
-      messages.splice(i, 1);
+      const [gone] = messages.splice(i, 1);
       counters.messagesDeleted += 1;
+      if (gone) deletedByType[gone.responseType] = (deletedByType[gone.responseType] ?? 0) + 1;
     }
     // Deleted, answer lost: a retry sees 404 (already deleted), as with LHV.
     if (faults.after(plan, res)) return;
@@ -330,12 +332,16 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
 
   function stats(): LhvSandboxStats {
     const perPaymentId = { ...perPayment };
+    const pendingByType: Record<string, number> = {};
+    for (const m of messages) pendingByType[m.responseType] = (pendingByType[m.responseType] ?? 0) + 1;
     return {
       ...counters,
       byRoute: { ...byRoute },
       initiations: accepted.size,
       initiationsPerPaymentId: perPaymentId,
+      messagesDeletedByType: { ...deletedByType },
       pendingMessages: messages.length,
+      pendingMessagesByType: pendingByType,
       faultsInjected: faults.injected,
     };
   }
@@ -361,7 +367,7 @@ export async function startLhvSandbox(options: LhvSandboxOptions = {}): Promise<
     byRoute[route] = (byRoute[route] ?? 0) + 1;
     if (route !== 'POST /payment') for await (const _ of req); // drain so the keep-alive socket stays usable
     if (route === 'POST /payment') return payment(req, res, path);
-    if (route === 'GET /heartbeat/mq' || route === 'POST /heartbeat/mq') return heartbeatMq(res, path);
+    if (route === 'GET /heartbeat/mq' || route === 'POST /heartbeat/mq') return heartbeatMq(res, path, method);
     if (route === 'GET /heartbeat') {
       return readOnly(res, path, () => {
         const body = `<HeartBeatResponse><TimeStamp>${new Date().toISOString()}</TimeStamp></HeartBeatResponse>`;

@@ -10,8 +10,9 @@
  * A repeated capture of the same order and amount is de-duplicated (answered again, not performed).
  *
  * It counts effects: `GET /__sandbox/stats` / `stats()` give per orderCode (and per charge, with
- * `chargeIdOf`) the orders actually authorised and captures actually performed, the oracle for "at
- * most one authorisation / capture per charge". Faults (faults.ts, `/__sandbox/faults`) are drawn per
+ * `chargeIdOf`) the orders actually authorised and the captures and cancels actually performed, the
+ * oracle for "at most one authorisation / capture / void per charge". A cancel of an order already
+ * cancelled is refused (error 5) and not counted. Faults (faults.ts, `/__sandbox/faults`) are drawn per
  * operation on the pseudo-path `/jsp/merchant/xml/paymentService.jsp/<submit|inquiry|capture|cancel>`,
  * so `paths` can target one operation; after-success faults record the effect and never answer.
  * `POST /__sandbox/reset` forgets orders and counters.
@@ -77,8 +78,8 @@ type Totals = Record<'orders' | 'authorisations' | 'refusals' | 'captures' | 'ca
 
 export interface WorldpaySandboxStats {
   readonly orders: Readonly<Record<string, WorldpayOrderStats>>;
-  /** Only with `chargeIdOf`: orders, authorisations and captures per charge. */
-  readonly byCharge: Readonly<Record<string, { orders: number; authorisations: number; captures: number }>>;
+  /** Only with `chargeIdOf`: orders, authorisations, captures and cancels (voids) performed per charge. */
+  readonly byCharge: Readonly<Record<string, { orders: number; authorisations: number; captures: number; cancels: number }>>;
   readonly totals: Readonly<Totals>;
   /** Requests by operation, plus `unauthorised` (401) and `invalid` (error 2/4 replies). */
   readonly requests: Readonly<Record<string, number>>;
@@ -365,7 +366,7 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
 
   function stats(): WorldpaySandboxStats {
     const out: Record<string, WorldpayOrderStats> = {};
-    const byCharge: Record<string, { orders: number; authorisations: number; captures: number }> = {};
+    const byCharge: Record<string, { orders: number; authorisations: number; captures: number; cancels: number }> = {};
     const totals: Totals = { orders: 0, authorisations: 0, refusals: 0, captures: 0, cancels: 0, duplicates: 0 };
     for (const o of orders.values()) {
       const {
@@ -401,11 +402,12 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
       for (const [k, v] of Object.entries({ orders: 1, authorisations, refusals, captures, cancels, duplicates }))
         totals[k as keyof Totals] += v;
       if (chargeId === undefined) continue;
-      const c = byCharge[chargeId] ?? { orders: 0, authorisations: 0, captures: 0 };
+      const c = byCharge[chargeId] ?? { orders: 0, authorisations: 0, captures: 0, cancels: 0 };
       byCharge[chargeId] = {
         orders: c.orders + 1,
         authorisations: c.authorisations + authorisations,
         captures: c.captures + captures,
+        cancels: c.cancels + cancels,
       };
     }
     return { orders: out, byCharge, totals, requests: { ...requests } };

@@ -6,12 +6,13 @@ import { authRequest, readCharge, readEvents } from '../support/charges.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { drain, eventually, sendAll } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
-import { startAuthSandboxes, startAuthWorker, type AuthSandboxes } from './support.js';
+import { startAuthSandboxes, startAuthWorker, worldpayOrders, type AuthSandboxes } from './support.js';
 
 let stack: TestStack;
 let sb: AuthSandboxes;
 let worker: WorkerProcess;
-const dead = new Map<string, Record<string, string>>();
+/** Every dead letter read so far, keyed by its source group (the chargeId), in arrival order. */
+const dead = new Map<string, Record<string, string>[]>();
 
 beforeAll(async () => {
   stack = await setupTestStack('auth');
@@ -33,21 +34,27 @@ async function send(body: Record<string, unknown> | string, groupId: string, ded
   await sendAll(stack.clients.sqs, queue(), [{ body: typeof body === 'string' ? body : JSON.stringify(body), groupId, dedupId }]);
 }
 
-/** Read the DLQ into `dead` (keyed by groupId attribute) until `chargeId` shows up. */
-async function deadLetterFor(chargeId: string): Promise<Record<string, string>> {
+/** Move what the DLQ holds into `dead`. */
+async function readDlq(): Promise<void> {
+  for (const m of await drain(stack.clients.sqs, dlq())) {
+    const attrs: Record<string, string> = { body: m.Body ?? '' };
+    for (const [k, v] of Object.entries(m.MessageAttributes ?? {})) attrs[k] = v.StringValue ?? '';
+    const group = attrs[DLQ_ATTRIBUTES.groupId] ?? '';
+    dead.set(group, [...(dead.get(group) ?? []), attrs]);
+  }
+}
+
+/** Read the DLQ until `chargeId` has its `nth` dead letter (1-based); return that letter. */
+async function deadLetterFor(chargeId: string, nth = 1): Promise<Record<string, string>> {
   await eventually(
     async () => {
-      for (const m of await drain(stack.clients.sqs, dlq())) {
-        const attrs: Record<string, string> = { body: m.Body ?? '' };
-        for (const [k, v] of Object.entries(m.MessageAttributes ?? {})) attrs[k] = v.StringValue ?? '';
-        dead.set(attrs[DLQ_ATTRIBUTES.groupId] ?? '', attrs);
-      }
-      return dead.has(chargeId);
+      await readDlq();
+      return (dead.get(chargeId)?.length ?? 0) >= nth;
     },
     30_000,
-    `a dead letter for ${chargeId}`,
+    `dead letter #${nth} for ${chargeId}`,
   );
-  return dead.get(chargeId)!;
+  return dead.get(chargeId)![nth - 1]!;
 }
 
 async function finalCharge(chargeId: string, statuses = ['AUTHORISATION_SUCCESS', 'AUTHORISATION_REJECTED', 'AUTHORISATION_ERROR']) {
@@ -145,14 +152,57 @@ describe('auth worker end to end', () => {
     expect((await finalCharge('ch-sbx-timeout')).status).toBe('AUTHORISATION_SUCCESS');
   });
 
-  it('an answer with a different amount is AUTHORISATION_ERROR, dead-lettered AMOUNT_MISMATCH and logged as an alert', async () => {
+  it('Stripe authorises another amount: processorRef recorded, the PaymentIntent cancelled once, ledger event, DLQ AMOUNT_MISMATCH, alert says so', async () => {
     const req = authRequest({ chargeId: 'ch-mismatch', processor: 'stripe', amount: STRIPE_SANDBOX_MISMATCH_AMOUNT });
     await send(req, req.chargeId, req.authRequestId);
-    const charge = await finalCharge('ch-mismatch');
-    expect(charge.status).toBe('AUTHORISATION_ERROR');
-    expect((await deadLetterFor('ch-mismatch'))[DLQ_ATTRIBUTES.code]).toBe('AMOUNT_MISMATCH');
-    expect((await readEvents(stack, 'ch-mismatch')).map((e) => e.eventType)).toEqual(['PAYMENT_CREATED', 'AUTHORISATION_ERROR']);
-    await worker.waitForLine((l) => l.alert === 'AMOUNT_MISMATCH' && l.level === 'error', 5000);
+    const letter = await deadLetterFor('ch-mismatch');
+    expect(letter[DLQ_ATTRIBUTES.code]).toBe('AMOUNT_MISMATCH');
+    const charge = await finalCharge('ch-mismatch', ['AUTHORISATION_ERROR_CANCELLED']);
+    expect(charge.errorCode).toBe('AMOUNT_MISMATCH');
+    expect(charge.processorRef).toMatch(/^pi_/);
+    expect(charge.authorisationVoid).toMatchObject({ state: 'VOIDED', processorRef: charge.processorRef, idempotencyKey: `payfleet-void-${req.authRequestId}` });
+    expect(letter[DLQ_ATTRIBUTES.detail]).toContain(`voided at the processor (ref ${charge.processorRef})`);
+    expect(sb.stripe.stats().charges['ch-mismatch']).toMatchObject({ created: 1, authorised: 1, canceled: 1, captured: 0 });
+    const events = await readEvents(stack, 'ch-mismatch');
+    expect(events.map((e) => e.eventType)).toEqual(['PAYMENT_CREATED', 'AUTHORISATION_ERROR', 'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR']);
+    expect(events[1]!.details).toMatchObject({ error_code: 'AMOUNT_MISMATCH', processor_ref: charge.processorRef });
+    const alert = await worker.waitForLine((l) => l.alert === 'AMOUNT_MISMATCH' && l.chargeId === 'ch-mismatch', 5000);
+    expect(alert).toMatchObject({ level: 'error', void: 'VOIDED', processorRef: charge.processorRef, status: 'AUTHORISATION_ERROR_CANCELLED' });
+    expect(String(alert.msg)).toContain(`voided at the processor (ref ${charge.processorRef})`);
+  });
+
+  it('Worldpay answers another amount: the orderCode recorded, the order cancelled once, DLQ AMOUNT_MISMATCH', async () => {
+    // 4000000000000036: the Worldpay sandbox reports amount + 1 (docs/worldpay.md).
+    const req = authRequest({ chargeId: 'ch-wp-mismatch', processor: 'worldpay', paymentTokenId: 'tok_4000000000000036' });
+    const orderCode = `payfleet-auth-${req.authRequestId}`;
+    worldpayOrders.set(orderCode, req.chargeId);
+    await send(req, req.chargeId, req.authRequestId);
+    expect((await deadLetterFor('ch-wp-mismatch'))[DLQ_ATTRIBUTES.code]).toBe('AMOUNT_MISMATCH');
+    const charge = await finalCharge('ch-wp-mismatch', ['AUTHORISATION_ERROR_CANCELLED']);
+    expect(charge.processorRef).toBe(orderCode);
+    expect(sb.worldpay.stats().byCharge['ch-wp-mismatch']).toEqual({ orders: 1, authorisations: 1, captures: 0, cancels: 1 });
+    expect(sb.worldpay.order(orderCode)?.lastEvent).toBe('CANCELLED');
+    expect((await readEvents(stack, 'ch-wp-mismatch')).map((e) => e.eventType)).toEqual([
+      'PAYMENT_CREATED',
+      'AUTHORISATION_ERROR',
+      'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR',
+    ]);
+    await worker.waitForLine((l) => l.alert === 'AMOUNT_MISMATCH' && l.chargeId === 'ch-wp-mismatch' && l.void === 'VOIDED', 5000);
+  });
+
+  it('a redriven copy of the AMOUNT_MISMATCH request is dead-lettered again with AMOUNT_MISMATCH, never acknowledged; nothing is voided twice', async () => {
+    const letter = await deadLetterFor('ch-mismatch');
+    // What `payfleet dlq redrive` sends: the body byte for byte, the source group, a fresh deduplication id.
+    await send(letter.body!, 'ch-mismatch', 'redrive-1');
+    const again = await deadLetterFor('ch-mismatch', 2);
+    expect(again[DLQ_ATTRIBUTES.code]).toBe('AMOUNT_MISMATCH');
+    expect(again[DLQ_ATTRIBUTES.detail]).toContain('is already AUTHORISATION_ERROR_CANCELLED (AMOUNT_MISMATCH)');
+    expect(again[DLQ_ATTRIBUTES.detail]).toContain('voided at the processor');
+    expect(again.body).toBe(letter.body);
+    expect(sb.stripe.stats().charges['ch-mismatch']).toMatchObject({ created: 1, canceled: 1 });
+    expect(await readEvents(stack, 'ch-mismatch')).toHaveLength(3);
+    await worker.waitForLine((l) => l.chargeId === 'ch-mismatch' && l.msg === 'request already ended its charge in a final error; dead-lettering it again, not acknowledging', 5000);
+    expect(worker.lines.some((l) => l.chargeId === 'ch-mismatch' && l.msg === 'authorisation already completed; acknowledging the duplicate')).toBe(false);
   });
 
   it('a duplicate delivery after completion is acknowledged without a second authorisation', async () => {
@@ -163,6 +213,8 @@ describe('auth worker end to end', () => {
     await worker.waitForLine((l) => l.msg === 'authorisation already completed; acknowledging the duplicate' && l.chargeId === 'ch-dup', 15_000);
     expect(sb.stripe.stats().charges['ch-dup']?.created).toBe(1);
     expect(await readEvents(stack, 'ch-dup')).toHaveLength(2);
+    await readDlq();
+    expect(dead.has('ch-dup')).toBe(false);
   });
 
   it('wrote no card number or CVC to any log line', () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Message } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { SANDBOX_CARDS } from '../../shared/connectors/sandbox.js';
@@ -59,6 +60,10 @@ async function statusOf(chargeId: string, wanted: string, timeoutMs = 30_000) {
 
 const eventTypes = async (id: string) => (await readEvents(stack, id)).map((e) => e.eventType);
 
+/** The dead letters of one charge among `messages` (read from the capture DLQ). */
+const lettersFor = (chargeId: string, messages: Message[]) =>
+  messages.filter((m) => m.MessageAttributes?.[DLQ_ATTRIBUTES.groupId]?.StringValue === chargeId);
+
 describe('capture worker end to end', () => {
   it('captures an authorised charge: CAPTURED with USER_APPROVED_FOR_CAPTURE and CAPTURE_CONFIRMED', async () => {
     await authorise('cap-ok');
@@ -97,7 +102,7 @@ describe('capture worker end to end', () => {
   it('after the maximum attempts the charge is CAPTURE_ERROR with an ERROR line, and the message is deleted', async () => {
     await authorise('cap-fail', { card: SANDBOX_CARDS.captureFailsRetryable });
     await statusOf('cap-fail', 'AUTHORISATION_SUCCESS');
-    await requestCapture('cap-fail');
+    const first = await requestCapture('cap-fail');
     const charge = await statusOf('cap-fail', 'CAPTURE_ERROR', 40_000);
     expect(charge.history.filter((h) => h.status === 'CAPTURE_READY')).toHaveLength(3);
     expect((await eventTypes('cap-fail')).at(-1)).toBe('CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES');
@@ -107,6 +112,45 @@ describe('capture worker end to end', () => {
     expect(await drain(stack.clients.sqs, stack.url(stack.names.queue('capture-requests')))).toHaveLength(0);
     const dead = await drain(stack.clients.sqs, stack.url(stack.names.dlq('capture-requests')));
     expect(dead.filter((d) => d.MessageAttributes?.[DLQ_ATTRIBUTES.groupId]?.StringValue === 'cap-fail')).toHaveLength(0);
+    // A re-send of that request gets what it got: acknowledged (the abandonment was never a letter).
+    await requestCapture('cap-fail', first.captureRequestId, `${first.captureRequestId}-again`);
+    await capture.waitForLine((l) => l.chargeId === 'cap-fail' && l.msg === 'capture request already completed; acknowledging the duplicate', 15_000);
+    expect(lettersFor('cap-fail', await drain(stack.clients.sqs, stack.url(stack.names.dlq('capture-requests'))))).toHaveLength(0);
+  });
+
+  it('a refused capture (CAPTURE_ERROR, dead-lettered) is dead-lettered again when redelivered or requested anew, never acknowledged', async () => {
+    await authorise('cap-refused', { processor: 'stripe' });
+    const authorised = await statusOf('cap-refused', 'AUTHORISATION_SUCCESS');
+    // Someone cancels the PaymentIntent at Stripe: the capture is refused for good (NOT_CAPTURABLE).
+    const cancelled = await fetch(`${sb.stripe.url}/v1/payment_intents/${authorised.processorRef}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sb.stripe.apiKey}` },
+    });
+    expect(cancelled.status).toBe(200);
+    const first = await requestCapture('cap-refused');
+    await statusOf('cap-refused', 'CAPTURE_ERROR');
+    const letters: Message[] = [];
+    const lettersUntil = async (n: number) => {
+      await eventually(
+        async () => letters.push(...lettersFor('cap-refused', await drain(stack.clients.sqs, stack.url(stack.names.dlq('capture-requests'))))) >= n,
+        30_000,
+        `${n} dead letters for cap-refused`,
+      );
+      return letters.map((l) => ({ code: l.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue, detail: l.MessageAttributes?.[DLQ_ATTRIBUTES.detail]?.StringValue ?? '' }));
+    };
+    expect((await lettersUntil(1))[0]!.code).toBe('NOT_CAPTURABLE');
+
+    // The redrive of that letter: same body and captureRequestId, fresh deduplication id.
+    await requestCapture('cap-refused', first.captureRequestId, `redrive-${first.captureRequestId}`);
+    const again = (await lettersUntil(2))[1]!;
+    expect(again.code).toBe('NOT_CAPTURABLE');
+    expect(again.detail).toContain('is already CAPTURE_ERROR (NOT_CAPTURABLE); this request was not processed again');
+    // Another request for the same charge meets the same final error.
+    await requestCapture('cap-refused');
+    expect((await lettersUntil(3))[2]).toMatchObject({ code: 'NOT_CAPTURABLE' });
+    expect(sb.stripe.stats().charges['cap-refused']?.captured ?? 0).toBe(0);
+    expect((await eventTypes('cap-refused')).at(-1)).toBe('CAPTURE_ERRORED');
+    expect(capture.lines.some((l) => l.chargeId === 'cap-refused' && String(l.msg).startsWith('capture request already completed'))).toBe(false);
   });
 
   it('a redelivered request for a CAPTURED charge makes no second capture call', async () => {

@@ -2,19 +2,20 @@
  * Command: the operator's DLQ round trip with the real binary and a real auth worker —
  *
  *   send (processor "stripe", not configured; and an expired token) ─▶ dead-lettered with codes
- *   ─▶ dlq list ─▶ dlq show (body byte for byte) ─▶ restart the worker with Stripe configured
- *   ─▶ dlq redrive --id ─▶ the charge is authorised (payfleet charge --json) ─▶ dlq purge
+ *   ─▶ dlq list ─▶ dlq show (body byte for byte; also by the message id the worker logged)
+ *   ─▶ restart the worker with Stripe configured ─▶ dlq redrive --id ─▶ the charge is authorised
+ *   (payfleet charge --json) ─▶ dlq purge (states the count by code; refuses without a terminal)
  */
-import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authEnv, startAuthSandboxes, type AuthSandboxes } from '../auth/support.js';
-import { ROOT, startProcess, type WorkerProcess } from '../support/processes.js';
+import { startProcess, type WorkerProcess } from '../support/processes.js';
 import { eventually } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
+import { hasScript, onTerminal } from './dlq-support.js';
 import { json, runCli } from './support.js';
 
 let stack: TestStack;
@@ -32,6 +33,8 @@ interface Listed {
     groupId: string;
     detail: string;
     sourceQueue: string;
+    sourceMessageId: string;
+    redrives: number;
   }[];
 }
 
@@ -48,27 +51,6 @@ async function stopWorker(): Promise<void> {
   worker.kill('SIGTERM');
   await worker.exited;
   worker = undefined;
-}
-
-const hasScript = spawnSync('script', ['--version']).status === 0;
-
-/** Run a shell command on a pseudo-terminal (util-linux `script`), typing `input`. */
-function onTerminal(command: string, input: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('script', ['-qec', command, '/dev/null'], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_NO_WARNINGS: '1', ...stack.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => {
-      output += d.toString();
-      // Answer once the question is on screen.
-      if (output.includes('[y/N]') && !child.stdin.writableEnded) child.stdin.end(input);
-    });
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.once('exit', (code) => resolve({ code, output }));
-  });
 }
 
 beforeAll(async () => {
@@ -120,10 +102,23 @@ describe('payfleet dlq: a bad message, inspected, fixed and replayed', () => {
     expect(stripe).toMatchObject({ worker: 'auth', groupId: chargeId, sourceQueue: stack.names.queue('auth-requests') });
     expect(stripe.detail).toMatch(/processor "stripe" is not configured/);
     expect(expired.groupId).toBe(`${chargeId}-expired`);
+    // The worker logged both ids; the letter carries the one every earlier log line of it carried.
+    const logged = await worker.waitForLine((l) => l.msg === 'message dead-lettered' && l.code === 'UNKNOWN_PROCESSOR');
+    expect(logged.dlqMessageId).toBe(stripe.messageId);
+    const sourceId = String(logged.messageId);
+    expect(sourceId).not.toBe(stripe.messageId);
+    expect(stripe).toMatchObject({ sourceMessageId: sourceId, redrives: 0 });
     const human = await runCli(['dlq', 'list', `${stack.prefix}auth-requests-dlq.fifo`], stack.env);
     expect(human.code).toBe(0);
-    expect(human.stdout).toMatch(new RegExp(`${stripe.messageId}\\s+UNKNOWN_PROCESSOR\\s+auth\\s+\\d+\\s+\\S+\\s+${chargeId}`));
+    expect(human.stdout).toMatch(
+      new RegExp(`${stripe.messageId}\\s+${sourceId}\\s+UNKNOWN_PROCESSOR\\s+auth\\s+\\d+\\s+0\\s+\\S+\\s+${chargeId}`),
+    );
     expect(human.stdout).toContain('2 dead letter(s)');
+    // `dlq show <the id from the log>` finds it (on main: "no dead letter").
+    const bySource = json<{ messageId: string; matchedBy: string; body: string }>(
+      await runCli(['dlq', 'show', 'auth-requests', sourceId, '--json'], stack.env),
+    );
+    expect(bySource).toMatchObject({ messageId: stripe.messageId, matchedBy: 'source', body: stripeLine });
 
     // dlq show: the body exactly as sent (unicode, double spaces, key order), and every attribute.
     const body = await runCli(['dlq', 'show', 'auth-requests', stripe.messageId, '--body'], stack.env);
@@ -152,6 +147,7 @@ describe('payfleet dlq: a bad message, inspected, fixed and replayed', () => {
         'payfleet-error-detail',
         'payfleet-failed-at',
         'payfleet-message-group-id',
+        'payfleet-source-message-id',
         'payfleet-source-queue',
         'payfleet-worker',
       ].sort(),
@@ -168,8 +164,10 @@ describe('payfleet dlq: a bad message, inspected, fixed and replayed', () => {
     expect(moved.count).toBe(1);
     expect(moved.redriven[0]).toMatchObject({
       messageId: stripe.messageId,
+      sourceMessageId: sourceId,
       groupId: chargeId,
       dedupId: `redrive-${stripe.messageId}`,
+      redrives: 1,
     });
 
     let charge: Record<string, unknown> = {};
@@ -198,23 +196,26 @@ describe('payfleet dlq: a bad message, inspected, fixed and replayed', () => {
     ]);
     expect(JSON.stringify(charge)).not.toContain('4242424242424242');
     expect(sb.stripe.stats().charges[chargeId]).toMatchObject({ created: 1, authorised: 1 });
-    // Only the expired letter is left; purge refuses without --yes when nobody can confirm (before
-    // touching the queue, so these three can run side by side).
-    const [human2, leftRun, refused] = await Promise.all([
+    // Only the expired letter is left. Purge reads the DLQ to count what it would delete, so it runs
+    // after the listing (two readers of one DLQ hide the letters each holds from the other).
+    const [human2, leftRun] = await Promise.all([
       runCli(['charge', chargeId], stack.env),
       runCli(['dlq', 'list', 'auth-requests', '--json'], stack.env),
-      runCli(['dlq', 'purge', 'auth-requests'], stack.env),
     ]);
+    // Without a terminal nobody can confirm: it refuses, saying what it would have deleted.
+    const refused = await runCli(['dlq', 'purge', 'auth-requests'], stack.env);
     expect(human2.stdout).toMatch(/status\s+AUTHORISATION_SUCCESS/);
     expect(human2.stdout).toMatch(/visa ending 4242/);
     expect(json<Listed>(leftRun).letters.map((l) => l.messageId)).toEqual([expired.messageId]);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/without --yes/);
-    // On a terminal it asks; "n" deletes nothing (util-linux `script` provides the terminal).
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /refusing to purge 1 dead letter\(s\) in \S+auth-requests-dlq\.fifo \(1 TOKEN_EXPIRED\) without --yes/,
+    );
+    // On a terminal it asks, with the count by code; "n" deletes nothing (util-linux `script` provides the terminal).
     if (hasScript) {
-      const declined = await onTerminal('node bin/payfleet.js dlq purge auth-requests', 'n\n');
+      const declined = await onTerminal(stack, ['dlq', 'purge', 'auth-requests'], 'n\n');
       expect(declined.output).toMatch(
-        /Delete all ~1 dead letter\(s\) in .*auth-requests-dlq\.fifo\? They cannot be recovered\. \[y\/N\]/,
+        /Delete 1 dead letter\(s\) in .*auth-requests-dlq\.fifo \(1 TOKEN_EXPIRED\)\? They cannot be recovered.*\[y\/N\]/,
       );
       expect(declined.output).toContain('not confirmed; nothing deleted');
       expect(declined.code).toBe(1);

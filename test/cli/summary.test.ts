@@ -14,6 +14,7 @@ function letter(queue: string, code: string, body: string, i: number): { view: D
     body,
     view: {
       messageId: `m-${i}`,
+      sourceMessageId: `s-${i}`,
       code,
       detail: `because ${code}`,
       worker: queue.split('-')[0]!,
@@ -24,6 +25,9 @@ function letter(queue: string, code: string, body: string, i: number): { view: D
       movedBySqs: false,
       sentAt: null,
       bodyBytes: body.length,
+      redrives: 0,
+      lineage: [],
+      redriveRun: null,
     },
   };
 }

@@ -324,6 +324,19 @@ describe('Connector: stripe — capture, void, lookup', () => {
     ).toEqual({ kind: 'voided', processorRef: ref });
   });
 
+  it('void of an AMOUNT_MISMATCH authorisation: one cancel per key; a lost answer is repeated under the same key and replayed', async () => {
+    const req = request({ amount: STRIPE_SANDBOX_MISMATCH_AMOUNT });
+    const out = await stripe.authorise(req);
+    expect(out).toMatchObject({ kind: 'error', code: 'AMOUNT_MISMATCH' });
+    const v = { chargeId: req.chargeId, processorRef: out.processorRef!, idempotencyKey: `payfleet-void-${req.chargeId}` };
+    fake.faults.update({ rateTimeoutAfterSuccess: 1, paths: [`/v1/payment_intents/${v.processorRef}/cancel`] });
+    expect(await quick.void(v)).toMatchObject({ kind: 'ambiguous' });
+    expect(statsOf(req.chargeId).canceled).toBe(1);
+    fake.faults.reset();
+    expect(await stripe.void(v)).toEqual({ kind: 'voided' });
+    expect(statsOf(req.chargeId)).toMatchObject({ canceled: 1, replays: 1 });
+  });
+
   it('lookup: unknown id -> not_found; a declined intent -> declined', async () => {
     expect(
       await stripe.lookup({ chargeId: 'c', processorRef: 'pi_nope', idempotencyKey: 'x', amount: 1, currency: 'GBP' }),

@@ -477,7 +477,7 @@ describe('Module: worldpay sandbox', () => {
     expect(parseReply(await (await post(inquiry('OTHER'))).text())).toMatchObject({ type: 'orderError', code: '4' });
   });
 
-  it('stats group orders by charge (the oracle sees two authorisations for one charge); reset forgets them', async () => {
+  it('stats group orders by charge (the oracle sees two authorisations, one capture, one cancel for one charge); reset forgets them', async () => {
     const charges = new Map<string, string>();
     const grouped = await startWorldpaySandbox({ chargeIdOf: ({ orderCode }) => charges.get(orderCode) });
     const c = createWorldpayConnector({
@@ -499,11 +499,15 @@ describe('Module: worldpay sandbox', () => {
         currency: 'GBP',
         idempotencyKey: 'cap',
       });
+      // The second order is released; a repeated cancel is refused by Worldpay (error 5) and not counted.
+      const voidB = { chargeId: 'ch-double', processorRef: b.idempotencyKey, idempotencyKey: 'void-b' };
+      expect(await c.void(voidB)).toEqual({ kind: 'voided' });
+      expect(await c.void(voidB)).toEqual({ kind: 'voided' });
       const stats = (await (await fetch(`${grouped.url}/__sandbox/stats`)).json()) as {
         byCharge: Record<string, unknown>;
         totals: { orders: number };
       };
-      expect(stats.byCharge['ch-double']).toEqual({ orders: 2, authorisations: 2, captures: 1 });
+      expect(stats.byCharge['ch-double']).toEqual({ orders: 2, authorisations: 2, captures: 1, cancels: 1 });
       expect(stats.totals.orders).toBe(2);
       expect((await fetch(`${grouped.url}/__sandbox/reset`, { method: 'POST' })).status).toBe(200);
       expect(grouped.stats().totals.orders).toBe(0);

@@ -192,6 +192,56 @@ describe('LHV sandbox: messages and admin', () => {
     sandbox.configure({ responseDelayMs: 0 });
   });
 
+  it('fault rules: per method and path prefix, first match wins over the top-level rates; pending and deleted messages by type', async () => {
+    // GET /messages/next and DELETE /messages/{id} share the prefix /messages: only a method tells them apart.
+    const set = await fetch(`${sandbox.url}/__sandbox/faults`, {
+      method: 'POST',
+      body: JSON.stringify({
+        rate5xx: 1,
+        paths: ['/heartbeat'],
+        rules: [
+          { method: 'get', paths: ['/messages/next'], rate5xx: 1 },
+          { method: 'DELETE', paths: ['/messages/'], rateResetAfterSuccess: 1 },
+          { paths: ['/heartbeat/mq'], rate5xx: 0 },
+        ],
+      }),
+    });
+    expect(set.status).toBe(200);
+    const before = await stats();
+    // The rule without a method beats the top-level rate5xx for /heartbeat/mq; /heartbeat keeps it.
+    const mq = await fetch(`${sandbox.url}/heartbeat/mq`);
+    expect(mq.status).toBe(202);
+    expect((await fetch(`${sandbox.url}/heartbeat`)).status).toBe(500);
+    expect((await fetch(`${sandbox.url}/messages/next`)).status).toBe(500);
+    // (An earlier test's PAYMENT report is still queued, invisible for a minute.)
+    expect((await stats()).pendingMessagesByType['HEARTBEAT']).toBe(1);
+    // Find the message id without faults on reads, then DELETE: it is deleted, but the answer is lost.
+    await fetch(`${sandbox.url}/__sandbox/faults`, {
+      method: 'POST',
+      body: JSON.stringify({ rules: [{ method: 'DELETE', paths: ['/messages/'], rateResetAfterSuccess: 1 }] }),
+    });
+    const next = await fetch(`${sandbox.url}/messages/next`);
+    expect(next.headers.get('message-request-id')).toBe(mq.headers.get('message-request-id'));
+    const id = next.headers.get('message-response-id');
+    await expect(fetch(`${sandbox.url}/messages/${id}`, { method: 'DELETE' })).rejects.toThrow();
+    const after = await stats();
+    expect(after.pendingMessagesByType['HEARTBEAT']).toBeUndefined();
+    expect(after.messagesDeletedByType['HEARTBEAT']).toBe((before.messagesDeletedByType['HEARTBEAT'] ?? 0) + 1);
+    expect(after.faultsInjected['resetAfterSuccess']).toBe((before.faultsInjected['resetAfterSuccess'] ?? 0) + 1);
+    // The repeated DELETE of a message whose first DELETE answer was lost: 404, already gone.
+    await fetch(`${sandbox.url}/__sandbox/faults`, { method: 'DELETE' });
+    expect((await fetch(`${sandbox.url}/messages/${id}`, { method: 'DELETE' })).status).toBe(404);
+    // A rule whose rates add up to more than 1 is refused.
+    expect(
+      (
+        await fetch(`${sandbox.url}/__sandbox/faults`, {
+          method: 'POST',
+          body: JSON.stringify({ rules: [{ paths: ['/payment'], rate5xx: 0.6, rateReset: 0.6 }] }),
+        })
+      ).status,
+    ).toBe(400);
+  });
+
   it('counts requests by route and injected faults', async () => {
     const before = await stats();
     await fetch(`${sandbox.url}/__sandbox/faults`, {

@@ -5,47 +5,14 @@
  * is written under its own name (ours all end in `_total`), a histogram as `<name>_bucket` (with
  * `le`), `<name>_sum` and `<name>_count`, a summary as `<name>` (with `quantile`), `_sum`, `_count`.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { createLedgerMetrics } from '../../shared/ledger/metrics.js';
 import { silentLogger } from '../../shared/log/logger.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
+import { createResilienceMetrics } from '../../shared/ops/resilience-metrics.js';
 import { createPayoutMetrics } from '../../shared/payout/metrics.js';
 import { createAuthMetrics } from '../../workers/auth/metrics.js';
 import { createCaptureGauges } from '../../workers/capture/gauges.js';
 import { createCaptureMetrics } from '../../workers/capture/metrics.js';
-
-/**
- * The circuit-breaker and outbound-call metrics: names and labels fixed by issue 13, code arriving
- * in shared/ops/resilience-metrics.ts as `createResilienceMetrics(registry)`. THE ONE PLACE they are
- * listed here: once that module is merged, replace this function's body with
- * `createResilienceMetrics(registry)` and delete the rest, so the dashboards are checked against
- * what the code really registers.
- */
-function registerResilienceMetrics(registry: Registry): void {
-  const registers = [registry];
-  new Gauge({ name: 'payfleet_breaker_state', help: '0 closed, 1 half-open, 2 open', labelNames: ['dependency'], registers });
-  new Counter({ name: 'payfleet_breaker_transitions_total', help: 'Breaker transitions', labelNames: ['dependency', 'to'], registers });
-  new Gauge({ name: 'payfleet_consumer_paused', help: '1 while the consumer stopped receiving', labelNames: ['queue'], registers });
-  new Gauge({ name: 'payfleet_messages_parked', help: 'Messages held waiting for a dependency', labelNames: ['queue'], registers });
-  new Counter({
-    name: 'payfleet_outbound_requests_total',
-    help: 'Outbound requests by status',
-    labelNames: ['service', 'operation', 'status'],
-    registers,
-  });
-  new Histogram({
-    name: 'payfleet_outbound_request_duration_seconds',
-    help: 'Outbound request latency',
-    labelNames: ['service', 'operation'],
-    registers,
-  });
-  new Histogram({
-    name: 'payfleet_aws_call_duration_seconds',
-    help: 'AWS call latency',
-    labelNames: ['service', 'command', 'outcome'],
-    registers,
-  });
-}
 
 export interface ExportedSeries {
   /** The name as written in the exposition (and as PromQL selects it). */
@@ -77,7 +44,7 @@ export function exportedSeries(): ReadonlyMap<string, ExportedSeries> {
     overdueAfterMs: 60_000,
     refreshMs: 60_000,
   });
-  registerResilienceMetrics(registry);
+  createResilienceMetrics(registry);
 
   const out = new Map<string, ExportedSeries>();
   const add = (series: string, metric: string, type: string, labels: readonly string[]) =>

@@ -1,3 +1,4 @@
+import { UUID_SHAPED } from '../../shared/log/redact.js';
 import { isCardNumber } from '../../shared/util/luhn.js';
 
 const DIGIT_RUN = /(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)/g;
@@ -9,7 +10,8 @@ const CVC_FIELD = /"(cvc|cvv|cvc2|cvv2|security_?code)"\s*:\s*"?\d{3,4}/i;
  */
 export function findCardData(text: string): string[] {
   const found: string[] = [];
-  for (const m of text.matchAll(DIGIT_RUN)) {
+  // Message and request ids (UUIDs) can hold Luhn-valid digit runs by chance: not card data.
+  for (const m of text.replace(UUID_SHAPED, ' ').matchAll(DIGIT_RUN)) {
     const digits = m[0].replace(/[ -]/g, '');
     if (isCardNumber(digits)) found.push(`card number ending ${digits.slice(-4)}`);
   }

@@ -3,7 +3,7 @@ import { connectorConfigFromEnv, connectorEnvShape, createProcessorRegistry } fr
 import { createTokenServiceClient } from '../../shared/connectors/token-service.js';
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
-import { createAuthHandler } from './handler.js';
+import { createAuthHandler, type AuthHooks } from './handler.js';
 import { createAuthMetrics } from './metrics.js';
 import { parseAuthorisationRequested } from './schema.js';
 
@@ -14,16 +14,21 @@ export const authEnvShape = {
   PAYFLEET_LIVE: bool(false),
 } as const;
 
-/** `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically. */
-export async function main(): Promise<void> {
+/**
+ * `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically.
+ * `hooks` are fault points for tests (test/auth/crash-worker.ts); the CLI passes none.
+ */
+export async function main(options: { readonly hooks?: AuthHooks } = {}): Promise<void> {
   await runWorker({
     worker: 'auth',
     env: authEnvShape,
     settings: (env) => ({ connectors: connectorConfigFromEnv(env), live: env.PAYFLEET_LIVE }),
     build: (kit) => {
       const settings = kit.settings as unknown as { connectors: ReturnType<typeof connectorConfigFromEnv>; live: boolean };
-      const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log });
-      const tokens = createTokenServiceClient(settings.connectors.tokenService);
+      const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log, guard: kit.httpGuard });
+      const tokens = createTokenServiceClient({ ...settings.connectors.tokenService, guard: kit.httpGuard('token-service') });
+      // Every authorisation decrypts first: while the token service is down, receive nothing.
+      kit.breakers.get('token-service').setProbe((signal) => tokens.probe(signal));
       const { authorisations } = createAuthMetrics(kit.metrics.registry);
       const handle = createAuthHandler({
         keeper: kit.keeper,
@@ -38,9 +43,10 @@ export async function main(): Promise<void> {
         live: settings.live,
         log: kit.log,
         authorisations,
+        ...(options.hooks ? { hooks: options.hooks } : {}),
       });
       return {
-        consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle },
+        consume: { queue: 'auth-requests', parse: parseAuthorisationRequested, handle, gating: ['token-service'] },
         checks: [tableCheck(kit, 'charges', { chargeId: 'readiness-probe' })],
         background: [
           {

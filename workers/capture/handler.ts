@@ -4,10 +4,20 @@ import type { Logger } from '../../shared/log/logger.js';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import type { LeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { EntityChange, IdempotencyStore, NewEvent, OutcomeStore } from '../../shared/core/ports.js';
+import { dependencyOutage } from '../../shared/core/breaker.js';
 import { processOnce, type WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import type { CaptureOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
-import { captureAttemptsFromHistory, eventFor, type Charge, type ChargeStatus } from '../../shared/domain/charge.js';
+import {
+  alreadyFinalLetter,
+  captureAttemptsFromHistory,
+  deadLetterCodeOf,
+  eventFor,
+  repeatLetterOf,
+  type Charge,
+  type ChargeRequestResult,
+  type ChargeStatus,
+} from '../../shared/domain/charge.js';
 import type { ChargeRepository } from '../../shared/domain/charge-repo.js';
 import type { CaptureRequested } from './schema.js';
 
@@ -48,6 +58,11 @@ export const captureIdempotencyKey = (chargeId: string): string => `payfleet-cap
  *
  * A charge found in CAPTURE_READY was mid-capture when its worker died: it is looked up first, and
  * any repeated capture carries the same idempotency key, so the processor captures at most once.
+ *
+ * A request that meets its charge in CAPTURE_ERROR after a refusal (a redelivery, a redrive of its
+ * own letter, or another request for the same charge) is dead-lettered with the refusal's code, never
+ * acknowledged: the capture did not happen and a person has to settle it. An abandoned capture was
+ * acknowledged (its signal is the CAPTURE_ABANDONED alert), and so are its later deliveries.
  */
 export function createCaptureHandler(deps: CaptureDeps) {
   return async function handleCapture(req: CaptureRequested, ctx: HandlerContext): Promise<HandlerResult> {
@@ -58,12 +73,24 @@ export function createCaptureHandler(deps: CaptureDeps) {
       ctx,
       (w) => capture(deps, req, w, log),
     );
-    if (outcome.status === 'duplicate') {
-      log.info('capture request already completed; acknowledging the duplicate');
-      return { action: 'ack' };
-    }
+    if (outcome.status === 'duplicate') return answerDuplicate(deps, req, outcome.record.result, log);
     return outcome.result;
   };
+}
+
+/**
+ * A delivery of a request whose work item is completed (a duplicate, or its redriven letter): a
+ * request that left the charge CAPTURE_ERROR is dead-lettered again with that code, from what the
+ * work item kept; anything else is acknowledged.
+ */
+async function answerDuplicate(deps: CaptureDeps, req: CaptureRequested, result: Record<string, unknown> | undefined, log: Logger): Promise<HandlerResult> {
+  const letter = await repeatLetterOf(req.chargeId, result, () => deps.charges.get(req.chargeId));
+  if (!letter) {
+    log.info('capture request already completed; acknowledging the duplicate');
+    return { action: 'ack' };
+  }
+  log.warn({ code: letter.code }, 'request already ended its charge in a final error; dead-lettering it again, not acknowledging');
+  return { action: 'dead-letter', ...letter };
 }
 
 async function capture(deps: CaptureDeps, req: CaptureRequested, w: WorkContext, log: Logger): Promise<HandlerResult> {
@@ -77,11 +104,21 @@ async function capture(deps: CaptureDeps, req: CaptureRequested, w: WorkContext,
     case 'CAPTURE_SUBMITTED':
       log.info({ status: charge.status }, 'charge already captured; no second capture call');
       return complete(deps, charge, req, w, { action: 'ack' });
-    case 'CAPTURE_ERROR':
-      log.info('charge already given up as CAPTURE_ERROR; acknowledging');
-      return complete(deps, charge, req, w, { action: 'ack' });
+    case 'CAPTURE_ERROR': {
+      const code = deadLetterCodeOf(charge);
+      if (!code) {
+        // Abandoned after the maximum attempts: that message was acknowledged with an alert.
+        log.info('charge already given up as CAPTURE_ERROR (abandoned); acknowledging');
+        return complete(deps, charge, req, w, { action: 'ack' });
+      }
+      // The capture was refused and dead-lettered: this request gets the same letter, not an ack.
+      const letter = alreadyFinalLetter(charge.chargeId, charge.status, code);
+      log.warn({ status: charge.status, code }, 'charge already ended in CAPTURE_ERROR; dead-lettering the request, not acknowledging');
+      return complete(deps, charge, req, w, { action: 'dead-letter', ...letter });
+    }
     case 'AUTHORISATION_REJECTED':
     case 'AUTHORISATION_ERROR':
+    case 'AUTHORISATION_ERROR_CANCELLED':
       throw new TerminalError('NOT_CAPTURABLE', `charge is ${charge.status} and can never be captured`);
     default:
       break;
@@ -96,7 +133,7 @@ async function capture(deps: CaptureDeps, req: CaptureRequested, w: WorkContext,
   if (!wasReady) {
     const attempts = captureAttemptsFromHistory(charge.history);
     if (attempts >= deps.settings.maxRetries) {
-      const done = await move(deps, charge, 'CAPTURE_ERROR', w, {}, { attempts, reason: 'too many retries' }, {}, true, req);
+      const done = await move(deps, charge, 'CAPTURE_ERROR', w, {}, { attempts, reason: 'too many retries' }, {}, { req });
       log.error({ alert: 'CAPTURE_ABANDONED', attempts, status: done.status }, 'capture abandoned after too many retries: charge is CAPTURE_ERROR');
       deps.captures?.inc({ processor: charge.processor, outcome: 'CAPTURE_ERROR' });
       return { action: 'ack' };
@@ -141,19 +178,28 @@ async function record(
     case 'captured':
     case 'submitted': {
       const to: ChargeStatus = outcome.kind === 'captured' ? 'CAPTURED' : 'CAPTURE_SUBMITTED';
-      await move(deps, charge, to, w, {}, { processor_ref: charge.processorRef }, {}, true, req);
+      await move(deps, charge, to, w, {}, { processor_ref: charge.processorRef }, {}, { req });
       deps.captures?.inc({ processor: connector.name, outcome: to });
       log.info({ status: to }, 'capture recorded');
       return { action: 'ack' };
     }
     case 'error':
       if (!outcome.retryable) {
-        await move(deps, charge, 'CAPTURE_ERROR', w, { errorCode: outcome.code }, { error_code: outcome.code, message: outcome.message }, {}, true, req);
+        const detail = `capture refused: ${outcome.code}: ${outcome.message}`;
+        const refDetail = outcome.processorRef ? { processor_ref: outcome.processorRef } : {};
+        await move(deps, charge, 'CAPTURE_ERROR', w, { errorCode: outcome.code }, { error_code: outcome.code, message: outcome.message, ...refDetail }, {}, {
+          req,
+          code: outcome.code,
+          detail,
+        });
         deps.captures?.inc({ processor: connector.name, outcome: 'CAPTURE_ERROR' });
-        return { action: 'dead-letter', code: outcome.code, detail: `capture refused: ${outcome.code}: ${outcome.message}` };
+        return { action: 'dead-letter', code: outcome.code, detail };
       }
+      // The processor is down (its breaker opened): not a failed capture attempt; park the message.
+      if (dependencyOutage()) throw new RetryableError(outcome.code, `${outcome.code}: ${outcome.message}`);
       return retryLater(deps, charge, w, log, `${outcome.code}: ${outcome.message}`);
     case 'ambiguous':
+      if (dependencyOutage()) throw new RetryableError('CAPTURE_OUTCOME_UNKNOWN', `outcome unknown: ${outcome.reason}`);
       // Safe to retry later: the next capture carries the same idempotency key, and a charge left in
       // CAPTURE_APPROVED_RETRY is captured again, never twice (the processor de-duplicates by key).
       return retryLater(deps, charge, w, log, `outcome unknown: ${outcome.reason}`);
@@ -171,9 +217,10 @@ async function retryLater(deps: CaptureDeps, charge: Charge, w: WorkContext, log
 
 /** Complete the work item without changing the charge (a redelivery of a settled request). */
 async function complete(deps: CaptureDeps, charge: Charge, req: CaptureRequested, w: WorkContext, result: HandlerResult): Promise<HandlerResult> {
+  const done: ChargeRequestResult = { status: charge.status, ...(result.action === 'dead-letter' ? { code: result.code } : {}) };
   await deps.outcomes.commit({
     lease: w.held.lease,
-    workItem: { idempotencyKey: `capture#${req.captureRequestId}`, attemptId: w.attemptId, result: { status: charge.status } },
+    workItem: { idempotencyKey: `capture#${req.captureRequestId}`, attemptId: w.attemptId, result: { ...done } },
     changes: [],
   });
   return result;
@@ -181,7 +228,8 @@ async function complete(deps: CaptureDeps, charge: Charge, req: CaptureRequested
 
 /**
  * Commit one edge of the graph, with its event (if the edge has one) and the awaiting-capture index
- * attributes kept in step with the status. `completeFor` also completes the request's work item.
+ * attributes kept in step with the status. `completes` also completes that request's work item,
+ * keeping the status reached and, for a final error, the code (and detail) its later deliveries get.
  */
 async function move(
   deps: CaptureDeps,
@@ -191,8 +239,7 @@ async function move(
   extra: Partial<Charge> = {},
   details: Record<string, unknown> = {},
   index: { captureApprovedAt?: string } = {},
-  complete = false,
-  req?: CaptureRequested,
+  completes?: { readonly req: CaptureRequested; readonly code?: string; readonly detail?: string },
 ): Promise<Charge> {
   const at = new Date().toISOString();
   const eventType = eventFor(charge.status, to);
@@ -215,9 +262,14 @@ async function move(
     currentEventSeq: charge.eventSeq,
     events,
   };
+  const done: ChargeRequestResult | undefined = completes && {
+    status: to,
+    ...(completes.code ? { code: completes.code } : {}),
+    ...(completes.detail ? { detail: completes.detail } : {}),
+  };
   await deps.outcomes.commit({
     lease: w.held.lease,
-    ...(complete && req ? { workItem: { idempotencyKey: `capture#${req.captureRequestId}`, attemptId: w.attemptId, result: { status: to } } } : {}),
+    ...(completes && done ? { workItem: { idempotencyKey: `capture#${completes.req.captureRequestId}`, attemptId: w.attemptId, result: { ...done } } } : {}),
     changes: [change],
   });
   return { ...after, version: charge.version + 1, eventSeq: charge.eventSeq + events.length, ...(awaiting ? { captureQueue: AWAITING, captureDueAt: approvedAt } : {}) } as Charge;

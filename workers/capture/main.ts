@@ -69,7 +69,7 @@ export async function main(): Promise<void> {
         enabled: boolean;
         gaugeRefreshMs: number;
       };
-      const registry = createProcessorRegistry({ ...s.registry, logger: kit.log });
+      const registry = createProcessorRegistry({ ...s.registry, logger: kit.log, guard: kit.httpGuard });
       const { captures } = createCaptureMetrics(kit.metrics.registry);
       const handle = createCaptureHandler({
         keeper: kit.keeper,

@@ -25,6 +25,13 @@ export interface ChargeReport {
   readonly card: { readonly brand: string | null; readonly last4: string | null };
   readonly declineCode: string | null;
   readonly errorCode: string | null;
+  /** The void of an authorisation for another amount: PENDING, VOIDED or FAILED (with the processor's code). */
+  readonly authorisationVoid: {
+    readonly state: string;
+    readonly processorRef: string;
+    readonly code: string | null;
+    readonly settledAt: string | null;
+  } | null;
   readonly authRequestId: string | null;
   readonly captureRequestId: string | null;
   readonly captureAttempts: number;
@@ -62,6 +69,14 @@ export function chargeReport(c: Charge, events: readonly OutboxEvent[]): ChargeR
     card: { brand: c.cardBrand ?? null, last4: c.cardLast4 ?? null },
     declineCode: c.declineCode ?? null,
     errorCode: c.errorCode ?? null,
+    authorisationVoid: c.authorisationVoid
+      ? {
+          state: c.authorisationVoid.state,
+          processorRef: c.authorisationVoid.processorRef,
+          code: c.authorisationVoid.code ?? null,
+          settledAt: c.authorisationVoid.settledAt ?? null,
+        }
+      : null,
     authRequestId: c.authRequestId ?? null,
     captureRequestId: c.captureRequestId ?? null,
     captureAttempts: captureAttemptsFromHistory(c.history),
@@ -98,6 +113,12 @@ function printReport(r: ChargeReport): void {
       ['description', r.description],
       ['decline code', r.declineCode],
       ['error code', r.errorCode],
+      [
+        'void',
+        r.authorisationVoid
+          ? `${r.authorisationVoid.state} (ref ${r.authorisationVoid.processorRef}${r.authorisationVoid.code ? `, ${r.authorisationVoid.code}` : ''})`
+          : null,
+      ],
       ['auth request', r.authRequestId],
       ['capture request', r.captureRequestId],
       ['capture attempts', r.captureAttempts || null],

@@ -14,7 +14,7 @@
 import { GetQueueAttributesCommand, GetQueueUrlCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { AwsConfig } from '../../shared/config/common.js';
 import { QUEUE_KEYS, QUEUES_WITH_DLQ, type QueueKey, type ResourceNames } from '../../shared/resources.js';
-import { receiveLetters, releaseLetters } from './dlq-letters.js';
+import { countByCode, failedTime, type HeldLetter, LetterReader } from './dlq-letters.js';
 import { type BreakerState, breakerRank, type OpsTarget, readWorker, type WorkerStatus } from './status-ops.js';
 
 export interface Depth {
@@ -219,28 +219,34 @@ export class StatusCollector {
     const total = visible + (depth.inFlight ?? 0);
     const base = { name, ...depth, letters: 0, byCode: {}, unlisted: total, truncated: false, oldestAgeSec: null };
     if (!url || visible === 0) return base;
+    // The same pass as `payfleet dlq list`: each letter held briefly, all released when it ends.
+    const reader = new LetterReader(this.o.sqs, url, 30);
+    const letters: HeldLetter[] = [];
     try {
-      // Stop as soon as everything SQS counted as visible was read: no confirming long poll needed.
-      const letters = await receiveLetters(this.o.sqs, url, { limit, stopWhen: (held) => held.size >= visible });
-      await releaseLetters(this.o.sqs, url, letters);
-      const byCode: Record<string, number> = {};
-      let oldest: number | undefined;
-      for (const { view } of letters) {
-        byCode[view.code] = (byCode[view.code] ?? 0) + 1;
-        const at = Date.parse(view.failedAt ?? view.sentAt ?? '');
-        if (Number.isFinite(at)) oldest = Math.min(oldest ?? at, at);
+      for (let batch = await reader.next(); batch !== null; batch = await reader.next()) {
+        letters.push(...batch);
+        // Everything SQS counted as visible is read: stop without the pass's confirming long poll.
+        if (letters.length >= visible || letters.length >= limit) break;
       }
-      return {
-        ...base,
-        letters: letters.length,
-        byCode: Object.fromEntries(Object.entries(byCode).sort(([a], [b]) => a.localeCompare(b))),
-        unlisted: Math.max(0, total - letters.length),
-        truncated: letters.length >= limit,
-        oldestAgeSec: oldest === undefined ? null : Math.max(0, Math.round((now - oldest) / 1000)),
-      };
     } catch (err) {
       return { ...base, error: `reading letters: ${reasonOf(err)}` };
+    } finally {
+      await reader.releaseAll();
     }
+    let oldest: number | undefined;
+    for (const { view } of letters) {
+      const at = Date.parse(failedTime(view));
+      if (Number.isFinite(at)) oldest = Math.min(oldest ?? at, at);
+    }
+    return {
+      ...base,
+      letters: letters.length,
+      // Most frequent first, as `payfleet dlq list` counts them.
+      byCode: Object.fromEntries(countByCode(letters.map((l) => l.view)).map((c) => [c.code, c.count])),
+      unlisted: Math.max(0, total - letters.length),
+      truncated: letters.length >= limit,
+      oldestAgeSec: oldest === undefined ? null : Math.max(0, Math.round((now - oldest) / 1000)),
+    };
   }
 
   private async ages(): Promise<{ ages: ReadonlyMap<string, number>; source: 'cloudwatch' | 'unavailable'; note: string }> {

@@ -274,7 +274,11 @@ export function planDemo(options: { charges: number; payouts: number }): DemoPla
     badId('mismatch'),
     // The Stripe sandbox answers amount + 1 for this amount (STRIPE_SANDBOX_MISMATCH_AMOUNT).
     JSON.stringify(authBody({ chargeId: badId('mismatch'), processor: 'stripe', token: mismatch, amount: 6666 })),
-    { token: { id: mismatch, card: '4242424242424242' }, charge: { chargeId: badId('mismatch'), expect: 'AUTHORISATION_ERROR' } },
+    // The worker voids the authorisation Stripe holds for the other amount (workers/auth/void.ts).
+    {
+      token: { id: mismatch, card: '4242424242424242' },
+      charge: { chargeId: badId('mismatch'), expect: 'AUTHORISATION_ERROR_CANCELLED' },
+    },
   );
   const rejected = token();
   cardNumbers.add('4000000000000101');

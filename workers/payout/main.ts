@@ -31,7 +31,9 @@ export async function main(): Promise<void> {
         heartbeatMqMethod: s.heartbeatMqMethod,
         allowInsecureHttp: s.allowInsecureHttp,
         logger: kit.log,
+        guard: kit.httpGuard('lhv'),
       });
+      kit.breakers.get('lhv').setProbe((signal) => lhv.heartbeat({ signal }));
       const payouts = await createPayoutWorker(kit, lhv);
       kit.log.info(
         {

@@ -1,0 +1,222 @@
+import { describe, expect, it } from 'vitest';
+import { manualClock } from '../../shared/core/clock.js';
+import {
+  Breakers,
+  CircuitBreaker,
+  DependencyUnavailableError,
+  dependencyOutage,
+  runInAttemptScope,
+  type AttemptScope,
+} from '../../shared/core/breaker.js';
+
+const scope = (key: string): AttemptScope => ({ key, failed: new Set() });
+
+/** Fail one call of `b` as if made by the message `key`. */
+function failAs(b: CircuitBreaker, key: string, hint: { retryAfterMs?: number } = {}) {
+  return runInAttemptScope(scope(key), async () => b.failed(b.admit(), hint));
+}
+
+describe('Class: CircuitBreaker', () => {
+  it('opens after failureThreshold failures in a row and refuses calls without sending them', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 3, openMs: 1000, now: clock.now });
+    await failAs(b, 'a');
+    await failAs(b, 'b');
+    expect(b.state).toBe('closed');
+    await failAs(b, 'c');
+    expect(b.state).toBe('open');
+    expect(() => b.admit()).toThrow(DependencyUnavailableError);
+    b.dispose();
+  });
+
+  it('a success in between resets the count: intermittent failures never open it', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 3, now: clock.now });
+    for (let i = 0; i < 10; i++) {
+      await failAs(b, 'a');
+      await failAs(b, 'b');
+      b.succeeded(b.admit());
+    }
+    expect(b.state).toBe('closed');
+  });
+
+  it('one poison message failing alone never opens a breaker that needs distinct callers', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'stripe', failureThreshold: 3, distinctKeys: 3, now: clock.now });
+    for (let i = 0; i < 20; i++) await failAs(b, 'poison-charge');
+    expect(b.state).toBe('closed');
+    await failAs(b, 'other-1');
+    await failAs(b, 'other-2');
+    expect(b.state).toBe('open');
+    b.dispose();
+  });
+
+  it('half-open after the open period: exactly one trial goes out; its success closes the breaker', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 1, openMs: 1000, now: clock.now });
+    await failAs(b, 'a');
+    clock.advance(999);
+    expect(b.state).toBe('open');
+    clock.advance(1);
+    expect(b.state).toBe('half-open');
+    const trial = b.admit();
+    expect(trial.trial).toBe(true);
+    expect(() => b.admit()).toThrow(DependencyUnavailableError);
+    b.succeeded(trial);
+    expect(b.state).toBe('closed');
+    expect(b.admit().trial).toBe(false);
+  });
+
+  it('a failed trial reopens it for twice as long, up to maxOpenMs; a Retry-After hint lengthens the period', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'stripe', failureThreshold: 1, openMs: 1000, maxOpenMs: 3000, now: clock.now });
+    await failAs(b, 'a');
+    const periods: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      clock.advance(b.retryAfterMs());
+      const trial = b.admit();
+      b.failed(trial);
+      periods.push(b.retryAfterMs());
+    }
+    expect(periods).toEqual([2000, 3000, 3000]);
+    clock.advance(b.retryAfterMs());
+    b.succeeded(b.admit());
+    b.succeeded(b.admit()); // recovered: the period is back to openMs
+    await failAs(b, 'a', { retryAfterMs: 2500 });
+    expect(b.retryAfterMs()).toBe(2500);
+    b.dispose();
+  });
+
+  it('after a good trial it is recovering: one failure before failureThreshold successes reopens it at once, and the attempt is an outage', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'token-service', failureThreshold: 3, openMs: 1000, now: clock.now });
+    for (const k of ['a', 'b', 'c']) await failAs(b, k);
+    clock.advance(1000);
+    b.succeeded(b.admit()); // the probe passed
+    expect(b.state).toBe('closed');
+    const s = scope('m1');
+    await runInAttemptScope(s, async () => b.failed(b.admit()));
+    expect(b.state).toBe('open');
+    expect(b.retryAfterMs()).toBe(2000);
+    expect([...s.failed]).toEqual([b]);
+    // Once recovered (three successes), it takes three failures again.
+    clock.advance(2000);
+    for (let i = 0; i < 4; i++) b.succeeded(b.admit());
+    await failAs(b, 'a');
+    await failAs(b, 'b');
+    expect(b.state).toBe('closed');
+    b.dispose();
+  });
+
+  it('a trial that never reports frees its slot after trialTimeoutMs', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'x', failureThreshold: 1, openMs: 100, trialTimeoutMs: 5000, now: clock.now });
+    await failAs(b, 'a');
+    clock.advance(100);
+    expect(b.admit().trial).toBe(true);
+    clock.advance(4999);
+    expect(() => b.admit()).toThrow(DependencyUnavailableError);
+    clock.advance(1);
+    expect(b.admit().trial).toBe(true);
+    b.dispose();
+  });
+
+  it('calls in flight when it opened do not close or reopen it: only the trial decides', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'x', failureThreshold: 2, openMs: 1000, now: clock.now });
+    const early = b.admit();
+    await failAs(b, 'a');
+    await failAs(b, 'b');
+    expect(b.state).toBe('open');
+    b.succeeded(early);
+    expect(b.state).toBe('open');
+    b.dispose();
+  });
+
+  it('an observe-only breaker (failFast false) never refuses, reports open, and closes on the next success', async () => {
+    const b = new CircuitBreaker({ name: 'sqs', failureThreshold: 2, failFast: false });
+    await failAs(b, 'a');
+    await failAs(b, 'b');
+    expect(b.state).toBe('open');
+    const a = b.admit();
+    b.succeeded(a);
+    expect(b.state).toBe('closed');
+  });
+
+  it('whenUsable: waiters wake when the period ends (one as the trial) and all of them when it closes', async () => {
+    const b = new CircuitBreaker({ name: 'stripe', failureThreshold: 1, openMs: 30 });
+    await failAs(b, 'a');
+    const woke: string[] = [];
+    const w1 = b.whenUsable().then(() => woke.push('w1'));
+    const w2 = b.whenUsable().then(() => woke.push('w2'));
+    await w1;
+    // The first waiter was offered the trial; the second waits for its verdict.
+    expect(woke).toEqual(['w1']);
+    const trial = b.admit();
+    expect(trial.trial).toBe(true);
+    b.succeeded(trial);
+    await w2;
+    expect(woke).toEqual(['w1', 'w2']);
+  });
+
+  it('with a probe, the breaker runs it as its own trial when the period ends and closes on its success', async () => {
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 1, openMs: 30 });
+    let probes = 0;
+    b.setProbe(async () => {
+      probes++;
+      b.succeeded(b.admit());
+    });
+    await failAs(b, 'a');
+    await b.whenClosed(AbortSignal.timeout(10_000));
+    expect(probes).toBe(1);
+    expect(b.state).toBe('closed');
+  });
+
+  it('whenUsable rejects when its signal aborts (shutdown), and forgets the waiter', async () => {
+    const b = new CircuitBreaker({ name: 'x', failureThreshold: 1, openMs: 60_000 });
+    await failAs(b, 'a');
+    const ac = new AbortController();
+    const waiting = b.whenUsable(ac.signal);
+    ac.abort(new Error('shutdown'));
+    await expect(waiting).rejects.toThrow('shutdown');
+    b.dispose();
+  });
+});
+
+describe('Function: dependencyOutage', () => {
+  it('is true inside an attempt that hit a breaker which is now open, false otherwise', async () => {
+    const b = new CircuitBreaker({ name: 'stripe', failureThreshold: 2, distinctKeys: 1 });
+    const results: boolean[] = [];
+    await runInAttemptScope(scope('m1'), async () => {
+      b.failed(b.admit());
+      results.push(dependencyOutage());
+    });
+    await runInAttemptScope(scope('m2'), async () => {
+      b.failed(b.admit());
+      results.push(dependencyOutage());
+    });
+    await runInAttemptScope(scope('m3'), async () => {
+      results.push(dependencyOutage());
+      expect(() => b.admit()).toThrow(DependencyUnavailableError);
+      results.push(dependencyOutage());
+    });
+    expect(results).toEqual([false, true, false, true]);
+    expect(dependencyOutage()).toBe(false);
+    b.dispose();
+  });
+});
+
+describe('Class: Breakers', () => {
+  it('creates one breaker per dependency with its defaults, reports transitions and snapshots', async () => {
+    const breakers = new Breakers();
+    const seen: string[] = [];
+    breakers.onTransition((b, from, to) => seen.push(`${b.name}:${from}->${to}`));
+    const d = breakers.get('dynamodb');
+    expect(breakers.get('dynamodb')).toBe(d);
+    for (let i = 0; i < 5; i++) await failAs(d, 'k');
+    expect(breakers.snapshot()).toEqual({ dynamodb: 'open' });
+    expect(seen).toEqual(['dynamodb:closed->open']);
+    expect(breakers.get('sqs').failFast).toBe(false);
+    breakers.dispose();
+  });
+});
