@@ -13,10 +13,10 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { Gauge } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
+import { createResilienceMetrics } from '../../shared/ops/resilience-metrics.js';
 import type { FleetStatus } from '../../workers/commands/status.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import { eventually } from '../support/sqs.js';
@@ -87,15 +87,13 @@ beforeAll(async () => {
   });
   await send(stack.names.dlq('auth-requests'), '{"n":5}', 'charge-5');
 
-  // The auth worker's ops endpoint: the real registry and exposition format, the breaker and
-  // consumer gauges under their fixed names and labels.
+  // The auth worker's ops endpoint: the workers' own registry, metrics and exposition format.
   const metrics = createMetrics('auth', { defaultMetrics: false, build: { version: '9.9.9', nodeVersion: 'v20.20.2', commit: 'abc1234' } });
-  const registers = [metrics.registry];
-  const breaker = new Gauge({ name: 'payfleet_breaker_state', help: 'x', labelNames: ['dependency'], registers });
-  breaker.set({ dependency: 'token-service' }, 2);
-  breaker.set({ dependency: 'stripe' }, 0);
-  new Gauge({ name: 'payfleet_consumer_paused', help: 'x', labelNames: ['queue'], registers }).set({ queue: stack.names.queue('auth-requests') }, 1);
-  new Gauge({ name: 'payfleet_messages_parked', help: 'x', labelNames: ['queue'], registers }).set({ queue: stack.names.queue('auth-requests') }, 3);
+  const resilience = createResilienceMetrics(metrics.registry);
+  resilience.breakerState.set({ dependency: 'token-service' }, 2);
+  resilience.breakerState.set({ dependency: 'stripe' }, 0);
+  resilience.consumerPaused.set({ queue: stack.names.queue('auth-requests') }, 1);
+  resilience.messagesParked.set({ queue: stack.names.queue('auth-requests') }, 3);
   metrics.inFlight.set({ queue: stack.names.queue('auth-requests') }, 4);
   ops = createServer((req, res) => {
     if (req.url === '/health/ready') {
