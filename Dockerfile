@@ -48,9 +48,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# The commit this image was built from, for payfleet_build_info{commit} (`payfleet status` shows it):
+#   docker build --build-arg PAYFLEET_BUILD_COMMIT=$(git rev-parse HEAD) .
+# Declared in this stage only, so a new commit does not invalidate the build and deps layers' cache.
+ARG PAYFLEET_BUILD_COMMIT=unknown
 ENV NODE_ENV=production \
     NODE_OPTIONS=--enable-source-maps \
-    PAYFLEET_OPS_PORT=9400
+    PAYFLEET_OPS_PORT=9400 \
+    PAYFLEET_BUILD_COMMIT=${PAYFLEET_BUILD_COMMIT}
 # Root owns the code, the worker only reads it (the ECS task also mounts the root filesystem read-only).
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -29,6 +29,12 @@ export const PROM = {
   ledgerLag: 'payfleet_ledger_emission_lag_seconds',
   /** shared/payout/metrics.ts: age of the oldest payout waiting for initiation, per shard held. */
   payoutOldestWaiting: 'payfleet_payout_oldest_waiting_seconds',
+  /** Transient failures handed back with backoff (dashboard). */
+  retried: 'payfleet_messages_retried_total',
+  /** Circuit breaker per dependency: 0 closed, 1 half-open, 2 open (dashboard). */
+  breakerState: 'payfleet_breaker_state',
+  /** 1 while a consumer has stopped receiving because a dependency it needs is down (dashboard). */
+  consumerPaused: 'payfleet_consumer_paused',
 } as const;
 
 /** CloudWatch namespace of a deployment's custom metrics (one per prefix, so deployments never mix). */
@@ -77,10 +83,15 @@ export function adotConfig(options: {
               `^${PROM.oldestOverdueCaptureAge}$`,
               `^${PROM.ledgerLag}$`,
               `^${PROM.payoutOldestWaiting}$`,
+              `^${PROM.retried}$`,
+              `^${PROM.consumerPaused}$`,
             ],
           },
           // Lease conflicts by kind: LEASE_HELD is normal contention, LEASE_LOST is the alarm.
           { dimensions: [['worker', 'kind']], metric_name_selectors: [`^${PROM.leaseConflicts}$`] },
+          // The dashboard's per-code and per-dependency lines (bounded sets: error codes, dependencies).
+          { dimensions: [['worker', 'code']], metric_name_selectors: [`^${PROM.deadLettered}$`] },
+          { dimensions: [['worker', 'dependency']], metric_name_selectors: [`^${PROM.breakerState}$`] },
         ],
       },
     },

@@ -1,9 +1,10 @@
 /**
  * The payfleet stack: network, data plane (queues, DLQs, tables), one Fargate service per worker,
- * the one-off bootstrap task, alarms. Synthesises offline: no lookups, no assets, no Docker — the
- * image is pulled from ECR by tag (see docs/deployment.md "Build and push the image").
+ * the one-off bootstrap task, alarms, a dashboard. Synthesises offline: no lookups, no assets, no
+ * Docker — the image is pulled from ECR by tag (see docs/deployment.md "Build and push the image").
  */
 import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -16,6 +17,7 @@ import type { Construct } from 'constructs';
 import { QUEUE_KEYS, TABLE_KEYS } from '../shared/resources.js';
 import { BOOTSTRAP_ACCESS } from './access.js';
 import { FleetAlarms } from './alarms.js';
+import { dashboardName, FleetDashboard } from './dashboard.js';
 import { type DeploymentConfig, deployBlockers, WORKER_NAMES, type WorkerName } from './config.js';
 import { DataPlane, pascal } from './data-plane.js';
 import { metricsNamespace } from './metrics.js';
@@ -35,6 +37,7 @@ export class PayfleetStack extends Stack {
   readonly workers: Readonly<Record<WorkerName, WorkerService>>;
   readonly bootstrapTask: ecs.FargateTaskDefinition;
   readonly alarmTopic: sns.Topic;
+  readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: PayfleetStackProps) {
     super(scope, id, props);
@@ -125,7 +128,7 @@ export class PayfleetStack extends Stack {
       enforceSSL: true,
     });
     if (config.alarmEmail) this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(config.alarmEmail));
-    new FleetAlarms(this, 'Alarms', {
+    const alarms = new FleetAlarms(this, 'Alarms', {
       config,
       data: this.data,
       services: workers,
@@ -133,12 +136,23 @@ export class PayfleetStack extends Stack {
       topic: this.alarmTopic,
       ...(metrics ? { metricsNamespace: metrics.namespace } : {}),
     });
+    this.dashboard = new FleetDashboard(this, 'Dashboard', {
+      config,
+      data: this.data,
+      services: workers,
+      cluster: this.cluster,
+      alarms: alarms.alarms,
+      ...(metrics ? { metricsNamespace: metrics.namespace } : {}),
+    }).dashboard;
 
     for (const key of QUEUE_KEYS) {
       new CfnOutput(this, `${pascal(key)}QueueUrl`, { value: this.data.queues[key].queueUrl, description: `${key}.fifo` });
     }
     new CfnOutput(this, 'ClusterName', { value: this.cluster.clusterName });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn });
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${dashboardName(config.prefix)}`,
+    });
     new CfnOutput(this, 'BootstrapRunTask', {
       description: 'Run once after the first deploy (and after changing shard counts): verifies resources, writes shard rows',
       value: [

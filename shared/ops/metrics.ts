@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
@@ -16,15 +19,68 @@ export interface CoreMetrics {
   readonly inFlight: Gauge<'queue'>;
   readonly processing: Histogram<'queue' | 'outcome'>;
   readonly awsCalls: Counter<'service' | 'command'>;
+  /** Always 1; its labels say what runs (a deploy half rolled out shows two versions). */
+  readonly buildInfo: Gauge<'version' | 'node_version' | 'commit'>;
 }
 
-export function createMetrics(worker: string, options: { defaultMetrics?: boolean } = {}): CoreMetrics {
+/** What a process is running: `payfleet_build_info`'s labels. */
+export interface BuildInfo {
+  /** package.json `version`, `unknown` when it cannot be read. */
+  readonly version: string;
+  /** `process.version`, e.g. `v20.20.2`. */
+  readonly nodeVersion: string;
+  /** PAYFLEET_BUILD_COMMIT (set by the image build, `--build-arg PAYFLEET_BUILD_COMMIT=$(git rev-parse HEAD)`), else `unknown`. */
+  readonly commit: string;
+}
+
+let packageVersion: string | undefined;
+
+/**
+ * The version of the payfleet package this module belongs to. Looked up by walking up from this
+ * file, because the depth differs between a checkout (shared/ops/) and the image (dist/shared/ops/,
+ * with package.json copied next to dist/). Read once; a build info label never changes in a process.
+ */
+function ownPackageVersion(): string {
+  packageVersion ??= findPackageVersion(dirname(fileURLToPath(import.meta.url)));
+  return packageVersion;
+}
+
+function findPackageVersion(start: string): string {
+  let dir = start;
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'payfleet' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // Not here (or unreadable): look one level up.
+    }
+    dir = dirname(dir);
+  }
+  return 'unknown';
+}
+
+/** This process's build info. `env` is read for PAYFLEET_BUILD_COMMIT only (build metadata, not configuration). */
+export function buildInfo(env: Readonly<Record<string, string | undefined>> = process.env): BuildInfo {
+  const commit = env.PAYFLEET_BUILD_COMMIT?.trim();
+  return { version: ownPackageVersion(), nodeVersion: process.version, commit: commit ? commit : 'unknown' };
+}
+
+export function createMetrics(worker: string, options: { defaultMetrics?: boolean; build?: BuildInfo } = {}): CoreMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ worker });
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'payfleet_' });
   const registers = [registry];
+  const build = options.build ?? buildInfo();
+  const buildInfoGauge = new Gauge({
+    name: 'payfleet_build_info',
+    help: 'Always 1: the payfleet version, Node.js version and commit this process runs',
+    labelNames: ['version', 'node_version', 'commit'],
+    registers,
+  });
+  buildInfoGauge.set({ version: build.version, node_version: build.nodeVersion, commit: build.commit }, 1);
   return {
     registry,
+    buildInfo: buildInfoGauge,
     received: new Counter({ name: 'payfleet_messages_received_total', help: 'Messages received from SQS', labelNames: ['queue'], registers }),
     succeeded: new Counter({ name: 'payfleet_messages_succeeded_total', help: 'Messages processed and deleted', labelNames: ['queue'], registers }),
     retried: new Counter({

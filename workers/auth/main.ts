@@ -1,4 +1,3 @@
-import { Counter } from 'prom-client';
 import { bool } from '../../shared/config/env.js';
 import {
   connectorConfigFromEnv,
@@ -10,6 +9,7 @@ import { createTokenServiceClient } from '../../shared/connectors/token-service.
 import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createAuthHandler, type AuthHooks } from './handler.js';
+import { createAuthMetrics } from './metrics.js';
 import { parseAuthorisationRequested } from './schema.js';
 
 /** Variables of the auth worker on top of the common worker ones (docs/operations.md). */
@@ -35,12 +35,7 @@ export async function main(options: { readonly hooks?: AuthHooks } = {}): Promis
       const tokens = createTokenServiceClient({ ...settings.connectors.tokenService, guard: kit.httpGuard('token-service') });
       // Every authorisation decrypts first: while the token service is down, receive nothing.
       kit.breakers.get('token-service').setProbe((signal) => tokens.probe(signal));
-      const authorisations = new Counter({
-        name: 'payfleet_authorisations_total',
-        help: 'Authorisations recorded, by processor and resulting charge status',
-        labelNames: ['processor', 'outcome'],
-        registers: [kit.metrics.registry],
-      });
+      const { authorisations } = createAuthMetrics(kit.metrics.registry);
       const handle = createAuthHandler({
         keeper: kit.keeper,
         idempotency: kit.idempotency,

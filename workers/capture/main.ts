@@ -1,4 +1,3 @@
-import { Counter } from 'prom-client';
 import { bool, duration, int } from '../../shared/config/env.js';
 import {
   createProcessorRegistry,
@@ -10,6 +9,7 @@ import { createChargeRepository } from '../../shared/domain/charge-repo.js';
 import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createCaptureGauges } from './gauges.js';
 import { createCaptureHandler } from './handler.js';
+import { createCaptureMetrics } from './metrics.js';
 import { parseCaptureRequested } from './schema.js';
 
 /**
@@ -76,12 +76,7 @@ export async function main(): Promise<void> {
       };
       const registry = createProcessorRegistry({ ...s.registry, logger: kit.log, guard: kit.httpGuard });
       warnUnconfiguredProcessors(kit.log, 'capture-requests', process.env);
-      const captures = new Counter({
-        name: 'payfleet_captures_total',
-        help: 'Capture attempts recorded, by processor and resulting charge status',
-        labelNames: ['processor', 'outcome'],
-        registers: [kit.metrics.registry],
-      });
+      const { captures } = createCaptureMetrics(kit.metrics.registry);
       const handle = createCaptureHandler({
         keeper: kit.keeper,
         idempotency: kit.idempotency,

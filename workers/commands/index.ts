@@ -60,6 +60,12 @@ export const COMMANDS: readonly { name: string; args: string; summary: string; l
     load: async () => (await import('./events.js')).registerEvents,
   },
   {
+    name: 'status',
+    args: '',
+    summary: 'the fleet on one screen: queues, DLQ letters by code, breakers, each worker\'s readiness',
+    load: async () => (await import('./status.js')).registerStatus,
+  },
+  {
     name: 'sandbox',
     args: '',
     summary: 'the sandbox token service, Stripe, Worldpay and LHV in one process, until Ctrl-C',
