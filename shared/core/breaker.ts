@@ -339,7 +339,10 @@ export const BREAKER_DEFAULTS: Readonly<Record<string, Omit<BreakerOptions, 'nam
   stripe: { failureThreshold: 5, distinctKeys: 3 },
   worldpay: { failureThreshold: 5, distinctKeys: 3 },
   chase: { failureThreshold: 5, distinctKeys: 3 },
-  lhv: { failureThreshold: 5, distinctKeys: 1 },
+  // Observe only: LHV failures never dead-letter anything (ingestion does not call the bank; batches
+  // back off on their own), and one failing endpoint (heartbeats) must not stop the response poller
+  // from draining the bank's answers while ingestion is gated.
+  lhv: { failureThreshold: 5, distinctKeys: 1, failFast: false },
 };
 
 /** The breakers of one process, created on first use with {@link BREAKER_DEFAULTS}. */
