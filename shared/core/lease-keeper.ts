@@ -192,7 +192,9 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
     const entry: Entry = { lease, controller: new AbortController(), stopped: false };
     kept.set(lease.key, entry);
     armGuard(entry);
-    schedule(entry, renewMs);
+    // A lease recognised after a lost answer (dynamo-leases.ts) may come with less than a full
+    // lease left: renew it halfway to its guard rather than a whole period later.
+    schedule(entry, Math.min(renewMs, (lease.expiresAtMs - marginMs - now()) / 2));
     return view(entry);
   }
 

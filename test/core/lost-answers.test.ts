@@ -19,9 +19,11 @@ import { createDynamoIdempotencyStore } from '../../shared/core/dynamo-idempoten
 import { createDynamoLeaseStore, isOwnAcquire } from '../../shared/core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../../shared/core/dynamo-outcomes.js';
 import { createLeaseKeeper } from '../../shared/core/lease-keeper.js';
+import type { Lease } from '../../shared/core/ports.js';
 import { processOnce } from '../../shared/core/work.js';
 import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
 import { startFaultProxy, type FaultProxy, type LoseRule } from '../support/fault-proxy.js';
+import { eventually } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 
 let stack: TestStack;
@@ -157,6 +159,28 @@ describe('Behaviour: own lease on retry', () => {
     expect(await readLeaseRow(key)).toMatchObject({ owner: 'worker-a', fencingToken: 1 }); // it did apply
     const again = await leases.acquire(key, 'worker-a', TEN_MINUTES);
     expect(again).toMatchObject({ acquired: true, lease: { owner: 'worker-a', fencingToken: 1 } });
+  });
+
+  it('a recognised lease with little time left is renewed halfway to its guard, not a full period later', async () => {
+    // Prepare: a lease adopted from a lost acquire, 5 s before expiry, under a 60 s / 20 s keeper.
+    let renews = 0;
+    const store = {
+      acquire: async () => ({ acquired: false as const, holder: { owner: undefined, expiresAtMs: 0, fencingToken: 0 } }),
+      renew: async (l: Lease, ms: number) => {
+        renews++;
+        return { ...l, expiresAtMs: Date.now() + ms };
+      },
+      release: async () => undefined,
+      inspect: async () => undefined,
+    };
+    const keeper = createLeaseKeeper({ store, leaseMs: 60_000, renewMs: 20_000 });
+    const held = keeper.hold({ key: 'charge#adopted', owner: 'worker-a', fencingToken: 4, expiresAtMs: Date.now() + 5_000 });
+    // Act: wait for whichever comes first, a renew or the guard giving the lease up (at 4 s).
+    await eventually(() => renews > 0 || held.signal.aborted, 30_000, 'a renew or the guard');
+    // Assess
+    expect(held.signal.aborted).toBe(false);
+    expect(renews).toBe(1);
+    await keeper.releaseAll();
   });
 
   it('a work-item begin applied but unanswered is recognised on the resend: started, not busy, attempts not doubled', async () => {
