@@ -197,6 +197,16 @@ describe('Behaviour: own lease on retry', () => {
     expect(state.record).toMatchObject({ attemptId: state.attemptId, attempts: 1, status: 'IN_PROGRESS' });
   });
 
+  it('a begin all of whose attempts went unanswered is recognised by the next begin of the same item in this process', async () => {
+    const idem = createDynamoIdempotencyStore({ doc: viaProxy.doc, tableName: stack.names.table('idempotency') });
+    const key = uniq('auth#lost-call');
+    loseFor(key, { operations: ['UpdateItem'], first: 3, how: 'hang' });
+    await expect(idem.begin(key, { deadlineMs: Date.now() + TEN_MINUTES, fencingToken: 7 })).rejects.toMatchObject({ name: 'TimeoutError' });
+    const again = await idem.begin(key, { deadlineMs: Date.now() + TEN_MINUTES, fencingToken: 7 });
+    expect(again).toMatchObject({ status: 'started', attempts: 1 });
+    if (again.status === 'started') expect(again.record.attemptId).toBe(again.attemptId);
+  });
+
   it('end to end: acquire and begin both lose their answers, with a 10-minute lease the work still commits under the row token', async () => {
     // Prepare
     const leases = leaseStore();
