@@ -3,8 +3,8 @@ import { Agent as HttpsAgent } from 'node:https';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AwsConfig } from '../config/common.js';
+import { createDeadlineHandler, DEFAULT_AWS_DEADLINES, type AwsDeadlines, type AwsService } from './request-handler.js';
 
 export interface AwsClients {
   readonly sqs: SQSClient;
@@ -23,16 +23,13 @@ export interface AwsClientOptions {
   readonly credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
-function handlerFor(endpoint: string | undefined, maxSockets: number): NodeHttpHandler {
+function handlerFor(service: AwsService, deadlines: AwsDeadlines, maxSockets: number) {
   const agentOptions = { keepAlive: true, maxSockets, keepAliveMsecs: 1000 };
   // TLS verification stays on: we never pass rejectUnauthorized:false.
-  const isHttp = endpoint?.startsWith('http:') ?? false;
-  return new NodeHttpHandler({
+  // Every attempt has a real deadline, chosen per operation (request-handler.ts).
+  return createDeadlineHandler(service, deadlines, {
     httpAgent: new HttpAgent(agentOptions),
     httpsAgent: new HttpsAgent(agentOptions),
-    connectionTimeout: 3000,
-    // Long polls hold a request for up to 20 s; anything past 35 s is a dead socket.
-    requestTimeout: isHttp ? 35_000 : 35_000,
   });
 }
 
@@ -43,20 +40,23 @@ function handlerFor(endpoint: string | undefined, maxSockets: number): NodeHttpH
  */
 export function createAwsClients(config: AwsConfig, options: AwsClientOptions = {}): AwsClients {
   const maxSockets = options.maxSockets ?? 50;
+  const deadlines = config.deadlines ?? DEFAULT_AWS_DEADLINES;
   const common = {
     region: config.region,
-    maxAttempts: 3,
+    // Retries resend the same serialized request: safe because every write we make is idempotent
+    // on resend (ClientRequestToken, acquire id, attemptId, conditions). See request-handler.ts.
+    maxAttempts: deadlines.maxAttempts,
     ...(options.credentials ? { credentials: { ...options.credentials } } : {}),
   };
   const sqs = new SQSClient({
     ...common,
     ...(config.sqsEndpoint ? { endpoint: config.sqsEndpoint, useQueueUrlAsEndpoint: false } : {}),
-    requestHandler: handlerFor(config.sqsEndpoint, maxSockets),
+    requestHandler: handlerFor('sqs', deadlines, maxSockets),
   });
   const dynamodb = new DynamoDBClient({
     ...common,
     ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
-    requestHandler: handlerFor(config.dynamodbEndpoint, maxSockets),
+    requestHandler: handlerFor('dynamodb', deadlines, maxSockets),
   });
   const doc = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },

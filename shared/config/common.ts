@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_AWS_DEADLINES, type AwsDeadlines } from '../aws/request-handler.js';
 import { ConfigError } from '../errors.js';
 import { int, parseEnv, url } from './env.js';
 
@@ -20,6 +21,18 @@ export const awsEnvShape = {
   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: z.string().optional(),
   AWS_CONTAINER_CREDENTIALS_FULL_URI: z.string().optional(),
   AWS_WEB_IDENTITY_TOKEN_FILE: z.string().optional(),
+  /**
+   * Deadline of one DynamoDB request attempt; past it the attempt fails with TimeoutError and the
+   * SDK resends the same request. 0 = the default. @default 5000 (a worker: less, if that is what
+   * fits below its lease; see shared/config/worker.ts)
+   */
+  PAYFLEET_DYNAMODB_TIMEOUT_MS: int(0, { min: 0, max: 120_000 }),
+  /** Deadline of one SQS request attempt other than ReceiveMessage. 0 = the default. @default 5000 (a worker: less, if needed to fit its lease and visibility) */
+  PAYFLEET_SQS_TIMEOUT_MS: int(0, { min: 0, max: 120_000 }),
+  /** ReceiveMessage's deadline is its long-poll wait (WaitTimeSeconds) plus this. @default 5000 */
+  PAYFLEET_SQS_RECEIVE_MARGIN_MS: int(DEFAULT_AWS_DEADLINES.sqsReceiveMarginMs, { min: 100, max: 120_000 }),
+  /** Attempts of one AWS call, the first included (the SDK's maxAttempts). @default 3 */
+  PAYFLEET_AWS_MAX_ATTEMPTS: int(DEFAULT_AWS_DEADLINES.maxAttempts, { min: 1, max: 10 }),
 } as const;
 
 const NO_ENDPOINT_PROBLEM =
@@ -68,6 +81,26 @@ export interface AwsConfig {
   readonly region: string;
   readonly sqsEndpoint: string | undefined;
   readonly dynamodbEndpoint: string | undefined;
+  /** Per-attempt deadlines of AWS calls. @default DEFAULT_AWS_DEADLINES (5 s; ReceiveMessage: its wait + 5 s; 3 attempts) */
+  readonly deadlines?: AwsDeadlines;
+}
+
+type AwsDeadlineEnv = Pick<
+  z.output<typeof awsEnvSchema>,
+  'PAYFLEET_DYNAMODB_TIMEOUT_MS' | 'PAYFLEET_SQS_TIMEOUT_MS' | 'PAYFLEET_SQS_RECEIVE_MARGIN_MS' | 'PAYFLEET_AWS_MAX_ATTEMPTS'
+>;
+
+/** The deadlines the variables name; an unset (0) deadline takes `fallbackMs` (default 5000). */
+export function toAwsDeadlines(
+  env: AwsDeadlineEnv,
+  fallbackMs: { dynamodbMs?: number; sqsMs?: number } = {},
+): AwsDeadlines {
+  return Object.freeze({
+    dynamodbMs: env.PAYFLEET_DYNAMODB_TIMEOUT_MS || (fallbackMs.dynamodbMs ?? DEFAULT_AWS_DEADLINES.dynamodbMs),
+    sqsMs: env.PAYFLEET_SQS_TIMEOUT_MS || (fallbackMs.sqsMs ?? DEFAULT_AWS_DEADLINES.sqsMs),
+    sqsReceiveMarginMs: env.PAYFLEET_SQS_RECEIVE_MARGIN_MS,
+    maxAttempts: env.PAYFLEET_AWS_MAX_ATTEMPTS,
+  });
 }
 
 /**
@@ -79,7 +112,13 @@ export function toAwsConfig(env: z.output<typeof awsEnvSchema>): AwsConfig {
   const dynamodbEndpoint = env.AWS_ENDPOINT_URL_DYNAMODB ?? env.AWS_ENDPOINT_URL;
   // Schemas built with withAwsEndpointCheck report this already; this covers any that are not.
   if (lacksEndpointAndCredentials(env)) throw new ConfigError([`AWS_ENDPOINT_URL: ${NO_ENDPOINT_PROBLEM}`]);
-  return Object.freeze({ resourcePrefix: env.PAYFLEET_RESOURCE_PREFIX, region: env.AWS_REGION, sqsEndpoint, dynamodbEndpoint });
+  return Object.freeze({
+    resourcePrefix: env.PAYFLEET_RESOURCE_PREFIX,
+    region: env.AWS_REGION,
+    sqsEndpoint,
+    dynamodbEndpoint,
+    deadlines: toAwsDeadlines(env),
+  });
 }
 
 export function loadAwsConfig(env: Record<string, string | undefined> = process.env): AwsConfig {

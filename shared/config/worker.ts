@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { awsEnvShape, toAwsConfig, withAwsEndpointCheck, type AwsConfig } from './common.js';
+import { awsCallBudgetMs, DEFAULT_AWS_DEADLINES, largestAttemptMsWithin } from '../aws/request-handler.js';
+import { defaultLeaseMarginMs } from '../core/lease-keeper.js';
+import { awsEnvShape, toAwsConfig, toAwsDeadlines, withAwsEndpointCheck, type AwsConfig } from './common.js';
 import { int, parseEnv } from './env.js';
 
 /**
@@ -62,9 +64,94 @@ export interface WorkerConfig {
 
 type WorkerEnv = z.output<z.ZodObject<typeof workerEnvShape>>;
 
+/** Shortest per-attempt AWS deadline a worker accepts (below it, ordinary latency would time out). */
+export const MIN_AWS_ATTEMPT_MS = 100;
+
+const heartbeatSecOf = (env: WorkerEnv) =>
+  env.PAYFLEET_HEARTBEAT_SEC || Math.max(1, Math.floor(env.PAYFLEET_VISIBILITY_TIMEOUT_SEC / 3));
+
+/**
+ * How long one AWS call may go unanswered, all SDK attempts included, in a worker:
+ *
+ *   lease   0 ─ renew ✓ ──── renewMs ──── renew sent ──── (room) ────┤ margin ├ expiry
+ *           a renewal sent on schedule must end (answer, or TimeoutError the keeper acts on)
+ *           before the keeper gives the lease up: room = lease - renew period - margin
+ *   message 0 ─ heartbeat ✓ ── heartbeatSec ── heartbeat sent ── (room) ──┤ visibility lapses
+ *           room = visibility - heartbeat period (SQS only)
+ *
+ * So a lost answer becomes a retry while the lease (and the message) are still ours, instead of
+ * the holder waiting for ever while it keeps renewing (issue 13).
+ */
+export function awsCallRoom(env: WorkerEnv): AwsCallRoom {
+  const margin = defaultLeaseMarginMs(env.PAYFLEET_LEASE_MS);
+  const heartbeatSec = heartbeatSecOf(env);
+  const leaseMs = env.PAYFLEET_LEASE_MS - env.PAYFLEET_LEASE_RENEW_MS - margin;
+  const visibilityMs = (env.PAYFLEET_VISIBILITY_TIMEOUT_SEC - heartbeatSec) * 1000;
+  const leaseWhy =
+    `a lease renewal has ${leaseMs} ms (PAYFLEET_LEASE_MS ${env.PAYFLEET_LEASE_MS} - PAYFLEET_LEASE_RENEW_MS ` +
+    `${env.PAYFLEET_LEASE_RENEW_MS} - margin ${margin})`;
+  const visibilityWhy = `a visibility heartbeat has ${visibilityMs} ms (PAYFLEET_VISIBILITY_TIMEOUT_SEC - heartbeat ${heartbeatSec} s)`;
+  return {
+    dynamodb: { ms: leaseMs, why: leaseWhy },
+    sqs: visibilityMs < leaseMs ? { ms: visibilityMs, why: visibilityWhy } : { ms: leaseMs, why: leaseWhy },
+  };
+}
+
+export interface AwsCallRoom {
+  /** DynamoDB calls (leases, work items, commits): the lease bound. */
+  readonly dynamodb: { readonly ms: number; readonly why: string };
+  /** SQS calls other than ReceiveMessage: the tighter of the lease and visibility bounds. */
+  readonly sqs: { readonly ms: number; readonly why: string };
+}
+
+/**
+ * Per-attempt deadlines of a worker's AWS calls: the variables where set, otherwise 5000 ms or
+ * less, the largest that fits the room above (DynamoDB: the lease; SQS: lease and visibility).
+ */
+export function workerAwsDeadlines(env: WorkerEnv) {
+  const room = awsCallRoom(env);
+  const attempts = env.PAYFLEET_AWS_MAX_ATTEMPTS;
+  return toAwsDeadlines(env, {
+    dynamodbMs: Math.min(DEFAULT_AWS_DEADLINES.dynamodbMs, largestAttemptMsWithin(room.dynamodb.ms, attempts)),
+    sqsMs: Math.min(DEFAULT_AWS_DEADLINES.sqsMs, largestAttemptMsWithin(room.sqs.ms, attempts)),
+  });
+}
+
+/** Every AWS deadline, SDK retries included, fits below the lease (and SQS's below the visibility). */
+function deadlineInvariants(env: WorkerEnv, ctx: z.RefinementCtx): void {
+  const room = awsCallRoom(env);
+  const deadlines = workerAwsDeadlines(env);
+  const attempts = env.PAYFLEET_AWS_MAX_ATTEMPTS;
+  const checks = [
+    ['PAYFLEET_DYNAMODB_TIMEOUT_MS', 'DynamoDB', deadlines.dynamodbMs, room.dynamodb],
+    ['PAYFLEET_SQS_TIMEOUT_MS', 'SQS', deadlines.sqsMs, room.sqs],
+  ] as const;
+  for (const [name, service, attemptMs, { ms: roomMs, why }] of checks) {
+    const explicit = env[name] > 0;
+    const budget = awsCallBudgetMs(attemptMs, attempts);
+    if (explicit && budget > roomMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message:
+          `${attempts} attempts (PAYFLEET_AWS_MAX_ATTEMPTS) of ${attemptMs} ms leave a ${service} call unanswered for up to ` +
+          `${budget} ms, but ${why}; lower it or lengthen the lease`,
+      });
+    } else if (!explicit && attemptMs < MIN_AWS_ATTEMPT_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [why.startsWith('a lease') ? 'PAYFLEET_LEASE_MS' : 'PAYFLEET_VISIBILITY_TIMEOUT_SEC'],
+        message:
+          `too short to give ${service} calls a deadline of at least ${MIN_AWS_ATTEMPT_MS} ms with ${attempts} attempts: ` +
+          `${why}; lengthen it, or lower PAYFLEET_AWS_MAX_ATTEMPTS`,
+      });
+    }
+  }
+}
+
 /** Cross-field invariants, one line per problem, each naming its variables. */
 export function workerInvariants(env: WorkerEnv, ctx: z.RefinementCtx): void {
-  const heartbeat = env.PAYFLEET_HEARTBEAT_SEC || Math.max(1, Math.floor(env.PAYFLEET_VISIBILITY_TIMEOUT_SEC / 3));
+  const heartbeat = heartbeatSecOf(env);
   if (heartbeat * 2 > env.PAYFLEET_VISIBILITY_TIMEOUT_SEC) {
     ctx.addIssue({
       code: 'custom',
@@ -78,6 +165,9 @@ export function workerInvariants(env: WorkerEnv, ctx: z.RefinementCtx): void {
       path: ['PAYFLEET_LEASE_MS'],
       message: `must be at least twice PAYFLEET_LEASE_RENEW_MS (${env.PAYFLEET_LEASE_RENEW_MS}); one slow renewal would lose the lease`,
     });
+  } else if (heartbeat * 2 <= env.PAYFLEET_VISIBILITY_TIMEOUT_SEC) {
+    // Only when lease and heartbeat are sane themselves: their own line already says what is wrong.
+    deadlineInvariants(env, ctx);
   }
   if (env.PAYFLEET_RETRY_BASE_MS > env.PAYFLEET_RETRY_MAX_MS) {
     ctx.addIssue({ code: 'custom', path: ['PAYFLEET_RETRY_BASE_MS'], message: 'must not exceed PAYFLEET_RETRY_MAX_MS' });
@@ -99,7 +189,7 @@ export const workerEnvSchema = withAwsEndpointCheck(z.object(workerEnvShape).sup
 
 export function toWorkerConfig(env: WorkerEnv): WorkerConfig {
   return {
-    aws: toAwsConfig(env),
+    aws: { ...toAwsConfig(env), deadlines: workerAwsDeadlines(env) },
     opsPort: env.PAYFLEET_OPS_PORT,
     logLevel: env.PAYFLEET_LOG_LEVEL,
     consumer: {
@@ -107,7 +197,7 @@ export function toWorkerConfig(env: WorkerEnv): WorkerConfig {
       batchSize: env.PAYFLEET_BATCH_SIZE,
       waitTimeSec: env.PAYFLEET_WAIT_TIME_SEC,
       visibilityTimeoutSec: env.PAYFLEET_VISIBILITY_TIMEOUT_SEC,
-      heartbeatSec: env.PAYFLEET_HEARTBEAT_SEC || Math.max(1, Math.floor(env.PAYFLEET_VISIBILITY_TIMEOUT_SEC / 3)),
+      heartbeatSec: heartbeatSecOf(env),
       maxAttempts: env.PAYFLEET_MAX_ATTEMPTS,
       retryBaseMs: env.PAYFLEET_RETRY_BASE_MS,
       retryMaxMs: env.PAYFLEET_RETRY_MAX_MS,

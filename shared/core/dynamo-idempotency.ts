@@ -15,6 +15,16 @@
  *   any begin(k) afterwards                -> completed { result }
  *
  * Without a fencing token an attempt may be taken over only after its deadline passes.
+ *
+ * Own attempt on retry. The attemptId is chosen before the write is sent, so when a begin's answer
+ * is lost and the SDK resends it, the resend fails its condition (the item is IN_PROGRESS under our
+ * own token now) and ALL_OLD names our attemptId: that is "started", not "busy".
+ *
+ *   A begin(k, a1, token 7) ─▶ applied ─▶ answer lost ─▶ resend ✗ ALL_OLD { IN_PROGRESS, a1 } -> started a1
+ *   A begin(k, a2, token 7) while the item says a1        -> busy (another attempt, even if ours)
+ *
+ * If every attempt of a begin fails without an answer, its attemptId is reused (once) by the next
+ * begin of the same key in this process, which then recognises the attempt the lost call started.
  */
 import { randomUUID } from 'node:crypto';
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -35,6 +45,8 @@ export interface DynamoIdempotencyStoreOptions {
    * own state still refuses a repeated transition). @default 604800 (7 days)
    */
   readonly ttlSec?: number;
+  /** Id of one attempt (tests pin it). @default randomUUID */
+  readonly newAttemptId?: () => string;
 }
 
 export const DEFAULT_WORK_ITEM_TTL_SEC = 7 * 24 * 3600;
@@ -51,11 +63,16 @@ export function createDynamoIdempotencyStore(options: DynamoIdempotencyStoreOpti
   const { doc, tableName } = options;
   const now = options.now ?? systemClock;
   const ttlSec = options.ttlSec ?? DEFAULT_WORK_ITEM_TTL_SEC;
+  const newAttemptId = options.newAttemptId ?? randomUUID;
+  /** Begins whose every attempt went unanswered: key -> their attemptId, until their deadline. */
+  const unanswered = new Map<string, { attemptId: string; untilMs: number }>();
 
   return {
     async begin(idempotencyKey, { deadlineMs, fencingToken }) {
       const t = now();
-      const attemptId = randomUUID();
+      const lost = unanswered.get(idempotencyKey);
+      unanswered.delete(idempotencyKey);
+      const attemptId = lost && lost.untilMs > t ? lost.attemptId : newAttemptId();
       const fenced = fencingToken !== undefined;
       // Take over an IN_PROGRESS attempt when it ran out of time, or when we hold a newer fence
       // (its holder lost the lease, so it cannot commit anyway). COMPLETED is never taken over.
@@ -87,9 +104,15 @@ export function createDynamoIdempotencyStore(options: DynamoIdempotencyStoreOpti
         const record = toRecord(out.Attributes ?? {});
         return { status: 'started', attemptId, attempts: record.attempts, record } satisfies WorkItemState;
       } catch (err) {
-        if (!isConditionFailure(err)) throw err;
+        if (!isConditionFailure(err)) {
+          // It may have applied: let the next begin of this key recognise the attempt it started.
+          unanswered.set(idempotencyKey, { attemptId, untilMs: deadlineMs });
+          throw err;
+        }
         const record = toRecord(conditionFailureItem(err) ?? { idempotencyKey });
         if (record.status === 'COMPLETED') return { status: 'completed', result: record.result, record };
+        // Our own write, applied by an attempt whose answer was lost: this attempt has started.
+        if (record.attemptId === attemptId) return { status: 'started', attemptId, attempts: record.attempts, record };
         return { status: 'busy', record };
       }
     },

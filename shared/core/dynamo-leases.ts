@@ -2,7 +2,7 @@
  * LeaseStore on the `leases` table (PK leaseKey). One conditional UpdateItem per operation; a
  * failed acquire reports the holder from the failed write itself (ALL_OLD), never a second read.
  *
- * Row: { leaseKey, owner?, fencingToken N, expiresAtMs N, acquiredAtMs N, ttl N, kind? }
+ * Row: { leaseKey, owner?, acquireId?, fencingToken N, expiresAtMs N, acquiredAtMs N, ttl N, kind? }
  *
  *   t=0      A acquire  -> token 7, expiresAtMs 30 000 (A's clock)
  *   t=10 s   B acquire  ✗ { owner A, token 7, expiresAtMs 30 000 }   (from the failed write)
@@ -13,7 +13,23 @@
  * that bootstrap pre-creates ({ kind 'shard', fencingToken 0, expiresAtMs 0 }) are leases like any
  * other, but never carry a TTL: they are configuration and must not vanish (that would also restart
  * their token at 1).
+ *
+ * Own lease on retry. Every acquire writes a fresh `acquireId` with the owner. When its answer is
+ * lost, the SDK resends the same request (same :now, same acquireId); the row it wrote makes that
+ * resend fail its condition, and ALL_OLD then names this very acquire:
+ *
+ *   A acquire(id a1) ─▶ applied: owner A, a1, token 7 ─▶ answer lost ─▶ (deadline) resend, same a1
+ *                                                        ✗ condition, ALL_OLD { A, a1, token 7 } -> acquired, token 7
+ *   A acquire(id a2) while the row says { A, a1 }  -> held (another acquire of A's: not this one)
+ *   B acquire        while the row says { A, a1 }  -> held
+ *
+ * Owner AND acquire id must match, so the fence is not weakened: another owner's lease, or an
+ * earlier or later acquire by the same owner, is never mistaken for this one. If every attempt of
+ * an acquire fails without an answer, its acquire id is kept (until the lease it may have taken
+ * would expire) and reused by the next acquire of the same key and owner in this process, which
+ * then recognises the lease the lost call took instead of waiting for it to expire.
  */
+import { randomUUID } from 'node:crypto';
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { systemClock, ttlSeconds, type Clock } from './clock.js';
@@ -28,6 +44,8 @@ export interface DynamoLeaseStoreOptions {
   readonly now?: Clock;
   /** How long a lease row outlives its expiry before DynamoDB TTL removes it. @default 7 days */
   readonly ttlAfterExpirySec?: number;
+  /** Id of one acquire (tests pin it). @default randomUUID */
+  readonly newAcquireId?: () => string;
 }
 
 /** Keys of the rows bootstrap pre-creates (payoutShardKey / ledgerShardKey): never TTL'd. */
@@ -39,10 +57,29 @@ const SHARD_ROW = /^(payout|ledger)-shard#/;
  */
 const NAMES = { '#owner': 'owner', '#token': 'fencingToken', '#exp': 'expiresAtMs' } as const;
 
+/**
+ * Whether the row a failed acquire saw was written by that very acquire (its answer was lost and
+ * this is the resend): same owner and same acquire id. Anything else is someone else's lease.
+ */
+export function isOwnAcquire(row: Record<string, unknown>, owner: string, acquireId: string): boolean {
+  return row.owner === owner && row.acquireId === acquireId && typeof row.fencingToken === 'number';
+}
+
 export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseStore {
   const { doc, tableName } = options;
   const now = options.now ?? systemClock;
   const ttlAfter = options.ttlAfterExpirySec ?? 7 * 24 * 3600;
+  const newAcquireId = options.newAcquireId ?? randomUUID;
+  /** Acquires whose every attempt went unanswered: key\0owner -> their id, until their lease would expire. */
+  const unanswered = new Map<string, { acquireId: string; untilMs: number }>();
+
+  /** The id for an acquire: a lost one's, taken (once) if it may still hold the row, else a new one. */
+  function acquireIdFor(key: string, owner: string, t: number): string {
+    const slot = `${key}\0${owner}`;
+    const lost = unanswered.get(slot);
+    unanswered.delete(slot);
+    return lost && lost.untilMs > t ? lost.acquireId : newAcquireId();
+  }
 
   function ttlClause(key: string, expiresAtMs: number): { set: string; values: Record<string, number> } {
     if (SHARD_ROW.test(key)) return { set: '', values: {} };
@@ -55,6 +92,7 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
       const t = now();
       const expiresAtMs = t + leaseMs;
       const ttl = ttlClause(key, expiresAtMs);
+      const acquireId = acquireIdFor(key, owner, t);
       try {
         const out = await doc.send(
           new UpdateCommand({
@@ -62,14 +100,22 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
             Key: { leaseKey: key },
             // Free if it never existed, was released (expiresAtMs 0) or expired by our clock.
             ConditionExpression: 'attribute_not_exists(#pk) OR #exp < :now',
-            UpdateExpression: `SET #owner = :owner, #exp = :exp, #acq = :now${ttl.set} ADD #token :one`,
+            UpdateExpression: `SET #owner = :owner, #aid = :aid, #exp = :exp, #acq = :now${ttl.set} ADD #token :one`,
             ExpressionAttributeNames: {
               ...NAMES,
               '#pk': 'leaseKey',
+              '#aid': 'acquireId',
               '#acq': 'acquiredAtMs',
               ...(ttl.set ? { '#ttl': 'ttl' } : {}),
             },
-            ExpressionAttributeValues: { ':owner': owner, ':exp': expiresAtMs, ':now': t, ':one': 1, ...ttl.values },
+            ExpressionAttributeValues: {
+              ':owner': owner,
+              ':aid': acquireId,
+              ':exp': expiresAtMs,
+              ':now': t,
+              ':one': 1,
+              ...ttl.values,
+            },
             ReturnValues: 'ALL_NEW',
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
@@ -78,9 +124,21 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
         const lease: Lease = { key, owner, fencingToken: Number(row.fencingToken), expiresAtMs };
         return { acquired: true, lease } satisfies AcquireResult;
       } catch (err) {
-        if (!isConditionFailure(err)) throw err;
+        if (!isConditionFailure(err)) {
+          // No answer (or an error after it may have applied): the next acquire of this key by this
+          // owner reuses the id, so a lease this call did take is recognised rather than waited out.
+          unanswered.set(`${key}\0${owner}`, { acquireId, untilMs: expiresAtMs });
+          throw err;
+        }
         // The condition only fails when the row exists, so ALL_OLD is always there.
-        return { acquired: false, holder: toHolder(conditionFailureItem(err) ?? {}) };
+        const old = conditionFailureItem(err) ?? {};
+        if (isOwnAcquire(old, owner, acquireId)) {
+          // Our own write, applied by an attempt whose answer was lost: the lease is ours, with the
+          // row's token and expiry (the write this resend repeats set both).
+          const lease: Lease = { key, owner, fencingToken: Number(old.fencingToken), expiresAtMs: Number(old.expiresAtMs) };
+          return { acquired: true, lease } satisfies AcquireResult;
+        }
+        return { acquired: false, holder: toHolder(old) };
       }
     },
 
@@ -116,9 +174,10 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
             TableName: tableName,
             Key: { leaseKey: lease.key },
             ConditionExpression: '#owner = :me AND #token = :tok',
-            // The token stays: the next acquire ADDs to it, so it never goes backwards.
-            UpdateExpression: 'SET #exp = :zero REMOVE #owner',
-            ExpressionAttributeNames: NAMES,
+            // The token stays: the next acquire ADDs to it, so it never goes backwards. The acquire
+            // id goes with the owner: no later resend can recognise a released lease as its own.
+            UpdateExpression: 'SET #exp = :zero REMOVE #owner, #aid',
+            ExpressionAttributeNames: { ...NAMES, '#aid': 'acquireId' },
             ExpressionAttributeValues: { ':me': lease.owner, ':tok': lease.fencingToken, ':zero': 0 },
           }),
         );

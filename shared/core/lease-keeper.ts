@@ -14,7 +14,7 @@
  *
  *   0s acquire ───────── 20s renew (slow: 11 s) ─────────── 30s EXPIRED ─ 31s renew lands ✗ token 8
  *                                                     ^ B acquires at 30.1 s
- *   only 10 s of slack: one slow renew (SDK request timeout is 35 s!) and the lease is gone, and a
+ *   only 10 s of slack: one slow renew (3 SDK attempts of 5 s each) and the lease is gone, and a
  *   10 s GC/stop-the-world pause right before the 20 s tick loses it with nothing the process can do.
  *
  * So besides renewing, a guard timer aborts the lease's signal `marginMs` before it expires if no
@@ -22,6 +22,11 @@
  * lease must watch the signal; its commit is fenced anyway (a lost lease cannot commit), the
  * signal only stops it wasting effort and calling out to processors under a dead lease.
  * All timers are unref'd: the keeper never keeps a process alive.
+ *
+ * A renew can only be trusted to end because every AWS attempt has a deadline
+ * (shared/aws/request-handler.ts), and the worker configuration refuses deadlines whose call budget
+ * (all SDK attempts) does not fit in `leaseMs - renewMs - margin`: a renewal whose answer is lost
+ * is resent, or fails, while the lease is still ours.
  */
 import { classify } from '../errors.js';
 import { systemClock, type Clock } from './clock.js';
@@ -66,6 +71,14 @@ export interface LeaseKeeper {
   releaseAll(): Promise<void>;
 }
 
+/**
+ * How long before expiry the keeper gives a lease up when no renew has landed, unless told
+ * otherwise. The worker configuration uses it too: every AWS call must end before this point.
+ */
+export function defaultLeaseMarginMs(leaseMs: number): number {
+  return Math.min(1000, leaseMs / 10);
+}
+
 const toHolderOf = (l: Lease): LeaseHolder => ({ owner: l.owner, fencingToken: l.fencingToken, expiresAtMs: l.expiresAtMs });
 
 export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
@@ -76,7 +89,7 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
     );
   }
   const now = options.now ?? systemClock;
-  const marginMs = options.marginMs ?? Math.min(1000, leaseMs / 10);
+  const marginMs = options.marginMs ?? defaultLeaseMarginMs(leaseMs);
   const kept = new Map<string, Entry>();
   /** Releases still in flight, so releaseAll() can wait for those of lost leases too. */
   const inFlight = new Set<Promise<void>>();
@@ -179,7 +192,9 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
     const entry: Entry = { lease, controller: new AbortController(), stopped: false };
     kept.set(lease.key, entry);
     armGuard(entry);
-    schedule(entry, renewMs);
+    // A lease recognised after a lost answer (dynamo-leases.ts) may come with less than a full
+    // lease left: renew it halfway to its guard rather than a whole period later.
+    schedule(entry, Math.min(renewMs, (lease.expiresAtMs - marginMs - now()) / 2));
     return view(entry);
   }
 

@@ -35,7 +35,12 @@ export type AcquireResult =
   | { readonly acquired: false; readonly holder: LeaseHolder };
 
 export interface LeaseStore {
-  /** Take `key` if it is free, expired, or never existed. */
+  /**
+   * Take `key` if it is free, expired, or never existed. An acquire whose write applied but whose
+   * answer was lost is recognised when it is retried (the same acquire, not merely the same owner)
+   * and reported as acquired, with the row's fencing token; a lease held by anyone else —
+   * another owner, or another acquire of the same owner — is reported as held.
+   */
   acquire(key: string, owner: string, leaseMs: number): Promise<AcquireResult>;
   /** Extend a held lease. Throws {@link LeaseLostError} if another owner or token holds it now. */
   renew(lease: Lease, leaseMs: number): Promise<Lease>;
@@ -77,6 +82,11 @@ export interface BeginOptions {
 }
 
 export interface IdempotencyStore {
+  /**
+   * Start (or take over) an attempt on a work item. A begin whose write applied but whose answer
+   * was lost is recognised when it is retried (its own attemptId on the item) and reported as
+   * `started`, never as `busy`; any other live attempt is `busy`.
+   */
   begin(idempotencyKey: string, options: BeginOptions): Promise<WorkItemState>;
   /** Record progress on an in-progress attempt (fenced by attemptId). */
   note(idempotencyKey: string, attemptId: string, progress: Record<string, unknown>): Promise<void>;

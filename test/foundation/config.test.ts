@@ -53,6 +53,7 @@ describe('Function: parseEnv(workerEnvSchema)', () => {
       region: 'eu-west-2',
       sqsEndpoint: 'http://127.0.0.1:4566',
       dynamodbEndpoint: 'http://127.0.0.1:4566',
+      deadlines: { dynamodbMs: 5000, sqsMs: 5000, sqsReceiveMarginMs: 5000, maxAttempts: 3 },
     });
   });
 
