@@ -28,6 +28,18 @@
  * an acquire fails without an answer, its acquire id is kept (until the lease it may have taken
  * would expire) and reused by the next acquire of the same key and owner in this process, which
  * then recognises the lease the lost call took instead of waiting for it to expire.
+ *
+ * Own leftover after a failed release. A release that could not be sent or answered (DynamoDB
+ * down: the breaker refused it) leaves the row saying "owner A, token 7" until it expires. This
+ * store remembers that lease; the next acquire of the key by A that finds exactly that row takes it
+ * back at once with one more conditional write (`owner = A AND token = 7`, token -> 8), instead of
+ * reporting it held by A itself until it expires:
+ *
+ *   A release(token 7) ✗ not sent ─ outage ─ A acquire ✗ held { A, token 7 } = its own leftover
+ *                                            ─▶ reclaim: owner = A AND token = 7 ─▶ token 8
+ *
+ * Only a lease this very store held and failed to give back is reclaimed; a row anyone (A
+ * included) acquired since has another token and is left alone.
  */
 import { randomUUID } from 'node:crypto';
 import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -72,6 +84,41 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
   const newAcquireId = options.newAcquireId ?? randomUUID;
   /** Acquires whose every attempt went unanswered: key\0owner -> their id, until their lease would expire. */
   const unanswered = new Map<string, { acquireId: string; untilMs: number }>();
+  /** Leases whose release failed without an answer: key\0owner -> their token, until they expire. */
+  const unreleased = new Map<string, { fencingToken: number; untilMs: number }>();
+
+  /** Take back `old`, this owner's own leftover lease (token `fencingToken`): one conditional write. */
+  async function reclaim(key: string, owner: string, fencingToken: number, leaseMs: number): Promise<AcquireResult> {
+    const t = now();
+    const expiresAtMs = t + leaseMs;
+    const ttl = ttlClause(key, expiresAtMs);
+    try {
+      const out = await doc.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: { leaseKey: key },
+          ConditionExpression: '#owner = :owner AND #token = :tok',
+          UpdateExpression: `SET #aid = :aid, #exp = :exp, #acq = :now${ttl.set} ADD #token :one`,
+          ExpressionAttributeNames: { ...NAMES, '#aid': 'acquireId', '#acq': 'acquiredAtMs', ...(ttl.set ? { '#ttl': 'ttl' } : {}) },
+          ExpressionAttributeValues: {
+            ':owner': owner,
+            ':tok': fencingToken,
+            ':aid': newAcquireId(),
+            ':exp': expiresAtMs,
+            ':now': t,
+            ':one': 1,
+            ...ttl.values,
+          },
+          ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+      return { acquired: true, lease: { key, owner, fencingToken: Number(out.Attributes?.fencingToken), expiresAtMs } };
+    } catch (err) {
+      if (!isConditionFailure(err)) throw err;
+      return { acquired: false, holder: toHolder(conditionFailureItem(err) ?? {}) };
+    }
+  }
 
   /** The id for an acquire: a lost one's, taken (once) if it may still hold the row, else a new one. */
   function acquireIdFor(key: string, owner: string, t: number): string {
@@ -138,6 +185,12 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
           const lease: Lease = { key, owner, fencingToken: Number(old.fencingToken), expiresAtMs: Number(old.expiresAtMs) };
           return { acquired: true, lease } satisfies AcquireResult;
         }
+        const slot = `${key}\0${owner}`;
+        const leftover = unreleased.get(slot);
+        unreleased.delete(slot);
+        if (leftover && leftover.untilMs > t && old.owner === owner && Number(old.fencingToken) === leftover.fencingToken) {
+          return reclaim(key, owner, leftover.fencingToken, leaseMs);
+        }
         return { acquired: false, holder: toHolder(old) };
       }
     },
@@ -168,6 +221,8 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
     },
 
     async release(lease) {
+      const slot = `${lease.key}\0${lease.owner}`;
+      unreleased.delete(slot);
       try {
         await doc.send(
           new UpdateCommand({
@@ -183,7 +238,11 @@ export function createDynamoLeaseStore(options: DynamoLeaseStoreOptions): LeaseS
         );
       } catch (err) {
         // Lost already: someone else holds it (or it is gone). Nothing of ours to give back.
-        if (!isConditionFailure(err)) throw err;
+        if (!isConditionFailure(err)) {
+          // Not given back (not sent, or no answer): remember it, so our next acquire takes it back.
+          unreleased.set(slot, { fencingToken: lease.fencingToken, untilMs: lease.expiresAtMs });
+          throw err;
+        }
       }
     },
 

@@ -161,6 +161,44 @@ describe('Behaviour: own lease on retry', () => {
     expect(again).toMatchObject({ acquired: true, lease: { owner: 'worker-a', fencingToken: 1 } });
   });
 
+  it('a release that could not be sent (DynamoDB down) leaves a leftover the same store takes back at once on its next acquire', async () => {
+    const key = uniq('charge#leftover');
+    const leases = leaseStore();
+    const got = await leases.acquire(key, 'worker-a', TEN_MINUTES);
+    expect(got.acquired).toBe(true);
+    const lease = (got as { lease: Lease }).lease;
+    await ddbProxy.refuse();
+    try {
+      await expect(leases.release(lease)).rejects.toBeTruthy();
+    } finally {
+      await ddbProxy.pass();
+    }
+    expect(await readLeaseRow(key)).toMatchObject({ owner: 'worker-a', fencingToken: lease.fencingToken }); // still held
+    // Another owner still finds it held; this store's next acquire reclaims it with a new token.
+    expect(await leaseStore().acquire(key, 'worker-b', TEN_MINUTES)).toMatchObject({ acquired: false, holder: { owner: 'worker-a' } });
+    const again = await leases.acquire(key, 'worker-a', TEN_MINUTES);
+    expect(again).toMatchObject({ acquired: true, lease: { owner: 'worker-a', fencingToken: lease.fencingToken + 1 } });
+    // Reclaimed once only: the next acquire of the same owner is another acquire, and finds it held.
+    expect(await leases.acquire(key, 'worker-a', TEN_MINUTES)).toMatchObject({ acquired: false });
+  });
+
+  it('a leftover is not reclaimed once someone acquired the row since (another token)', async () => {
+    const clock = manualClock(Date.now());
+    const a = leaseStore({ now: clock.now });
+    const b = leaseStore({ now: clock.now });
+    const key = uniq('charge#leftover-taken');
+    const got = (await a.acquire(key, 'worker-a', 1_000)) as { lease: Lease };
+    await ddbProxy.refuse();
+    try {
+      await expect(a.release(got.lease)).rejects.toBeTruthy();
+    } finally {
+      await ddbProxy.pass();
+    }
+    clock.advance(2_000);
+    expect(await b.acquire(key, 'worker-b', TEN_MINUTES)).toMatchObject({ acquired: true, lease: { fencingToken: 2 } });
+    expect(await a.acquire(key, 'worker-a', TEN_MINUTES)).toMatchObject({ acquired: false, holder: { owner: 'worker-b', fencingToken: 2 } });
+  });
+
   it('a recognised lease with little time left is renewed halfway to its guard, not a full period later', async () => {
     // Prepare: a lease adopted from a lost acquire, 5 s before expiry, under a 60 s / 20 s keeper.
     let renews = 0;
