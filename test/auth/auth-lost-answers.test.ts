@@ -112,13 +112,13 @@ describe('Guarantee: a write applied but never answered is retried, and the char
     const lost = proxy.stats().lost;
     expect(lost.TransactWriteItems ?? 0).toBeGreaterThanOrEqual(1);
     expect(lost.UpdateItem ?? 0).toBeGreaterThanOrEqual(1);
-    // A lost commit is resent byte for byte (ClientRequestToken included): every lost request has a
-    // twin with the same body, and lost answers were recovered by such a resend. (Not necessarily
-    // every one: when all resends of one lose their answers too, the message is retried and a new
-    // attempt finds the state the lost commit wrote.)
+    // A lost commit is resent byte for byte (ClientRequestToken included), and lost answers were
+    // recovered by such a resend. (Not every one: when the resends of one lose their answers too,
+    // or DynamoDB's breaker opens after calls in a row went unanswered and refuses the resend, the
+    // message is parked or retried and a new attempt finds the state the lost commit wrote — the
+    // one-effect assertions below hold either way.)
     const commits = proxy.requests.filter((r) => r.operation === 'TransactWriteItems');
     const lostCommits = commits.filter((r) => r.fate === 'lost');
-    for (const l of lostCommits) expect(commits.some((r) => r !== l && r.body === l.body)).toBe(true);
     const recovered = lostCommits.filter((l) => commits.some((r) => r.seq > l.seq && r.body === l.body && r.fate === 'answered'));
     expect(recovered.length).toBeGreaterThanOrEqual(1);
     // Exactly one effect per charge: one PaymentIntent, one capture, one event per transition.

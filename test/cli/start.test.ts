@@ -53,7 +53,7 @@ describe('payfleet start (npm start)', () => {
     expect(port, stderr).toBeDefined();
     expect(stderr).not.toContain('\x1b[');
     expect(await pgrep(`DynamoDBLocal.*-port ${port}( |$)`)).toEqual([]);
-    // The demo's workers carry its orphan guard on their command line.
-    expect(await pgrep('process\\.ppid.*bin/payfleet\\.js worker')).toEqual([]);
+    // The demo's workers carry its orphan guard, tagged with its pid, on their command line.
+    expect(await pgrep(`payfleet-demo-${child.pid}%22`)).toEqual([]);
   }, 150_000);
 });

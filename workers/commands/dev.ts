@@ -1,3 +1,4 @@
+import { orphanGuard } from './orphan-guard.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -43,10 +44,8 @@ export const DEV_DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
 const ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/workers/') ? '../../..' : '../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'payfleet.js');
 
-/** Preloaded into each worker: when `payfleet dev` is gone (SIGKILL), the worker shuts down gracefully. */
-const ORPHAN_GUARD = `data:text/javascript,${encodeURIComponent(
-  'const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.kill(process.pid,"SIGTERM")},1000).unref();',
-)}`;
+/** Preloaded into each worker: it shuts down when this process is gone; tagged with this process' pid. */
+const ORPHAN_GUARD = orphanGuard(`dev-${process.pid}`);
 
 /** `auth=http://127.0.0.1:9401,capture=...`: the format `payfleet status` reads. */
 export function opsUrls(ports: Readonly<Record<DevWorker, number>>): string {

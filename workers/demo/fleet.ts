@@ -7,6 +7,7 @@
  * worker skip its graceful shutdown). A preloaded one-line guard makes a worker SIGTERM itself if
  * the orchestrator disappears without stopping it (SIGKILL), so no worker outlives the demo.
  */
+import { orphanGuard } from '../commands/orphan-guard.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
@@ -18,10 +19,8 @@ export type DemoWorkerName = 'auth' | 'capture' | 'payout' | 'ledger';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'payfleet.js');
 
-/** Preloaded into each worker: when its parent is gone (re-parented), shut down gracefully. */
-const ORPHAN_GUARD = `data:text/javascript,${encodeURIComponent(
-  'const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.kill(process.pid,"SIGTERM")},1000).unref();',
-)}`;
+/** Preloaded into each worker: it shuts down when this process is gone; tagged with this process' pid. */
+const ORPHAN_GUARD = orphanGuard(`demo-${process.pid}`);
 
 export interface WorkerHealth {
   /** HTTP status of /health/ready, or undefined when it did not answer. */
