@@ -4,6 +4,7 @@ import { startAuthSandboxes, startAuthWorker, type AuthSandboxes } from '../auth
 import { authRequest, readCharge } from '../support/charges.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { drain, eventually, sendAll, sleep } from '../support/sqs.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 import { metricValue, workerMetrics } from './support.js';
 
@@ -17,11 +18,15 @@ const CHARGES = 24;
 let stack: TestStack;
 let sb: AuthSandboxes;
 let worker: WorkerProcess;
+/** Between the worker and the Stripe sandbox: `refuse()` is the sandbox stopped (connection refused). */
+let stripeLink: FaultProxy;
 
 beforeAll(async () => {
   stack = await setupTestStack('procout', { maxReceiveCount: 4 });
   sb = await startAuthSandboxes();
+  stripeLink = await startFaultProxy(sb.stripe.url);
   worker = startAuthWorker(stack, sb, {
+    STRIPE_API_BASE_URL: stripeLink.url,
     PAYFLEET_MAX_ATTEMPTS: '3',
     PAYFLEET_RETRY_BASE_MS: '100',
     PAYFLEET_RETRY_MAX_MS: '400',
@@ -33,6 +38,7 @@ beforeAll(async () => {
 afterAll(async () => {
   worker?.kill('SIGTERM');
   await worker?.exited;
+  await stripeLink?.close();
   await sb?.close();
   stack?.close();
 });
@@ -96,5 +102,18 @@ describe('processor and token-service outages', () => {
     expect(await drain(stack.clients.sqs, dlq())).toHaveLength(0);
     const stats = sb.stripe.stats();
     for (let i = 0; i < CHARGES; i++) expect(stats.charges[`to-${i}`]?.authorised, `to-${i} at Stripe`).toBe(1);
+  }, 300_000);
+
+  it('the Stripe sandbox stopped (connections refused) past the retry budget, then started again: parked, nothing dead-lettered, one authorisation each', async () => {
+    await stripeLink.refuse();
+    await sendCharges('ss', CHARGES);
+    await eventually(async () => metricValue(await workerMetrics(worker), 'payfleet_breaker_state', { dependency: 'stripe' }) === 2, 60_000, 'stripe breaker open');
+    await eventually(async () => (metricValue(await workerMetrics(worker), 'payfleet_messages_parked') ?? 0) >= 8, 60_000, 'charges parked');
+    await sleep(6000);
+    await stripeLink.pass();
+    await allAuthorised('ss', CHARGES);
+    expect(await drain(stack.clients.sqs, dlq())).toHaveLength(0);
+    const stats = sb.stripe.stats();
+    for (let i = 0; i < CHARGES; i++) expect(stats.charges[`ss-${i}`]?.authorised, `ss-${i} at Stripe`).toBe(1);
   }, 300_000);
 });
