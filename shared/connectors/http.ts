@@ -32,13 +32,17 @@
  * TLS verification always stays on; `tls` only adds a CA or a client certificate (mTLS).
  */
 import { Agent, type Dispatcher } from 'undici';
-import type { Admission, CircuitBreaker } from '../core/breaker.js';
 import { AmbiguousError, RetryableError, TerminalError } from '../errors.js';
-import type { ResilienceMetrics } from '../ops/resilience-metrics.js';
+import { guardedCall, type OutboundGuard, type OutboundVerdicts } from './guarded.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-export interface HttpClientOptions {
+/**
+ * With `breaker`, requests are refused (DependencyUnavailableError, nothing sent) while it is open,
+ * and every outcome feeds it: 5xx, 429, 408 and transport failures count against the far side, any
+ * other answer for it. `service` (@default the base URL's host) labels the outbound metrics.
+ */
+export interface HttpClientOptions extends OutboundGuard {
   /** Origin plus optional base path, e.g. `https://api.stripe.com` or `https://host/jsp/service.jsp`. */
   readonly baseUrl: string;
   /** Deadline for a whole request, queueing and connecting included. @default 10_000 */
@@ -60,20 +64,10 @@ export interface HttpClientOptions {
   };
   /** Use this dispatcher instead of creating an Agent (not closed by `close()`). */
   readonly dispatcher?: Dispatcher;
-  /**
-   * The far side's circuit breaker: requests are refused (DependencyUnavailableError, nothing sent)
-   * while it is open, and every outcome feeds it: 5xx, 429 and transport failures count against the
-   * far side, any other answer for it.
-   */
-  readonly breaker?: CircuitBreaker;
-  /** Metrics label of the far side (`token-service`, `stripe`, ...). @default the base URL's host */
-  readonly service?: string;
-  /** Where `payfleet_outbound_requests_total` and its latency histogram go. */
-  readonly metrics?: ResilienceMetrics;
 }
 
 /** What a connector passes through to its HTTP client to put the far side behind a breaker. */
-export type HttpGuard = Pick<HttpClientOptions, 'breaker' | 'service' | 'metrics'>;
+export type HttpGuard = OutboundGuard;
 
 export interface HttpRequest {
   readonly method: HttpMethod;
@@ -179,43 +173,13 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   const slots = new Slots(maxConnections);
   let closed: Promise<void> | undefined;
   const service = options.service ?? base.hostname;
-  const { breaker, metrics } = options;
 
   return {
     baseUrl: options.baseUrl,
-    async request(req) {
-      const operation = req.operation ?? req.method;
-      const count = (status: string) => metrics?.outboundRequests.inc({ service, operation, status });
-      let admission: Admission | undefined;
-      try {
-        admission = breaker?.admit();
-      } catch (err) {
-        count('breaker_open');
-        throw err;
-      }
-      const started = performance.now();
-      try {
-        const res = await send(dispatcher, slots, origin, basePath, req, req.timeoutMs ?? timeoutMs, maxResponseBytes);
-        count(String(res.status));
-        if (admission) {
-          if (res.status >= 500 || res.status === 429) {
-            const retryAfterMs = parseRetryAfterMs(res.headers['retry-after']);
-            breaker?.failed(admission, retryAfterMs !== undefined ? { retryAfterMs } : {});
-          } else breaker?.succeeded(admission);
-        }
-        return res;
-      } catch (err) {
-        const sentOrNot = err instanceof HttpAmbiguousError ? 'ambiguous' : err instanceof HttpNotSentError ? 'not_sent' : 'invalid';
-        count(sentOrNot);
-        if (admission) {
-          const callerAborted = (err instanceof HttpAmbiguousError || err instanceof HttpNotSentError) && err.aborted;
-          if (sentOrNot === 'invalid' || callerAborted) breaker?.abandoned(admission);
-          else breaker?.failed(admission);
-        }
-        throw err;
-      } finally {
-        metrics?.outboundDuration.observe({ service, operation }, (performance.now() - started) / 1000);
-      }
+    request(req) {
+      return guardedCall(options, service, req.operation ?? req.method, HTTP_VERDICTS, () =>
+        send(dispatcher, slots, origin, basePath, req, req.timeoutMs ?? timeoutMs, maxResponseBytes),
+      );
     },
     close() {
       closed ??= ownsDispatcher ? dispatcher.close().catch(() => undefined) : Promise.resolve();
@@ -223,6 +187,14 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     },
   };
 }
+
+/** How this client's answers and failures read for the breaker (see guarded.ts). */
+const HTTP_VERDICTS: OutboundVerdicts<HttpResponse> = {
+  status: (res) => res.status,
+  retryAfterMs: (res) => parseRetryAfterMs(res.headers['retry-after']),
+  failure: (err) => (err instanceof HttpAmbiguousError ? 'ambiguous' : err instanceof HttpNotSentError ? 'not_sent' : 'invalid'),
+  abandoned: (err) => !(err instanceof HttpAmbiguousError || err instanceof HttpNotSentError) || err.aborted,
+};
 
 /** A counting semaphore whose waiters can leave the queue. */
 class Slots {

@@ -17,8 +17,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { AmbiguousError, ConfigError, RetryableError, TerminalError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { xmlEscape } from './pain001.js';
-import type { HttpGuard } from '../connectors/http.js';
-import type { Admission } from '../core/breaker.js';
+import { guardedCall, type OutboundGuard } from '../connectors/guarded.js';
 import { LhvErrorCode, LhvRequestRejectedError, maskIbans, type LhvMessage, type LhvResponseType } from './types.js';
 
 /** Options of {@link createLhvClient}. */
@@ -51,7 +50,7 @@ export interface LhvClientOptions {
    * LHV's circuit breaker and the outbound-call metrics: calls are refused (nothing sent) while it
    * is open; 5xx, 429/408 and transport failures count against LHV, any other answer for it.
    */
-  readonly guard?: HttpGuard;
+  readonly guard?: OutboundGuard;
 }
 
 /** Per-call options. */
@@ -206,35 +205,17 @@ export function createLhvClient(options: LhvClientOptions): LhvClient {
     path: string,
     init: { headers?: Record<string, string>; body?: string; moneyMoving?: boolean; signal?: AbortSignal },
   ): Promise<Sent> {
-    const { breaker, metrics } = options.guard ?? {};
-    const service = options.guard?.service ?? 'lhv';
-    const count = (status: string) => metrics?.outboundRequests.inc({ service, operation: op, status });
-    let admission: Admission | undefined;
-    try {
-      admission = breaker?.admit();
-    } catch (err) {
-      count('breaker_open');
-      throw err;
-    }
-    const started = performance.now();
-    try {
-      const res = await exchange(op, method, path, init);
-      count(String(res.status));
-      if (admission) {
-        if (res.status >= 500 || res.status === 429 || res.status === 408) breaker?.failed(admission);
-        else breaker?.succeeded(admission);
-      }
-      return res;
-    } catch (err) {
-      count(err instanceof AmbiguousError ? 'ambiguous' : err instanceof TerminalError ? 'invalid' : 'not_sent');
-      if (admission) {
-        if (init.signal?.aborted || err instanceof TerminalError) breaker?.abandoned(admission);
-        else breaker?.failed(admission);
-      }
-      throw err;
-    } finally {
-      metrics?.outboundDuration.observe({ service, operation: op }, (performance.now() - started) / 1000);
-    }
+    return guardedCall(
+      options.guard,
+      options.guard?.service ?? 'lhv',
+      op,
+      {
+        status: (res) => res.status,
+        failure: (err) => (err instanceof AmbiguousError ? 'ambiguous' : err instanceof TerminalError ? 'invalid' : 'not_sent'),
+        abandoned: (err) => init.signal?.aborted === true || err instanceof TerminalError,
+      },
+      () => exchange(op, method, path, init),
+    );
   }
 
   async function exchange(
