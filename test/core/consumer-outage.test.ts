@@ -1,18 +1,14 @@
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { Breakers, type CircuitBreaker } from '../../shared/core/breaker.js';
-import { FifoConsumer, type FifoConsumerOptions, type HandlerContext } from '../../shared/core/consumer.js';
+import type { FifoConsumerOptions, HandlerContext } from '../../shared/core/consumer.js';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { RetryableError } from '../../shared/errors.js';
-import { silentLogger } from '../../shared/log/logger.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
 import { createResilienceMetrics } from '../../shared/ops/resilience-metrics.js';
+import { freshQueues, testConsumer, testMessage, type TestBody, type TestQueues } from '../support/consumer.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 import { drain, eventually, sendAll, sleep } from '../support/sqs.js';
-
-const Body = z.object({ group: z.string(), seq: z.number().int() });
-type Body = z.infer<typeof Body>;
 
 let stack: TestStack;
 beforeAll(async () => {
@@ -20,14 +16,7 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-async function freshQueues(label: string) {
-  const s = await setupTestStack(label);
-  const queueName = s.names.queue('auth-requests');
-  return { s, queueUrl: s.url(queueName), dlqUrl: s.url(s.names.dlq('auth-requests')), queueName };
-}
-type Queues = Awaited<ReturnType<typeof freshQueues>>;
-
-const msg = (group: string, seq: number) => ({ body: JSON.stringify({ group, seq }), groupId: group, dedupId: `${group}-${seq}` });
+const msg = testMessage;
 
 /** A far side the handler calls through `breaker`, switched up and down by the test. */
 function dependency(breaker: CircuitBreaker) {
@@ -47,30 +36,11 @@ function dependency(breaker: CircuitBreaker) {
   return d;
 }
 
-function consumerFor(
-  q: Queues,
-  handle: (m: Body, ctx: HandlerContext) => Promise<void>,
-  extra: Partial<FifoConsumerOptions<Body>>,
-) {
-  return new FifoConsumer<Body>({
-    sqs: q.s.clients.sqs,
-    queueUrl: q.queueUrl,
-    dlqUrl: q.dlqUrl,
-    queueName: q.queueName,
-    worker: 'test',
-    parse: (body) => Body.parse(JSON.parse(body)),
-    handle,
-    concurrency: 4,
-    waitTimeSec: 1,
-    visibilityTimeoutSec: 6,
-    heartbeatSec: 2,
-    logger: silentLogger(),
-    backoff: { baseMs: 200, maxMs: 400 },
-    ...extra,
-  });
+function consumerFor(q: TestQueues, handle: (m: TestBody, ctx: HandlerContext) => Promise<void>, extra: Partial<FifoConsumerOptions<TestBody>>) {
+  return testConsumer(q, handle, { backoff: { baseMs: 200, maxMs: 400 }, ...extra });
 }
 
-async function visibleAndInFlight(q: Queues): Promise<[number, number]> {
+async function visibleAndInFlight(q: TestQueues): Promise<[number, number]> {
   const a = await q.s.clients.sqs.send(
     new GetQueueAttributesCommand({ QueueUrl: q.queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
   );

@@ -1,15 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { RetryableError, TerminalError } from '../../shared/errors.js';
-import { silentLogger } from '../../shared/log/logger.js';
-import { FifoConsumer, type FifoConsumerOptions, type HandlerResult } from '../../shared/core/consumer.js';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
+import { freshQueues, testConsumer, testMessage } from '../support/consumer.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 import { drain, eventually, sendAll, sleep } from '../support/sqs.js';
-
-const Body = z.object({ group: z.string(), seq: z.number().int() });
-type Body = z.infer<typeof Body>;
 
 let stack: TestStack;
 beforeAll(async () => {
@@ -17,37 +12,8 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-/** A fresh queue pair per test: purging FIFO queues is slow and racy, a new prefix is not. */
-async function freshQueues(label: string) {
-  const s = await setupTestStack(label);
-  const queueName = s.names.queue('auth-requests');
-  return { s, queueUrl: s.url(queueName), dlqUrl: s.url(s.names.dlq('auth-requests')), queueName };
-}
-
-function consumerFor(
-  q: Awaited<ReturnType<typeof freshQueues>>,
-  handle: (m: Body, ctx: Parameters<FifoConsumerOptions<Body>['handle']>[1]) => Promise<HandlerResult | void>,
-  extra: Partial<FifoConsumerOptions<Body>> = {},
-) {
-  return new FifoConsumer<Body>({
-    sqs: q.s.clients.sqs,
-    queueUrl: q.queueUrl,
-    dlqUrl: q.dlqUrl,
-    queueName: q.queueName,
-    worker: 'test',
-    parse: (body) => Body.parse(JSON.parse(body)),
-    handle,
-    concurrency: 4,
-    waitTimeSec: 1,
-    visibilityTimeoutSec: 6,
-    heartbeatSec: 2,
-    logger: silentLogger(),
-    backoff: { baseMs: 1000, maxMs: 4000 },
-    ...extra,
-  });
-}
-
-const msg = (group: string, seq: number, dedup = `${group}-${seq}`) => ({ body: JSON.stringify({ group, seq }), groupId: group, dedupId: dedup });
+const consumerFor = testConsumer;
+const msg = testMessage;
 
 describe('Class: FifoConsumer', () => {
   it('keeps order within each of 64 groups at concurrency 32, while one slow group does not stall the others', async () => {
