@@ -23,6 +23,7 @@ RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY shared ./shared
 COPY workers ./workers
+COPY cli ./cli
 RUN npm run build
 
 # --------------------------------------------------------------- deps: production node_modules

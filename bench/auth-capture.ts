@@ -19,7 +19,7 @@ import { SendMessageBatchCommand, type Message } from '@aws-sdk/client-sqs';
 import { Consumer } from 'sqs-consumer';
 import { FifoConsumer } from '../shared/core/consumer.js';
 import { silentLogger } from '../shared/log/logger.js';
-import { startTokenServiceSandbox } from '../shared/sandbox/token-service-server.js';
+import { startTokenServiceSandbox } from '../cli/sandbox/token-service-server.js';
 import { fmt, quantile, scrape, startBenchStack, startWorker, sum, until } from './harness.js';
 import { preload } from './support.js';
 

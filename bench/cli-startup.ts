@@ -16,8 +16,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAwsClients } from '../shared/aws/clients.js';
-import { bootstrap } from '../shared/bootstrap.js';
-import { EMBEDDED_CREDENTIALS, startEmbeddedStack } from '../shared/embedded/stack.js';
+import { bootstrap } from '../cli/bootstrap.js';
+import { EMBEDDED_CREDENTIALS, startEmbeddedStack } from '../cli/embedded/stack.js';
 
 // The SDK's notice about its future Node 22 floor is noise here (docs/operations.md); bin/payfleet.js sets the same.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -12,9 +12,9 @@
 import type { Message, SQSClient } from '@aws-sdk/client-sqs';
 import { Consumer } from 'sqs-consumer';
 import { createAwsClients } from '../shared/aws/clients.js';
-import { bootstrap } from '../shared/bootstrap.js';
+import { bootstrap } from '../cli/bootstrap.js';
 import { FifoConsumer } from '../shared/core/consumer.js';
-import { EMBEDDED_CREDENTIALS, startEmbeddedStack } from '../shared/embedded/stack.js';
+import { EMBEDDED_CREDENTIALS, startEmbeddedStack } from '../cli/embedded/stack.js';
 import { silentLogger } from '../shared/log/logger.js';
 import { resourceNames } from '../shared/resources.js';
 import { countCalls, preload, type RoundResult, waitUntil } from './support.js';

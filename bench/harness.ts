@@ -6,8 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createAwsClients, type AwsClients } from '../shared/aws/clients.js';
-import { bootstrap } from '../shared/bootstrap.js';
-import { EMBEDDED_CREDENTIALS, freePort, startEmbeddedStack, type EmbeddedStack } from '../shared/embedded/stack.js';
+import { bootstrap } from '../cli/bootstrap.js';
+import { EMBEDDED_CREDENTIALS, freePort, startEmbeddedStack, type EmbeddedStack } from '../cli/embedded/stack.js';
 import { resourceNames, type ResourceNames } from '../shared/resources.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

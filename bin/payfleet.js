@@ -14,14 +14,14 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const root = new URL('../', import.meta.url);
-const source = new URL('workers/cli.ts', root);
-const compiled = new URL('dist/workers/cli.js', root);
+const source = new URL('cli/main.ts', root);
+const compiled = new URL('dist/cli/main.js', root);
 
 // `payfleet start` loads the reference Ledger consumer from test/ (TypeScript, not compiled into
 // dist/), so the demo always runs from the sources; the workers it starts still use dist/.
 const SOURCE_ONLY = new Set(['start']);
 
-/** The first source (under shared/ and workers/, what tsconfig.build.json compiles) newer than its dist/ file. */
+/** The first source (under shared/, workers/ and cli/, what tsconfig.build.json compiles) newer than its dist/ file. */
 function staleSource() {
   const walk = (dir) => {
     if (!existsSync(new URL(dir, root))) return undefined;
@@ -38,7 +38,7 @@ function staleSource() {
     }
     return undefined;
   };
-  return walk('shared/') ?? walk('workers/');
+  return walk('shared/') ?? walk('workers/') ?? walk('cli/');
 }
 
 async function fromSource(reason) {
@@ -55,7 +55,7 @@ const command = process.argv.slice(2).find((a) => !a.startsWith('-'));
 if (!existsSync(source)) {
   if (existsSync(compiled)) await import(compiled.href);
   else {
-    process.stderr.write('payfleet: neither workers/cli.ts nor dist/workers/cli.js exists; run `npm run build`\n');
+    process.stderr.write('payfleet: neither cli/main.ts nor dist/cli/main.js exists; run `npm run build`\n');
     process.exit(2);
   }
 } else if (process.env.PAYFLEET_FROM_SOURCE === '1' || SOURCE_ONLY.has(command)) {

@@ -12,7 +12,7 @@
  *   commit Puts outbox rows: PutItem only).
  * - entity tables through the commit (dynamo-outcomes.ts: Put for a new entity, Update for the
  *   next version) and the repositories (GetItem, consistent reads).
- * - ledger (shared/ledger/dynamo-outbox.ts, sqs-publisher.ts): Query/Scan on events/index/pending,
+ * - ledger (workers/ledger/dynamo-outbox.ts, sqs-publisher.ts): Query/Scan on events/index/pending,
  *   Query on events (a resource's earlier events), UpdateItem (mark emitted, back-off, rehome),
  *   UpdateItem on the membership row in leases; SendMessage(Batch) to ledger-events.
  *
@@ -91,7 +91,7 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     tables: [
       LEASES,
       IDEMPOTENCY,
-      // shared/payout/repo.ts: payouts by key (one, or a batch's worth with BatchGetItem); by-payment
+      // workers/payout/repo.ts: payouts by key (one, or a batch's worth with BatchGetItem); by-payment
       // finds a payout by id; initiable lists what a shard may put in the next batch.
       {
         table: 'payouts',

@@ -10,14 +10,15 @@ import { z } from 'zod';
 import { bootstrapEnvSchema } from '../shared/config/common.js';
 import { workerEnvShape } from '../shared/config/worker.js';
 
-export const WORKER_NAMES = ['auth', 'capture', 'payout', 'ledger'] as const;
-export type WorkerName = (typeof WORKER_NAMES)[number];
+import { WORKER_NAMES, type WorkerName } from '../workers/index.js';
+
+export { WORKER_NAMES, type WorkerName };
 
 /** Defaults of the variables the stack and the workers must agree on, from the workers' schemas. */
 const WORKER_DEFAULTS = z.object(workerEnvShape).parse({ AWS_REGION: 'defaults-only' });
 const BOOTSTRAP_DEFAULTS = bootstrapEnvSchema.parse({ AWS_REGION: 'defaults-only' });
 
-/** pay-connector's defaults for background capture (CONTRACT.md §3); the capture worker owns them. */
+/** pay-connector's defaults for background capture (docs/contract.md §3); the capture worker owns them. */
 export const CAPTURE_DEFAULTS = { maxRetries: 96, retryDelaySec: 3600 } as const;
 
 /** Fargate refuses a stopTimeout above this. */

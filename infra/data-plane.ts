@@ -1,6 +1,6 @@
 /**
  * Every queue and table of the fleet, declared from shared/resources.ts (names, keys, GSIs, TTL,
- * which queues have DLQs), with the same settings `payfleet bootstrap` uses (shared/bootstrap.ts):
+ * which queues have DLQs), with the same settings `payfleet bootstrap` uses (cli/bootstrap.ts):
  * FIFO, 14-day retention, redrive after maxReceiveCount receives, on-demand tables, ALL-projected
  * GSIs. On AWS the stack owns them; bootstrap only verifies them and writes the shard rows.
  *
@@ -48,7 +48,7 @@ export class DataPlane extends Construct {
     for (const key of QUEUE_KEYS) {
       const common = {
         fifo: true,
-        // Producers send MessageDeduplicationId (CONTRACT.md §1); content is not the identity.
+        // Producers send MessageDeduplicationId (docs/contract.md §1); content is not the identity.
         contentBasedDeduplication: false,
         // High-throughput FIFO: limits per message group (per charge/payment), not per queue.
         deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,

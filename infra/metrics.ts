@@ -27,7 +27,7 @@ export const PROM = {
   /** workers/capture/gauges.ts: age of the oldest of those (dashboards). */
   oldestOverdueCaptureAge: 'payfleet_oldest_overdue_capture_age_seconds',
   ledgerLag: 'payfleet_ledger_emission_lag_seconds',
-  /** shared/payout/metrics.ts: age of the oldest payout waiting for initiation, per shard held. */
+  /** workers/payout/metrics.ts: age of the oldest payout waiting for initiation, per shard held. */
   payoutOldestWaiting: 'payfleet_payout_oldest_waiting_seconds',
   /** Transient failures handed back with backoff (dashboard). */
   retried: 'payfleet_messages_retried_total',

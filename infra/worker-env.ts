@@ -49,7 +49,7 @@ export function secretName(prefix: string, key: SecretKey): string {
 }
 
 /**
- * The processor connectors (CONTRACT.md §7) as auth and capture read them
+ * The processor connectors (docs/contract.md §7) as auth and capture read them
  * (shared/connectors/registry.ts connectorEnvShape). A processor is wired only when enabled, so a
  * deployment without Worldpay does not need (or reference) its secret. Only auth decrypts payment
  * tokens, so only auth is given the token service.

@@ -1,5 +1,5 @@
 /**
- * One error base, three branches, one classifier (STYLE.md §4).
+ * One error base, three branches, one classifier.
  *
  * - {@link RetryableError}: nothing happened that matters; trying again later is safe
  *   (throttling, 5xx, connection refused before the request went out, transaction conflicts).
@@ -11,7 +11,7 @@
  * Node's `code` on system errors.
  */
 
-/** Codes that appear in `payfleet-error-code` on dead letters (CONTRACT.md §6). Open-ended. */
+/** Codes that appear in `payfleet-error-code` on dead letters (docs/contract.md §6). Open-ended. */
 export type ErrorCode =
   | 'INVALID_MESSAGE'
   | 'UNKNOWN_PROCESSOR'

@@ -17,7 +17,7 @@
 export const QUEUE_KEYS = ['auth-requests', 'capture-requests', 'payout-events', 'ledger-events'] as const;
 export type QueueKey = (typeof QUEUE_KEYS)[number];
 
-/** Queues that have a DLQ (CONTRACT.md §1): the three the fleet consumes. */
+/** Queues that have a DLQ (docs/contract.md §1): the three the fleet consumes. */
 export const QUEUES_WITH_DLQ: readonly QueueKey[] = ['auth-requests', 'capture-requests', 'payout-events'];
 
 export const TABLE_KEYS = ['leases', 'idempotency', 'charges', 'events', 'payouts', 'batches'] as const;

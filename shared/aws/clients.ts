@@ -34,7 +34,7 @@ function handlerFor(service: AwsService, deadlines: AwsDeadlines, maxSockets: nu
 }
 
 /**
- * The one place SDK clients are built (STYLE.md §1): entrypoints call this and inject the result.
+ * The one place SDK clients are built: entrypoints call this and inject the result.
  * The endpoint is always explicit when configured: fauxqs' queue URLs name hosts that do not
  * resolve, so the SQS client must never take the endpoint from a queue URL.
  */

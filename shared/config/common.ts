@@ -105,7 +105,7 @@ export function toAwsDeadlines(
 
 /**
  * Turn parsed AWS variables into {@link AwsConfig}. A worker has no embedded fallback: with no
- * endpoint and no credential source it refuses to start and says what to set (CONTRACT.md §8).
+ * endpoint and no credential source it refuses to start and says what to set (docs/contract.md §8).
  */
 export function toAwsConfig(env: z.output<typeof awsEnvSchema>): AwsConfig {
   const sqsEndpoint = env.AWS_ENDPOINT_URL_SQS ?? env.AWS_ENDPOINT_URL;

@@ -6,7 +6,7 @@ import { int, parseEnv } from './env.js';
 
 /**
  * Variables every worker reads (the consumer, leases, shutdown, ops). Units are in the names.
- * docs/operations.md lists them all; each worker adds its own on top (see workers/<name>/config.ts).
+ * docs/operations.md lists them all; each worker adds its own on top (the `env` of its spec, workers/<name>/main.ts).
  */
 export const workerEnvShape = {
   ...awsEnvShape,

@@ -4,7 +4,7 @@
  * Built once per worker process by its entrypoint (connectors own keep-alive pools; `close()`
  * releases them on shutdown). A message naming a processor this deployment does not know or has not
  * configured is bad input: {@link ProcessorRegistry.get} throws TerminalError('UNKNOWN_PROCESSOR'),
- * which the worker dead-letters (CONTRACT.md §6) — redrivable once the processor is configured.
+ * which the worker dead-letters (docs/contract.md §6) — redrivable once the processor is configured.
  */
 import { z } from 'zod';
 import { url } from '../config/env.js';
@@ -85,7 +85,7 @@ export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): P
 }
 
 /**
- * Environment variables of the processors (CONTRACT.md §7), for a worker's config schema to spread
+ * Environment variables of the processors (docs/contract.md §7), for a worker's config schema to spread
  * in (the capture worker needs only these). A processor is configured when its credentials are set.
  */
 export const processorEnvShape = {

@@ -1,7 +1,7 @@
 /**
  * A decrypted card that refuses to leave the process by accident.
  *
- * Card data must never appear in logs, DLQs, tables or events (CONTRACT.md §6). Masking at the log
+ * Card data must never appear in logs, DLQs, tables or events (docs/contract.md §6). Masking at the log
  * sink is the last line of defence; this type is the first: it has no enumerable own properties,
  * serialises to the marker `'[SensitiveCard]'` (JSON, `toString`, `util.inspect`), and throws on
  * coercion to a primitive (`${card}`, `card + ''`, `card == x`), so the usual ways a value escapes
@@ -12,7 +12,7 @@
  */
 import { inspect } from 'node:util';
 
-/** The card fields as the Payment Token Service returns them (CONTRACT.md §7). */
+/** The card fields as the Payment Token Service returns them (docs/contract.md §7). */
 export interface CardFields {
   /** 12-19 digits, no separators. */
   readonly number: string;

@@ -1,5 +1,5 @@
 /**
- * Client for the Payment Token Service (CONTRACT.md §7):
+ * Client for the Payment Token Service (docs/contract.md §7):
  * `POST {baseUrl}/v1/tokens/{paymentTokenId}/decrypt` -> `{"card":{...}}`.
  *
  *   200                      -> SensitiveCard (body validated; an invalid body is retryable, never echoed)

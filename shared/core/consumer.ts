@@ -521,7 +521,7 @@ export class FifoConsumer<T> {
   }
 
   /**
-   * Staged, idempotent shutdown (STYLE.md §8); every stage has its own try/catch:
+   * Staged, idempotent shutdown; every stage has its own try/catch:
    * stop receiving -> let open long polls finish -> drain in-flight work within `graceMs` ->
    * abort what is left and hand back everything unfinished (visibility 0) -> flush deletes.
    */

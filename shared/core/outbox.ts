@@ -139,7 +139,7 @@ export function fromEventItem(item: Record<string, unknown>): StoredEvent {
   };
 }
 
-/** The body of a message on ledger-events.fifo (CONTRACT.md §5). */
+/** The body of a message on ledger-events.fifo (docs/contract.md §5). */
 export interface LedgerMessage {
   readonly event_id: string;
   readonly resource_type: ResourceType;
@@ -153,7 +153,7 @@ export interface LedgerMessage {
   readonly event_details: Record<string, unknown>;
 }
 
-/** Exactly the CONTRACT.md §5 body for a stored event (send with MessageGroupId = resource id). */
+/** Exactly the docs/contract.md §5 body for a stored event (send with MessageGroupId = resource id). */
 export function toLedgerMessage(stored: StoredEvent): LedgerMessage {
   return {
     event_id: stored.eventId,

@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { MessageParseError } from '../errors.js';
 
 /**
- * Parse a message body as JSON and validate it with `schema` (STYLE.md §6). A failure is a terminal
+ * Parse a message body as JSON and validate it with `schema`. A failure is a terminal
  * MessageParseError naming the zod path and the message id, never the value: bodies can hold
  * anything an upstream put in them.
  */

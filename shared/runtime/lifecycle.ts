@@ -15,7 +15,7 @@ export interface LifecycleOptions {
 }
 
 /**
- * Signal handling for a worker process (CONTRACT.md §8):
+ * Signal handling for a worker process (docs/contract.md §8):
  * - the first SIGTERM/SIGINT runs the shutdown stages in order and exits 0;
  * - a second signal, or the force timeout, exits at once (1);
  * - an unhandled rejection or uncaught exception is logged and exits non-zero after the stages

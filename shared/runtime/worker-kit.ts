@@ -25,11 +25,10 @@ import { startOpsServer, type ReadinessCheck } from '../ops/server.js';
 import { resourceNames, type QueueKey, type ResourceNames, type TableKey } from '../resources.js';
 import { Lifecycle } from './lifecycle.js';
 
-export type WorkerName = 'auth' | 'capture' | 'payout' | 'ledger';
-
 /** Everything a worker's handlers may use; built once by {@link runWorker}, injected everywhere. */
 export interface WorkerKit<C> {
-  readonly worker: WorkerName;
+  /** The worker's name (workers/index.ts lists them). */
+  readonly worker: string;
   /** Unique per process: `<worker>-<host>-<pid>-<random>`; the owner of every lease it takes. */
   readonly ownerId: string;
   readonly config: WorkerConfig;
@@ -83,21 +82,34 @@ export interface WorkerPlan<T> {
   readonly started?: Record<string, unknown>;
 }
 
-export interface WorkerSpec<S extends z.ZodRawShape, T> {
-  readonly worker: WorkerName;
+/** The parsed variables of a worker: the common ones and its own. */
+export type WorkerEnv<S extends z.ZodRawShape> = z.output<z.ZodObject<typeof workerEnvShape & S>>;
+
+/**
+ * A worker, declared: its variables, how they become its settings `C`, and how its handlers and
+ * loops are built from the kit (typed with those settings). {@link runWorker} runs it; workers/index.ts
+ * lists every worker's spec.
+ */
+export interface WorkerSpec<S extends z.ZodRawShape, C, T> {
+  readonly worker: string;
   /** Extra environment variables of this worker (zod shape keyed by variable name). */
   readonly env?: S;
   /** Extra cross-field checks on the worker's variables. */
-  readonly refine?: (env: z.output<z.ZodObject<typeof workerEnvShape & S>>, ctx: z.RefinementCtx) => void;
+  readonly refine?: (env: WorkerEnv<S>, ctx: z.RefinementCtx) => void;
   /** Turn the worker's parsed variables into its settings object. */
-  readonly settings: (env: z.output<z.ZodObject<typeof workerEnvShape & S>>) => unknown;
+  readonly settings: (env: WorkerEnv<S>) => C;
   /** Build handlers and loops from the kit. */
-  readonly build: (kit: WorkerKit<never>) => Promise<WorkerPlan<T>> | WorkerPlan<T>;
+  readonly build: (kit: WorkerKit<C>) => Promise<WorkerPlan<T>> | WorkerPlan<T>;
+}
+
+/** Declare a worker with its types inferred (settings flow into `build`'s kit). */
+export function defineWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<S, C, T>): WorkerSpec<S, C, T> {
+  return spec;
 }
 
 /** Parse a worker's whole configuration once (common + its own), frozen. Throws ConfigError. */
 export function loadConfig<S extends z.ZodRawShape>(
-  spec: Pick<WorkerSpec<S, unknown>, 'env' | 'refine'>,
+  spec: Pick<WorkerSpec<S, unknown, unknown>, 'env' | 'refine'>,
   env: Record<string, string | undefined> = process.env,
 ) {
   // The endpoint/credentials check runs even when other variables failed, so a bare environment is
@@ -138,7 +150,7 @@ export function tableCheck(kit: Pick<WorkerKit<unknown>, 'clients' | 'names'>, t
  * long poll finish, drains within the grace period and hands back the rest -> background loops
  * stop -> leases released -> ops server closed -> clients destroyed -> logs flushed.
  */
-export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, T>): Promise<void> {
+export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<S, C, T>): Promise<void> {
   let loaded: ReturnType<typeof loadConfig<S>>;
   try {
     loaded = loadConfig(spec);
@@ -210,7 +222,7 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
     return p;
   };
 
-  const kit: WorkerKit<unknown> = {
+  const kit: WorkerKit<C> = {
     worker: spec.worker,
     ownerId,
     config,
@@ -229,7 +241,7 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
     httpGuard: (service) => ({ breaker: breakers.get(service), service, metrics: resilience }),
     queueUrl,
   };
-  const plan = await spec.build(kit as WorkerKit<never>);
+  const plan = await spec.build(kit);
 
   let consumer: FifoConsumer<T> | undefined;
   if (plan.consume) {
@@ -301,7 +313,7 @@ export async function runWorker<S extends z.ZodRawShape, T>(spec: WorkerSpec<S, 
 /**
  * Refuse to start when the consumer's attempt budget is not below the queue's redrive
  * `maxReceiveCount`: SQS would then move a message to the DLQ itself, before the worker could,
- * and without the reason attributes operators rely on (CONTRACT.md §6).
+ * and without the reason attributes operators rely on (docs/contract.md §6).
  */
 export async function checkAttemptBudget(sqs: SQSClient, queueUrl: string, queueName: string, maxAttempts: number, worker: string): Promise<void> {
   const attrs = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }))).Attributes;

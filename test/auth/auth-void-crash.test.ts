@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
-import { STRIPE_SANDBOX_MISMATCH_AMOUNT } from '../../shared/sandbox/stripe-server.js';
+import { STRIPE_SANDBOX_MISMATCH_AMOUNT } from '../../cli/sandbox/stripe-server.js';
 import { authRequest, readCharge, readEvents } from '../support/charges.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { drain, eventually, sendAll } from '../support/sqs.js';

@@ -9,11 +9,11 @@ import { createLeaseKeeper, type LeaseKeeper } from '../../shared/core/lease-kee
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { AuthoriseOutcome, ProcessorConnector, VoidOutcome } from '../../shared/connectors/types.js';
-import { createChargeRepository } from '../../shared/domain/charge-repo.js';
+import { createChargeRepository } from '../../shared/charges/repo.js';
 import { createLogger } from '../../shared/log/logger.js';
 import { createAuthHandler, type AuthDeps } from '../../workers/auth/handler.js';
 import { parseAuthorisationRequested } from '../../workers/auth/schema.js';
-import { chargeReport } from '../../workers/commands/charge.js';
+import { chargeReport } from '../../cli/commands/charge.js';
 import { authRequest, readCharge, readEvents } from '../support/charges.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 

@@ -1,6 +1,6 @@
-import { startStripeSandbox, type StripeSandbox } from '../../shared/sandbox/stripe-server.js';
-import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../shared/sandbox/token-service-server.js';
-import { startWorldpaySandbox, type WorldpaySandbox } from '../../shared/sandbox/worldpay-server.js';
+import { startStripeSandbox, type StripeSandbox } from '../../cli/sandbox/stripe-server.js';
+import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../cli/sandbox/token-service-server.js';
+import { startWorldpaySandbox, type WorldpaySandbox } from '../../cli/sandbox/worldpay-server.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import type { TestStack } from '../support/stack.js';
 

@@ -8,8 +8,8 @@ import { setupTestStack, type TestStack } from '../support/stack.js';
 import { createFleet, scanAll, startSandboxes, type Fleet, type Sandboxes, type WorkerName } from './fleet.js';
 
 /**
- * The fleet's guarantees together, under faults (CONTRACT.md §4; issue 10). Sizes are bounded for
- * CI; bench/chaos.ts runs the same scenario larger.
+ * The fleet's guarantees together, under faults (docs/contract.md §4; issue 10). Sizes are bounded for
+ * CI.
  *
  * Load: CHAOS_CHARGES charges across the sandbox, Stripe-shaped and Worldpay-shaped processors
  * (1 in 10 declined), every AuthorisationRequested and CaptureRequested sent twice under different

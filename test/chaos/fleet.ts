@@ -4,10 +4,10 @@
  * oracle's readings (tables, sandbox counters, DLQ, the reference Ledger consumer).
  */
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
-import { startLhvSandbox, type LhvSandbox } from '../../shared/sandbox/lhv-server.js';
-import { startStripeSandbox, type StripeSandbox } from '../../shared/sandbox/stripe-server.js';
-import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../shared/sandbox/token-service-server.js';
-import { startWorldpaySandbox, type WorldpaySandbox } from '../../shared/sandbox/worldpay-server.js';
+import { startLhvSandbox, type LhvSandbox } from '../../cli/sandbox/lhv-server.js';
+import { startStripeSandbox, type StripeSandbox } from '../../cli/sandbox/stripe-server.js';
+import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../cli/sandbox/token-service-server.js';
+import { startWorldpaySandbox, type WorldpaySandbox } from '../../cli/sandbox/worldpay-server.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import type { TestStack } from '../support/stack.js';
 

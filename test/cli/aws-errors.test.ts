@@ -13,7 +13,7 @@ import { ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
 import { QueueDoesNotExist } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AwsFailure, classifyAwsFailure, describeAwsFailure } from '../../shared/aws/errors.js';
-import { freePort } from '../../shared/embedded/stack.js';
+import { freePort } from '../../cli/embedded/stack.js';
 import { startProcess } from '../support/processes.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 import { runCli } from './support.js';

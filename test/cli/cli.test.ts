@@ -1,6 +1,6 @@
 /**
  * Command: the `payfleet` binary as upstream teams and operators run it — `--help` everywhere,
- * exit codes, and `send` (ids derived per CONTRACT.md §1, bodies byte for byte, per-line errors).
+ * exit codes, and `send` (ids derived per docs/contract.md §1, bodies byte for byte, per-line errors).
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

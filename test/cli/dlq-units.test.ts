@@ -8,9 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES, lineageAttributes, readLineage, sendToDlq } from '../../shared/core/dlq.js';
 import { maskPans } from '../../shared/log/redact.js';
 import { findCardData } from '../support/card-scan.js';
-import { sinceOption } from '../../workers/commands/dlq-common.js';
-import { byFailure, cursorOf, type DeadLetterView, isAfterCursor, matchId } from '../../workers/commands/dlq-letters.js';
-import { snapshotStatus } from '../../workers/commands/dlq-pass.js';
+import { sinceOption } from '../../cli/commands/dlq-common.js';
+import { byFailure, cursorOf, type DeadLetterView, isAfterCursor, matchId } from '../../cli/commands/dlq-letters.js';
+import { snapshotStatus } from '../../cli/commands/dlq-pass.js';
 
 function capturingSqs(): { sqs: SQSClient; sent: SendMessageCommandInput[] } {
   const sent: SendMessageCommandInput[] = [];

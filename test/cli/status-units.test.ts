@@ -10,9 +10,9 @@ import {
   StatusUsageError,
   summariseMetrics,
   type WorkerStatus,
-} from '../../workers/commands/status-ops.js';
-import { breakerRows, cloudWatchAgeReader, type FleetStatus, type MetricDataInput } from '../../workers/commands/status-snapshot.js';
-import { formatAge, renderStatus, statusLine } from '../../workers/commands/status.js';
+} from '../../cli/commands/status-ops.js';
+import { breakerRows, cloudWatchAgeReader, type FleetStatus, type MetricDataInput } from '../../cli/commands/status-snapshot.js';
+import { formatAge, renderStatus, statusLine } from '../../cli/commands/status.js';
 
 describe('Unit: ops endpoints (--ops, PAYFLEET_OPS_URLS)', () => {
   it('reads name=url pairs, trims a trailing slash, and keeps the order given', () => {

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
 import { createResilienceMetrics } from '../../shared/ops/resilience-metrics.js';
-import type { FleetStatus } from '../../workers/commands/status.js';
+import type { FleetStatus } from '../../cli/commands/status.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import { eventually } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';

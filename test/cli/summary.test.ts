@@ -1,11 +1,11 @@
 /**
- * Unit: the `npm start` summary (workers/demo/summary.ts) is an oracle, so it must be able to fail.
+ * Unit: the `npm start` summary (cli/demo/summary.ts) is an oracle, so it must be able to fail.
  * Prepare a world where everything held, then break one guarantee at a time.
  */
 import { describe, expect, it } from 'vitest';
-import type { DeadLetterView } from '../../workers/commands/dlq-letters.js';
-import { planDemo } from '../../workers/demo/load.js';
-import { checkInvariants, renderSummary, type SummaryInput } from '../../workers/demo/summary.js';
+import type { DeadLetterView } from '../../cli/commands/dlq-letters.js';
+import { planDemo } from '../../cli/demo/load.js';
+import { checkInvariants, renderSummary, type SummaryInput } from '../../cli/demo/summary.js';
 
 const plan = planDemo({ charges: 24, payouts: 10 });
 

@@ -3,8 +3,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import { buildAuthoriseForm, createStripeConnector, type StripeConnector } from '../../shared/connectors/stripe.js';
 import type { AuthoriseOutcome, AuthoriseRequest } from '../../shared/connectors/types.js';
-import { startHttpServer } from '../../shared/sandbox/http-server.js';
-import { startStripeSandbox, STRIPE_SANDBOX_MISMATCH_AMOUNT, type StripeSandbox } from '../../shared/sandbox/stripe-server.js';
+import { startHttpServer } from '../../cli/sandbox/http-server.js';
+import { startStripeSandbox, STRIPE_SANDBOX_MISMATCH_AMOUNT, type StripeSandbox } from '../../cli/sandbox/stripe-server.js';
 
 let fake: StripeSandbox;
 let stripe: StripeConnector;

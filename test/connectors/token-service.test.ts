@@ -2,8 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpClient, HttpAmbiguousError, HttpNotSentError, parseRetryAfterMs } from '../../shared/connectors/http.js';
 import { createTokenServiceClient, type TokenServiceClient } from '../../shared/connectors/token-service.js';
 import { RetryableError, TerminalError } from '../../shared/errors.js';
-import { startHttpServer, sendJson, type StartedHttpServer } from '../../shared/sandbox/http-server.js';
-import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../shared/sandbox/token-service-server.js';
+import { startHttpServer, sendJson, type StartedHttpServer } from '../../cli/sandbox/http-server.js';
+import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../cli/sandbox/token-service-server.js';
 
 /** A URL nothing listens on (a server we started and stopped). */
 async function deadUrl(): Promise<string> {

@@ -10,8 +10,8 @@ import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { AuthoriseRequest } from '../../shared/connectors/types.js';
 import { createWorldpayConnector, type WorldpayConnector } from '../../shared/connectors/worldpay.js';
 import { buildOrderSubmit, parseReply, WORLDPAY_DOCTYPE } from '../../shared/connectors/worldpay-xml.js';
-import { startHttpServer } from '../../shared/sandbox/http-server.js';
-import { startWorldpaySandbox, type WorldpaySandbox } from '../../shared/sandbox/worldpay-server.js';
+import { startHttpServer } from '../../cli/sandbox/http-server.js';
+import { startWorldpaySandbox, type WorldpaySandbox } from '../../cli/sandbox/worldpay-server.js';
 
 const CVC = '987';
 const HOLDER = 'Ada <Lovelace> & "Co"';

@@ -5,7 +5,7 @@ import { createDynamoOutcomeStore } from '../../shared/core/dynamo-outcomes.js';
 import { CommitTooLargeError, ConflictError, InvalidCommitError } from '../../shared/core/errors.js';
 import { eventIdFor, ledgerShardOf, toLedgerMessage } from '../../shared/core/outbox.js';
 import type { CommitRequest, EntityChange, OutcomeStore } from '../../shared/core/ports.js';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 
 let stack: TestStack;

@@ -1,5 +1,5 @@
 /**
- * The fence (CONTRACT.md §4.3): a worker whose lease was lost — paused past its expiry,
+ * The fence (docs/contract.md §4.3): a worker whose lease was lost — paused past its expiry,
  * partitioned — cannot commit, and nothing it tried to write becomes visible.
  *
  *   A  acquire(c1) tok n ─ begin(r1, n) ─ ░░░░░ paused (its clock frozen) ░░░░░ ─ commit ✗ LeaseLostError

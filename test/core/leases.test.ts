@@ -8,7 +8,7 @@ import { createDynamoLeaseStore } from '../../shared/core/dynamo-leases.js';
 import { LeaseHeldError, LeaseLostError } from '../../shared/core/errors.js';
 import { createLeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { Lease, LeaseStore } from '../../shared/core/ports.js';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { ledgerShardKey, payoutShardKey } from '../../shared/resources.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 

@@ -21,7 +21,7 @@ import { createDynamoOutcomeStore } from '../../shared/core/dynamo-outcomes.js';
 import { createLeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { Lease } from '../../shared/core/ports.js';
 import { processOnce } from '../../shared/core/work.js';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { startFaultProxy, type FaultProxy, type LoseRule } from '../support/fault-proxy.js';
 import { eventually } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';

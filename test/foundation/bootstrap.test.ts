@@ -1,5 +1,5 @@
 /**
- * Function: bootstrap (shared/bootstrap.ts) and `payfleet bootstrap`, against the run's embedded stack.
+ * Function: bootstrap (cli/bootstrap.ts) and `payfleet bootstrap`, against the run's embedded stack.
  *
  * Every expectation about keys, indexes and TTL is read from resources.ts (the one source of truth),
  * so a bootstrap that forgets an index, a sort key, a TTL or a redrive policy fails here.
@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { GetQueueAttributesCommand, SetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { DescribeTableCommand, DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
-import { bootstrap, type BootstrapReport } from '../../shared/bootstrap.js';
+import { bootstrap, type BootstrapReport } from '../../cli/bootstrap.js';
 import { createAwsClients, type AwsClients } from '../../shared/aws/clients.js';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import {
   QUEUE_KEYS,
   QUEUES_WITH_DLQ,
@@ -103,7 +103,7 @@ describe('Function: bootstrap', () => {
         expect(policy.deadLetterTargetArn).toBe(dlqAttrs.QueueArn);
         expect(policy.deadLetterTargetArn).toMatch(new RegExp(`:${names.dlq(key).replace(/\./g, '\\.')}$`));
       } else {
-        // ledger-events is read by the Ledger, not by us: no DLQ is attached (CONTRACT.md §1).
+        // ledger-events is read by the Ledger, not by us: no DLQ is attached (docs/contract.md §1).
         expect(attrs.RedrivePolicy, key).toBeUndefined();
       }
     }

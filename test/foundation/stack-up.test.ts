@@ -1,6 +1,6 @@
 /**
  * Command: `payfleet stack up` as an operator runs it (a child process with a clean environment),
- * and the Java checks of shared/embedded/java.ts.
+ * and the Java checks of cli/embedded/java.ts.
  *
  * The no-orphan checks look for the DynamoDB Local of *that* process by its port, so the run's own
  * stack (global setup) and other suites' stacks never match.
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { ReceiveMessageCommand, SendMessageCommand, GetQueueUrlCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
-import { JavaMissingError, parseJavaMajor, requireJava17 } from '../../shared/embedded/java.js';
+import { JavaMissingError, parseJavaMajor, requireJava17 } from '../../cli/embedded/java.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const cleanEnv = (): Record<string, string> => ({ PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' });

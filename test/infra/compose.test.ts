@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { WORKERS } from '../../workers/commands/worker.js';
+import { WORKER_NAMES as WORKERS } from '../../workers/index.js';
 import { bootstrapSchema, problemsOf, ROOT, workerSchema, type ProcessSchema } from './schemas.js';
 
 /**

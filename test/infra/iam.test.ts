@@ -181,7 +181,7 @@ const KIT_USES: { readonly signal: RegExp; readonly actions: readonly string[] }
   { signal: /\boutcomes\b/, actions: COMMAND_ACTIONS.TransactWrite! },
   { signal: /queueUrl\(/, actions: ['sqs:GetQueueUrl'] },
 ];
-const NOT_SCANNED = /^(shared\/(runtime|core|aws|embedded)\/|shared\/bootstrap\.ts$)/;
+const NOT_SCANNED = /^(shared\/(runtime|core|aws)\/|cli\/)/;
 
 function importGraph(entry: string, skip?: RegExp): string[] {
   const seen = new Set<string>();

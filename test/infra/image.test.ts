@@ -82,7 +82,7 @@ describe('Image contents', () => {
       packages: Record<string, { dev?: boolean }>;
     };
     const missing: string[] = [];
-    for (const file of [...sourceFiles(join(ROOT, 'shared')), ...sourceFiles(join(ROOT, 'workers'))]) {
+    for (const file of [...sourceFiles(join(ROOT, 'shared')), ...sourceFiles(join(ROOT, 'workers')), ...sourceFiles(join(ROOT, 'cli'))]) {
       const text = readFileSync(file, 'utf8');
       for (const m of text.matchAll(/^\s*import\s+(?!type\b)[^'"]*?from\s+'([^.'][^']*)'/gm)) {
         const spec = m[1]!;
@@ -118,7 +118,7 @@ describe('Image contents', () => {
       cpSync(join(ROOT, 'bin'), join(dir, 'bin'), { recursive: true });
       cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
       symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
-      expect(existsSync(join(dir, 'dist', 'workers', 'cli.js'))).toBe(true);
+      expect(existsSync(join(dir, 'dist', 'cli', 'main.js'))).toBe(true);
       const { stdout } = await run(process.execPath, [join(dir, 'bin', 'payfleet.js'), '--help'], { cwd: dir, timeout: 60_000 });
       expect(stdout).toMatch(/worker <name>/);
       expect(stdout).toMatch(/bootstrap/);

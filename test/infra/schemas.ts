@@ -27,10 +27,10 @@ type Invariants = (env: never, ctx: z.RefinementCtx) => void;
 
 /**
  * The worker's own env shape and cross-field checks (`<worker>Invariants`, when exported next to
- * the shape), or undefined while neither workers/<worker>/main.ts nor shared/<worker>/config.ts exists.
+ * the shape), or undefined while neither workers/<worker>/main.ts nor workers/<worker>/config.ts exists.
  */
 export async function workerOwn(worker: string): Promise<{ shape: z.ZodRawShape; invariants?: Invariants } | undefined> {
-  const files = [join(ROOT, 'workers', worker, 'main.ts'), join(ROOT, 'shared', worker, 'config.ts')].filter((f) =>
+  const files = [join(ROOT, 'workers', worker, 'main.ts'), join(ROOT, 'workers', worker, 'config.ts')].filter((f) =>
     existsSync(f),
   );
   if (files.length === 0) return undefined;

@@ -1,9 +1,9 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../shared/log/logger.js';
-import { DEFAULT_LEDGER_SETTINGS } from '../../shared/ledger/config.js';
-import { createLedgerMetrics } from '../../shared/ledger/metrics.js';
-import { createShardEmitter, type PassContext } from '../../shared/ledger/shard-emitter.js';
+import { DEFAULT_LEDGER_SETTINGS } from '../../workers/ledger/config.js';
+import { createLedgerMetrics } from '../../workers/ledger/metrics.js';
+import { createShardEmitter, type PassContext } from '../../workers/ledger/shard-emitter.js';
 import { FakeOutbox, FakeQueue } from './support/fakes.js';
 
 /**

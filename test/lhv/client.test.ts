@@ -1,11 +1,11 @@
 import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AmbiguousError, ConfigError, RetryableError, TerminalError } from '../../shared/errors.js';
-import { createLhvClient, type LhvClient } from '../../shared/lhv/client.js';
-import { buildPain001, newBatchIdempotencyKey } from '../../shared/lhv/pain001.js';
-import { isDuplicateRejection, parsePain002 } from '../../shared/lhv/pain002.js';
-import { LhvRequestRejectedError, type PayoutInstruction } from '../../shared/lhv/types.js';
-import { startLhvSandbox, type LhvSandbox } from '../../shared/sandbox/lhv-server.js';
+import { createLhvClient, type LhvClient } from '../../workers/payout/lhv/client.js';
+import { buildPain001, newBatchIdempotencyKey } from '../../workers/payout/lhv/pain001.js';
+import { isDuplicateRejection, parsePain002 } from '../../workers/payout/lhv/pain002.js';
+import { LhvRequestRejectedError, type PayoutInstruction } from '../../workers/payout/lhv/types.js';
+import { startLhvSandbox, type LhvSandbox } from '../../cli/sandbox/lhv-server.js';
 
 const DEBTOR = { name: 'Payfleet Payouts', iban: 'EE382200221020145685', bic: 'LHVBEE22' };
 const IBAN = 'DE89370400440532013000';

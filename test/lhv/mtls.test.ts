@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmbiguousError, RetryableError } from '../../shared/errors.js';
-import { createLhvClient } from '../../shared/lhv/client.js';
-import { buildPain001, newBatchIdempotencyKey } from '../../shared/lhv/pain001.js';
-import { startLhvSandbox, type LhvSandbox } from '../../shared/sandbox/lhv-server.js';
+import { createLhvClient } from '../../workers/payout/lhv/client.js';
+import { buildPain001, newBatchIdempotencyKey } from '../../workers/payout/lhv/pain001.js';
+import { startLhvSandbox, type LhvSandbox } from '../../cli/sandbox/lhv-server.js';
 
 /** Throw-away PKI made with the openssl CLI: a CA, a server cert for 127.0.0.1, a client cert, and a rogue client. */
 function makePki(dir: string) {

@@ -9,8 +9,8 @@ import {
   parsePain001,
   toEndToEndId,
   toSepaText,
-} from '../../shared/lhv/pain001.js';
-import { PAIN001_NS, type Pain001Batch, type PayoutInstruction } from '../../shared/lhv/types.js';
+} from '../../workers/payout/lhv/pain001.js';
+import { PAIN001_NS, type Pain001Batch, type PayoutInstruction } from '../../workers/payout/lhv/types.js';
 
 const DEBTOR = { name: 'Payfleet Payouts OÜ', iban: 'EE382200221020145685', bic: 'LHVBEE22' };
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TerminalError } from '../../shared/errors.js';
-import { buildPain002, groupStatusOf, parsePain002 } from '../../shared/lhv/pain002.js';
+import { buildPain002, groupStatusOf, parsePain002 } from '../../workers/payout/lhv/pain002.js';
 
 /** Shaped like LHV's published pain.002.001.10 samples: prefixed, partial rejection, two reasons. */
 const LHV_STYLE = `<?xml version="1.0" encoding="UTF-8"?>

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildPain001, newBatchIdempotencyKey } from '../../shared/lhv/pain001.js';
-import type { PayoutInstruction } from '../../shared/lhv/types.js';
-import { startLhvSandbox, type LhvSandbox, type LhvSandboxStats } from '../../shared/sandbox/lhv-server.js';
+import { buildPain001, newBatchIdempotencyKey } from '../../workers/payout/lhv/pain001.js';
+import type { PayoutInstruction } from '../../workers/payout/lhv/types.js';
+import { startLhvSandbox, type LhvSandbox, type LhvSandboxStats } from '../../cli/sandbox/lhv-server.js';
 
 const DEBTOR = { name: 'Payfleet Payouts', iban: 'EE382200221020145685', bic: 'LHVBEE22' };
 const IBAN = 'DE89370400440532013000';

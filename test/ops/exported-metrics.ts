@@ -5,11 +5,11 @@
  * is written under its own name (ours all end in `_total`), a histogram as `<name>_bucket` (with
  * `le`), `<name>_sum` and `<name>_count`, a summary as `<name>` (with `quantile`), `_sum`, `_count`.
  */
-import { createLedgerMetrics } from '../../shared/ledger/metrics.js';
+import { createLedgerMetrics } from '../../workers/ledger/metrics.js';
 import { silentLogger } from '../../shared/log/logger.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
 import { createResilienceMetrics } from '../../shared/ops/resilience-metrics.js';
-import { createPayoutMetrics } from '../../shared/payout/metrics.js';
+import { createPayoutMetrics } from '../../workers/payout/metrics.js';
 import { createAuthMetrics } from '../../workers/auth/metrics.js';
 import { createCaptureGauges } from '../../workers/capture/gauges.js';
 import { createCaptureMetrics } from '../../workers/capture/metrics.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDynamoDbLocal, type DynamoDbLocal } from '../../shared/embedded/stack.js';
+import { startDynamoDbLocal, type DynamoDbLocal } from '../../cli/embedded/stack.js';
 import { startAuthSandboxes, startAuthWorker, type AuthSandboxes } from '../auth/support.js';
 import { authRequest, readCharge } from '../support/charges.js';
 import type { WorkerProcess } from '../support/processes.js';

@@ -1,6 +1,6 @@
 import { createAwsClients } from '../../shared/aws/clients.js';
-import { bootstrap } from '../../shared/bootstrap.js';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { bootstrap } from '../../cli/bootstrap.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { resourceNames } from '../../shared/resources.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { stackEndpoints, uniquePrefix, type TestStack } from '../support/stack.js';

@@ -12,9 +12,9 @@
  * The workers recheck readiness only hourly here, so the only probes are those of starting workers.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { toEndToEndId } from '../../shared/lhv/pain001.js';
-import type { LhvSandbox } from '../../shared/sandbox/lhv-server.js';
-import type { FaultRuleInput } from '../../shared/sandbox/faults.js';
+import { toEndToEndId } from '../../workers/payout/lhv/pain001.js';
+import type { LhvSandbox } from '../../cli/sandbox/lhv-server.js';
+import type { FaultRuleInput } from '../../cli/sandbox/faults.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { eventually } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';

@@ -1,6 +1,6 @@
-/** `payfleet payout` alone, for the CLI test (workers/cli.ts wires it in the real binary). */
+/** `payfleet payout` alone, for the CLI test (cli/main.ts wires it in the real binary). */
 import { Command } from 'commander';
-import { registerPayout } from '../../workers/commands/payout.js';
+import { registerPayout } from '../../cli/commands/payout.js';
 
 const program = new Command('payfleet').exitOverride();
 registerPayout(program);

@@ -5,8 +5,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
-import { toEndToEndId } from '../../shared/lhv/pain001.js';
-import type { LhvSandbox } from '../../shared/sandbox/lhv-server.js';
+import { toEndToEndId } from '../../workers/payout/lhv/pain001.js';
+import type { LhvSandbox } from '../../cli/sandbox/lhv-server.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import { drain, eventually, sleep } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';

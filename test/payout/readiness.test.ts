@@ -5,10 +5,10 @@
  * without leaving heartbeats behind. Every assertion is on the bank's queue and counters.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createLhvClient, type LhvClient } from '../../shared/lhv/client.js';
-import { buildPain001, newBatchIdempotencyKey } from '../../shared/lhv/pain001.js';
-import { heartbeatRoundTrip } from '../../shared/payout/readiness.js';
-import { startLhvSandbox, type LhvSandbox } from '../../shared/sandbox/lhv-server.js';
+import { createLhvClient, type LhvClient } from '../../workers/payout/lhv/client.js';
+import { buildPain001, newBatchIdempotencyKey } from '../../workers/payout/lhv/pain001.js';
+import { heartbeatRoundTrip } from '../../workers/payout/readiness.js';
+import { startLhvSandbox, type LhvSandbox } from '../../cli/sandbox/lhv-server.js';
 import { DEBTOR, GOOD_IBAN } from './support.js';
 
 let bank: LhvSandbox;

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { GetCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
-import type { Batch, Payout } from '../../shared/payout/model.js';
-import { createPayoutRepository } from '../../shared/payout/repo.js';
-import { startLhvSandbox, type LhvSandbox, type LhvSandboxOptions } from '../../shared/sandbox/lhv-server.js';
+import type { Batch, Payout } from '../../workers/payout/model.js';
+import { createPayoutRepository } from '../../workers/payout/repo.js';
+import { startLhvSandbox, type LhvSandbox, type LhvSandboxOptions } from '../../cli/sandbox/lhv-server.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import { eventually, sendAll } from '../support/sqs.js';
 import type { TestStack } from '../support/stack.js';

@@ -5,10 +5,10 @@ import { createLeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { Lease, LeaseStore } from '../../shared/core/ports.js';
 import { ConfigError, MessageParseError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log/logger.js';
-import { payoutEnvShape, payoutInvariants, toPayoutSettings } from '../../shared/payout/config.js';
-import { createShardKeeper } from '../../shared/payout/leases.js';
-import { advance, chunkChanges, payoutChange, type Payout } from '../../shared/payout/model.js';
-import { parseCheckoutApprovalAccepted } from '../../shared/payout/schema.js';
+import { payoutEnvShape, payoutInvariants, toPayoutSettings } from '../../workers/payout/config.js';
+import { createShardKeeper } from '../../workers/payout/leases.js';
+import { advance, chunkChanges, payoutChange, type Payout } from '../../workers/payout/model.js';
+import { parseCheckoutApprovalAccepted } from '../../workers/payout/schema.js';
 import { approval, DEBTOR, GOOD_IBAN, snsWrapped } from './support.js';
 
 const BASE = {

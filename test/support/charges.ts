@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import type { Charge } from '../../shared/domain/charge.js';
+import type { Charge } from '../../shared/charges/charge.js';
 import type { TestStack } from './stack.js';
 
 export async function readCharge(stack: TestStack, chargeId: string): Promise<Charge | undefined> {
@@ -20,7 +20,7 @@ export async function readEvents(stack: TestStack, resourceId: string): Promise<
   return (r.Items ?? []) as { sequence: number; eventType: string; details: Record<string, unknown> }[];
 }
 
-/** An AuthorisationRequested body (CONTRACT.md §2) with sensible defaults. */
+/** An AuthorisationRequested body (docs/contract.md §2) with sensible defaults. */
 export function authRequest(overrides: Partial<Record<string, unknown>> & { chargeId: string }) {
   return {
     type: 'AuthorisationRequested',

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { awsOperation, startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { setupTestStack, type TestStack } from './stack.js';
 

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedStack, type EmbeddedStack } from '../../shared/embedded/stack.js';
+import { startEmbeddedStack, type EmbeddedStack } from '../../cli/embedded/stack.js';
 import { findCardData } from './card-scan.js';
 
 let stack: EmbeddedStack | undefined;

@@ -2,7 +2,7 @@
  * The reference Ledger consumer: test tooling, and the oracle of every fleet-wide test.
  *
  * It drains ledger-events.fifo the way the Ledger would (receive, process in order, delete),
- * validates every body against CONTRACT.md §5 with its own zod schema (written from the contract
+ * validates every body against docs/contract.md §5 with its own zod schema (written from the contract
  * text, sharing no code with the emitter it judges), checks MessageGroupId = resource_external_id
  * and MessageDeduplicationId = event_id, de-duplicates by event_id, and checks per resource that
  * `sequence` arrives 1, 2, 3, ... with no gap and no reordering.
@@ -21,7 +21,7 @@ import { z } from 'zod';
 const MICROS_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(?:Z|[+-]\d{2}:\d{2})$/;
 const SCREAMING_SNAKE = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$/;
 
-/** CONTRACT.md §5, strictly: the fleet must send exactly these fields. */
+/** docs/contract.md §5, strictly: the fleet must send exactly these fields. */
 export const LedgerEventBody = z
   .object({
     event_id: z.string().min(1),

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { createAwsClients, type AwsClients } from '../../shared/aws/clients.js';
-import { bootstrap, type BootstrapOptions } from '../../shared/bootstrap.js';
-import { EMBEDDED_CREDENTIALS } from '../../shared/embedded/stack.js';
+import { bootstrap, type BootstrapOptions } from '../../cli/bootstrap.js';
+import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { resourceNames, type ResourceNames } from '../../shared/resources.js';
 import type { AwsConfig } from '../../shared/config/common.js';
 

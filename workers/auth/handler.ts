@@ -19,8 +19,8 @@ import {
   type Charge,
   type ChargeRequestResult,
   type ChargeStatus,
-} from '../../shared/domain/charge.js';
-import { chargeChange, type ChargeRepository } from '../../shared/domain/charge-repo.js';
+} from '../../shared/charges/charge.js';
+import { chargeChange, type ChargeRepository } from '../../shared/charges/repo.js';
 import { authIdempotencyKey, authWorkItemKey } from './keys.js';
 import type { AuthorisationRequested } from './schema.js';
 import { finishVoid, mismatchOf, recordMismatch, voidNote } from './void.js';
@@ -74,7 +74,7 @@ const AUTH_DONE: ReadonlySet<ChargeStatus> = new Set([
 ]);
 
 /**
- * The auth worker's handler (shared/reference/auth-processor-worker.md, CONTRACT.md §2-§4):
+ * The auth worker's handler (docs/contract.md §2-§4):
  *
  *   lease charge#id ─ begin auth#authRequestId ─ decrypt token ─ commit AUTHORISATION_READY ─
  *   authorise (or, if READY was already committed, look up / replay first) ─ dispose card ─

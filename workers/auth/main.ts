@@ -6,8 +6,8 @@ import {
   warnUnconfiguredProcessors,
 } from '../../shared/connectors/registry.js';
 import { createTokenServiceClient } from '../../shared/connectors/token-service.js';
-import { createChargeRepository } from '../../shared/domain/charge-repo.js';
-import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
+import { createChargeRepository } from '../../shared/charges/repo.js';
+import { defineWorker, runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createAuthHandler, type AuthHooks } from './handler.js';
 import { createAuthMetrics } from './metrics.js';
 import { parseAuthorisationRequested } from './schema.js';
@@ -23,13 +23,13 @@ export const authEnvShape = {
  * `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically.
  * `hooks` are fault points for tests (test/auth/crash-worker.ts); the CLI passes none.
  */
-export async function main(options: { readonly hooks?: AuthHooks } = {}): Promise<void> {
-  await runWorker({
+export function authWorker(options: { readonly hooks?: AuthHooks } = {}) {
+  return defineWorker({
     worker: 'auth',
     env: authEnvShape,
     settings: (env) => ({ connectors: connectorConfigFromEnv(env), live: env.PAYFLEET_LIVE }),
     build: (kit) => {
-      const settings = kit.settings as unknown as { connectors: ReturnType<typeof connectorConfigFromEnv>; live: boolean };
+      const { settings } = kit;
       const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log, guard: kit.httpGuard });
       warnUnconfiguredProcessors(kit.log, 'auth-requests', process.env);
       const tokens = createTokenServiceClient({ ...settings.connectors.tokenService, guard: kit.httpGuard('token-service') });
@@ -67,4 +67,9 @@ export async function main(options: { readonly hooks?: AuthHooks } = {}): Promis
       };
     },
   });
+}
+
+/** Run the auth worker in this process until SIGTERM. */
+export async function main(options: { readonly hooks?: AuthHooks } = {}): Promise<void> {
+  await runWorker(authWorker(options));
 }

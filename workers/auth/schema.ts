@@ -5,7 +5,7 @@ import { parseJsonBody } from '../../shared/core/parse.js';
 const CURRENCIES: ReadonlySet<string> = new Set(Intl.supportedValuesOf('currency'));
 
 /**
- * `AuthorisationRequested` (CONTRACT.md §2). Unknown fields are ignored; `processor` is any
+ * `AuthorisationRequested` (docs/contract.md §2). Unknown fields are ignored; `processor` is any
  * string here so that an unknown one is reported as UNKNOWN_PROCESSOR, not as a schema failure.
  */
 export const AuthorisationRequested = z.object({

@@ -17,8 +17,8 @@ import {
   type Charge,
   type ChargeRequestResult,
   type ChargeStatus,
-} from '../../shared/domain/charge.js';
-import type { ChargeRepository } from '../../shared/domain/charge-repo.js';
+} from '../../shared/charges/charge.js';
+import type { ChargeRepository } from '../../shared/charges/repo.js';
 import type { CaptureRequested } from './schema.js';
 
 export interface CaptureSettings {
@@ -49,7 +49,7 @@ const AWAITING_STATES: ReadonlySet<ChargeStatus> = new Set(['CAPTURE_APPROVED', 
 export const captureIdempotencyKey = (chargeId: string): string => `payfleet-capture-${chargeId}`;
 
 /**
- * GOV.UK Pay's background capture (shared/reference/pay-connector.md):
+ * GOV.UK Pay's background capture, as pay-connector does it:
  *
  *   AUTHORISATION_SUCCESS ─USER_APPROVED_FOR_CAPTURE─▶ CAPTURE_APPROVED ─▶ CAPTURE_READY (committed before the call)
  *     ─ capture ─▶ CAPTURED | CAPTURE_SUBMITTED                              (message deleted)

@@ -5,8 +5,8 @@ import {
   processorRegistryConfigFromEnv,
   warnUnconfiguredProcessors,
 } from '../../shared/connectors/registry.js';
-import { createChargeRepository } from '../../shared/domain/charge-repo.js';
-import { runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
+import { createChargeRepository } from '../../shared/charges/repo.js';
+import { defineWorker, runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createCaptureGauges } from './gauges.js';
 import { createCaptureHandler } from './handler.js';
 import { createCaptureMetrics } from './metrics.js';
@@ -14,7 +14,7 @@ import { parseCaptureRequested } from './schema.js';
 
 /**
  * The capture worker's variables, with GOV.UK Pay connector's names and defaults
- * (shared/reference/pay-connector.md, "Background captures" and "Queues").
+ * (GOV.UK Pay pay-connector's background capture and its queue settings).
  */
 export const captureEnvShape = {
   // Processors only: the capture worker never decrypts a token.
@@ -38,8 +38,8 @@ export const captureEnvShape = {
 } as const;
 
 /** `payfleet worker capture`: CaptureRequested -> captured exactly once, with deferred retries. */
-export async function main(): Promise<void> {
-  await runWorker({
+export function captureWorker() {
+  return defineWorker({
     worker: 'capture',
     env: captureEnvShape,
     refine: (env, ctx) => {
@@ -63,17 +63,7 @@ export async function main(): Promise<void> {
       gaugeRefreshMs: env.PAYFLEET_CAPTURE_GAUGE_REFRESH_MS,
     }),
     build: (kit) => {
-      const s = kit.settings as unknown as {
-        registry: ReturnType<typeof processorRegistryConfigFromEnv>;
-        maxRetries: number;
-        retryDelaySec: number;
-        overdueAfterMs: number;
-        threads: number;
-        waitTimeSec: number;
-        batchSize: number;
-        enabled: boolean;
-        gaugeRefreshMs: number;
-      };
+      const s = kit.settings;
       const registry = createProcessorRegistry({ ...s.registry, logger: kit.log, guard: kit.httpGuard });
       warnUnconfiguredProcessors(kit.log, 'capture-requests', process.env);
       const { captures } = createCaptureMetrics(kit.metrics.registry);
@@ -117,4 +107,9 @@ export async function main(): Promise<void> {
       };
     },
   });
+}
+
+/** Run the capture worker in this process until SIGTERM. */
+export async function main(): Promise<void> {
+  await runWorker(captureWorker());
 }

@@ -2,7 +2,7 @@ import type { Message } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
 import { parseJsonBody } from '../../shared/core/parse.js';
 
-/** `CaptureRequested` (CONTRACT.md §2). Unknown fields are ignored. */
+/** `CaptureRequested` (docs/contract.md §2). Unknown fields are ignored. */
 export const CaptureRequested = z.object({
   type: z.literal('CaptureRequested'),
   captureRequestId: z.uuid(),

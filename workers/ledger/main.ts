@@ -1,26 +1,26 @@
 /**
  * `payfleet worker ledger`: the ledger emitter process. It consumes no queue: it reads the outbox
  * (events table) under ledger-shard leases and publishes to ledger-events.fifo in per-resource
- * order (shared/ledger/*; docs/design.md "## Ledger emitter"). Nothing runs at import time.
+ * order (workers/ledger/*; docs/design.md "## Ledger emitter"). Nothing runs at import time.
  */
-import { ledgerEnvShape, ledgerInvariants, toLedgerSettings, type LedgerSettings } from '../../shared/ledger/config.js';
-import { createLedgerEmitter } from '../../shared/ledger/emitter.js';
-import type { LedgerHooks } from '../../shared/ledger/shard-emitter.js';
-import { runWorker, sqsCheck, tableCheck } from '../../shared/runtime/worker-kit.js';
+import { ledgerEnvShape, ledgerInvariants, toLedgerSettings } from './config.js';
+import { createLedgerEmitter } from './emitter.js';
+import type { LedgerHooks } from './shard-emitter.js';
+import { defineWorker, runWorker, sqsCheck, tableCheck } from '../../shared/runtime/worker-kit.js';
 
 export interface LedgerMainOptions {
   /** Fault-injection points for process-level tests; never set by the CLI. */
   readonly hooks?: LedgerHooks;
 }
 
-export async function main(options: LedgerMainOptions = {}): Promise<void> {
-  await runWorker({
+export function ledgerWorker(options: LedgerMainOptions = {}) {
+  return defineWorker({
     worker: 'ledger',
     env: ledgerEnvShape,
     refine: (env, ctx) => ledgerInvariants(env, ctx),
     settings: (env) => toLedgerSettings(env),
     build: async (kit) => {
-      const settings = kit.settings as LedgerSettings;
+      const { settings } = kit;
       const queueUrl = () => kit.queueUrl('ledger-events');
       // Fail at start, with bootstrap's name in the message, rather than at the first send.
       await queueUrl();
@@ -59,4 +59,9 @@ export async function main(options: LedgerMainOptions = {}): Promise<void> {
       };
     },
   });
+}
+
+/** Run the ledger emitter in this process until SIGTERM. */
+export async function main(options: LedgerMainOptions = {}): Promise<void> {
+  await runWorker(ledgerWorker(options));
 }

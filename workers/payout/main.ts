@@ -3,22 +3,22 @@
  * stored per shard under shard leases, batched into pain.001 requests of up to 100 under a stored
  * idempotency key, and settled from LHV's pain.002 reports. Nothing runs at import time.
  */
-import { createLhvClient } from '../../shared/lhv/client.js';
-import { payoutEnvShape, payoutInvariants, toPayoutSettings, type PayoutSettings } from '../../shared/payout/config.js';
-import { createPayoutWorker } from '../../shared/payout/service.js';
-import { runWorker, type WorkerKit } from '../../shared/runtime/worker-kit.js';
+import { createLhvClient } from './lhv/client.js';
+import { payoutEnvShape, payoutInvariants, toPayoutSettings } from './config.js';
+import { createPayoutWorker } from './service.js';
+import { defineWorker, runWorker } from '../../shared/runtime/worker-kit.js';
 
 /** The payout worker's own variables (the infra tests read this export). */
 export { payoutEnvShape };
 
-export async function main(): Promise<void> {
-  await runWorker({
+/** `payfleet worker payout`, declared. */
+export function payoutWorker() {
+  return defineWorker({
     worker: 'payout',
     env: payoutEnvShape,
     refine: (env, ctx) => payoutInvariants(env, ctx),
     settings: (env) => toPayoutSettings(env),
-    build: async (k) => {
-      const kit = k as unknown as WorkerKit<PayoutSettings>;
+    build: async (kit) => {
       const s = kit.settings.lhv;
       // The composition root builds the one LHV client; everything else gets it injected.
       const lhv = createLhvClient({
@@ -48,4 +48,9 @@ export async function main(): Promise<void> {
       return { background: [payouts.task], checks: payouts.checks, status: payouts.status };
     },
   });
+}
+
+/** Run the payout worker in this process until SIGTERM. */
+export async function main(): Promise<void> {
+  await runWorker(payoutWorker());
 }

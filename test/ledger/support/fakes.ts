@@ -13,7 +13,7 @@ import type {
   OutboxEvent,
   PublishResult,
   SendFailure,
-} from '../../../shared/ledger/ports.js';
+} from '../../../workers/ledger/ports.js';
 import { LedgerConsumer } from '../../support/ledger-consumer.js';
 
 type Row = { -readonly [K in keyof OutboxEvent]: OutboxEvent[K] } & { emittedAt?: string };

@@ -9,11 +9,11 @@ import { createDynamoOutcomeStore } from '../../../shared/core/dynamo-outcomes.j
 import { createLeaseKeeper, type LeaseKeeper } from '../../../shared/core/lease-keeper.js';
 import type { OutcomeStore } from '../../../shared/core/ports.js';
 import { createLogger } from '../../../shared/log/logger.js';
-import { DEFAULT_LEDGER_SETTINGS, type LedgerSettings } from '../../../shared/ledger/config.js';
-import { createDynamoLedgerOutbox } from '../../../shared/ledger/dynamo-outbox.js';
-import { createLedgerEmitter, type LedgerEmitter, type LedgerEmitterDeps } from '../../../shared/ledger/emitter.js';
-import type { OutboxEvent } from '../../../shared/ledger/ports.js';
-import { mapLimit } from '../../../shared/ledger/util.js';
+import { DEFAULT_LEDGER_SETTINGS, type LedgerSettings } from '../../../workers/ledger/config.js';
+import { createDynamoLedgerOutbox } from '../../../workers/ledger/dynamo-outbox.js';
+import { createLedgerEmitter, type LedgerEmitter, type LedgerEmitterDeps } from '../../../workers/ledger/emitter.js';
+import type { OutboxEvent } from '../../../workers/ledger/ports.js';
+import { mapLimit } from '../../../workers/ledger/util.js';
 import type { TestStack } from '../../support/stack.js';
 
 export const EVENT_TYPES = [

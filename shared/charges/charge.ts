@@ -1,0 +1,263 @@
+/**
+ * The charge state graph (docs/contract.md §3), shared by the auth and capture workers. Only the edges
+ * below are allowed; each names the ledger event it emits, or `null` for internal lock states.
+ *
+ *   (new) ──PAYMENT_CREATED──▶ CREATED ──▶ AUTHORISATION_READY ─┬─AUTHORISATION_SUCCEEDED─▶ AUTHORISATION_SUCCESS
+ *                                            (written before     ├─AUTHORISATION_REJECTED──▶ AUTHORISATION_REJECTED
+ *                                             the processor call)└─AUTHORISATION_ERROR─────▶ AUTHORISATION_ERROR
+ *
+ *   AUTHORISATION_SUCCESS ──USER_APPROVED_FOR_CAPTURE──▶ CAPTURE_APPROVED ──▶ CAPTURE_READY ─┬─CAPTURE_CONFIRMED─▶ CAPTURED
+ *   CAPTURE_APPROVED_RETRY ──────────────────────────────────────────────────▶ CAPTURE_READY ├─CAPTURE_SUBMITTED─▶ CAPTURE_SUBMITTED ─CAPTURE_CONFIRMED─▶ CAPTURED
+ *                                                                                            ├──────────────────▶ CAPTURE_APPROVED_RETRY
+ *                                                                                            └─CAPTURE_ERRORED──▶ CAPTURE_ERROR
+ *   CAPTURE_APPROVED_RETRY ──CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES──▶ CAPTURE_ERROR
+ *
+ *   AUTHORISATION_ERROR ──CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR──▶ AUTHORISATION_ERROR_CANCELLED
+ *     (an authorisation the processor holds but the fleet will not use — AMOUNT_MISMATCH — voided)
+ *
+ * AUTHORISATION_READY and CAPTURE_READY are committed *before* the processor is called: a charge
+ * found in either state after a crash means "a request may have gone out; look it up first".
+ * The same holds for a void: AUTHORISATION_ERROR is committed with `authorisationVoid.state`
+ * PENDING before the processor is asked to void, so whoever finds a PENDING void finishes it.
+ */
+export const CHARGE_STATUSES = [
+  'CREATED',
+  'AUTHORISATION_READY',
+  'AUTHORISATION_SUCCESS',
+  'AUTHORISATION_REJECTED',
+  'AUTHORISATION_ERROR',
+  'AUTHORISATION_ERROR_CANCELLED',
+  'CAPTURE_APPROVED',
+  'CAPTURE_APPROVED_RETRY',
+  'CAPTURE_READY',
+  'CAPTURE_SUBMITTED',
+  'CAPTURED',
+  'CAPTURE_ERROR',
+] as const;
+export type ChargeStatus = (typeof CHARGE_STATUSES)[number];
+
+export type ChargeEventType =
+  | 'PAYMENT_CREATED'
+  | 'AUTHORISATION_SUCCEEDED'
+  | 'AUTHORISATION_REJECTED'
+  | 'AUTHORISATION_ERROR'
+  | 'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR'
+  | 'USER_APPROVED_FOR_CAPTURE'
+  | 'CAPTURE_SUBMITTED'
+  | 'CAPTURE_CONFIRMED'
+  | 'CAPTURE_ERRORED'
+  | 'CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES';
+
+/** from -> to -> event emitted (null: internal state, no event). */
+const EDGES: Readonly<Partial<Record<ChargeStatus, Readonly<Partial<Record<ChargeStatus, ChargeEventType | null>>>>>> = {
+  CREATED: { AUTHORISATION_READY: null },
+  AUTHORISATION_READY: {
+    AUTHORISATION_SUCCESS: 'AUTHORISATION_SUCCEEDED',
+    AUTHORISATION_REJECTED: 'AUTHORISATION_REJECTED',
+    AUTHORISATION_ERROR: 'AUTHORISATION_ERROR',
+  },
+  // The one edge out of a final error: the processor released an authorisation we will not use.
+  AUTHORISATION_ERROR: { AUTHORISATION_ERROR_CANCELLED: 'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR' },
+  AUTHORISATION_SUCCESS: { CAPTURE_APPROVED: 'USER_APPROVED_FOR_CAPTURE' },
+  CAPTURE_APPROVED: { CAPTURE_READY: null },
+  CAPTURE_APPROVED_RETRY: { CAPTURE_READY: null, CAPTURE_ERROR: 'CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES' },
+  CAPTURE_READY: {
+    CAPTURED: 'CAPTURE_CONFIRMED',
+    CAPTURE_SUBMITTED: 'CAPTURE_SUBMITTED',
+    CAPTURE_APPROVED_RETRY: null,
+    CAPTURE_ERROR: 'CAPTURE_ERRORED',
+  },
+  CAPTURE_SUBMITTED: { CAPTURED: 'CAPTURE_CONFIRMED' },
+};
+
+/** The event of creating a charge (the edge from "nothing" to CREATED). */
+export const CREATION_EVENT: ChargeEventType = 'PAYMENT_CREATED';
+
+/**
+ * Statuses no request moves on. AUTHORISATION_ERROR is one although it has an edge: only the
+ * worker that recorded it (or the redelivery of that same request) follows it, to void the
+ * authorisation it recorded as PENDING; no new request can.
+ */
+export const TERMINAL_STATUSES: ReadonlySet<ChargeStatus> = new Set([
+  'AUTHORISATION_REJECTED',
+  'AUTHORISATION_ERROR',
+  'AUTHORISATION_ERROR_CANCELLED',
+  'CAPTURED',
+  'CAPTURE_ERROR',
+]);
+
+/**
+ * Final statuses that mean "this went wrong". A request (a redelivery, a redrive, a late duplicate)
+ * that meets its charge in one of them after the failure was dead-lettered is dead-lettered again
+ * with the same code, never acknowledged: acknowledging would delete the only letter of an open
+ * money question and clear the DLQ alarm.
+ */
+export const FINAL_ERROR_STATUSES: ReadonlySet<ChargeStatus> = new Set(['AUTHORISATION_ERROR', 'AUTHORISATION_ERROR_CANCELLED', 'CAPTURE_ERROR']);
+
+/**
+ * The code a request meeting this charge is dead-lettered with again, or undefined when the charge
+ * is not in a final error that was dead-lettered. Every such failure records `errorCode`; the one
+ * final error without it is a capture abandoned after the maximum attempts, whose message was
+ * acknowledged by design (its signal is the CAPTURE_ABANDONED alert and ledger event).
+ */
+export function deadLetterCodeOf(charge: Pick<Charge, 'status' | 'errorCode'>): string | undefined {
+  return FINAL_ERROR_STATUSES.has(charge.status) ? charge.errorCode : undefined;
+}
+
+/**
+ * What a work item of a charge request keeps once it is completed (`result` in the idempotency
+ * table): the status the request left the charge in and, when that delivery was dead-lettered, the
+ * letter's code and detail. A later delivery of the same request answers from this: the same letter
+ * again, or an acknowledgement. (Items written before `code` was kept hold the status only.)
+ */
+export interface ChargeRequestResult {
+  readonly status: ChargeStatus;
+  readonly code?: string;
+  readonly detail?: string;
+}
+
+/** Read a completed work item's `result` (written by this module's callers, or older ones with status only). */
+export function requestResultOf(result: Record<string, unknown> | undefined): Partial<ChargeRequestResult> {
+  if (!result) return {};
+  const status = CHARGE_STATUSES.find((s) => s === result.status);
+  return {
+    ...(status ? { status } : {}),
+    ...(typeof result.code === 'string' ? { code: result.code } : {}),
+    ...(typeof result.detail === 'string' ? { detail: result.detail } : {}),
+  };
+}
+
+/**
+ * What a later delivery of a completed request gets: the letter its first delivery got (again), or
+ * undefined to acknowledge it. `read` is called only for work items that kept the status alone.
+ */
+export async function repeatLetterOf(
+  chargeId: string,
+  result: Record<string, unknown> | undefined,
+  read: () => Promise<Charge | undefined>,
+): Promise<{ code: string; detail: string } | undefined> {
+  const done = requestResultOf(result);
+  if (!done.status || !FINAL_ERROR_STATUSES.has(done.status)) return undefined;
+  const code = done.code ?? deadLetterCodeOf((await read()) ?? { status: done.status });
+  return code ? alreadyFinalLetter(chargeId, done.status, code, done.detail) : undefined;
+}
+
+/**
+ * The dead letter for a request that met its charge already in a final error state. The detail says
+ * so, and carries what the first letter said (e.g. whether the authorisation was voided).
+ */
+export function alreadyFinalLetter(chargeId: string, status: ChargeStatus, code: string, earlier?: string): { code: string; detail: string } {
+  const said = earlier ? `; it said: ${earlier}` : '';
+  return {
+    code,
+    detail: `charge ${chargeId} is already ${status} (${code}); this request was not processed again${said}`,
+  };
+}
+
+export class IllegalTransitionError extends Error {
+  constructor(
+    readonly from: ChargeStatus,
+    readonly to: ChargeStatus,
+  ) {
+    super(`illegal charge transition ${from} -> ${to}`);
+    this.name = 'IllegalTransitionError';
+  }
+}
+
+export function canTransition(from: ChargeStatus, to: ChargeStatus): boolean {
+  return EDGES[from]?.[to] !== undefined;
+}
+
+/** The event an edge emits (null for internal states). Throws on an edge the graph does not have. */
+export function eventFor(from: ChargeStatus, to: ChargeStatus): ChargeEventType | null {
+  const e = EDGES[from]?.[to];
+  if (e === undefined) throw new IllegalTransitionError(from, to);
+  return e;
+}
+
+/**
+ * Walk a path of statuses (e.g. CREATED -> AUTHORISATION_READY) and return the events in order.
+ * A commit that moves a charge several steps at once emits every event on the way.
+ */
+export function eventsAlong(path: readonly ChargeStatus[]): ChargeEventType[] {
+  const events: ChargeEventType[] = [];
+  for (let i = 1; i < path.length; i++) {
+    const e = eventFor(path[i - 1]!, path[i]!);
+    if (e) events.push(e);
+  }
+  return events;
+}
+
+/** Every edge, for docs, tests and `render-state-graph`-style output. */
+export function allEdges(): { from: ChargeStatus; to: ChargeStatus; event: ChargeEventType | null }[] {
+  const out: { from: ChargeStatus; to: ChargeStatus; event: ChargeEventType | null }[] = [];
+  for (const [from, tos] of Object.entries(EDGES)) {
+    for (const [to, event] of Object.entries(tos ?? {})) out.push({ from: from as ChargeStatus, to: to as ChargeStatus, event: event ?? null });
+  }
+  return out;
+}
+
+/** One entry of a charge's own history (kept on the charge item; capture attempts are counted from it). */
+export interface ChargeHistoryEntry {
+  readonly status: ChargeStatus;
+  readonly at: string;
+}
+
+/** The charge as stored in the charges table. No card data: only last4/brand for display. */
+export interface Charge {
+  readonly chargeId: string;
+  readonly gatewayAccountId: string;
+  readonly processor: string;
+  readonly amount: number;
+  readonly currency: string;
+  readonly reference: string;
+  readonly description: string;
+  readonly status: ChargeStatus;
+  readonly live: boolean;
+  readonly version: number;
+  readonly eventSeq: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly history: readonly ChargeHistoryEntry[];
+  readonly authRequestId?: string;
+  /** Derived from authRequestId; reused on every retry of that authorisation. */
+  readonly authIdempotencyKey?: string;
+  readonly processorRef?: string;
+  readonly cardLast4?: string;
+  readonly cardBrand?: string;
+  readonly declineCode?: string;
+  readonly errorCode?: string;
+  /** The release of an authorisation the fleet will not use (auth worker, AMOUNT_MISMATCH). */
+  readonly authorisationVoid?: AuthorisationVoid;
+  /** Capture bookkeeping (capture worker). */
+  readonly captureAttempts?: number;
+  readonly captureRequestId?: string;
+}
+
+/**
+ * A void asked of the processor. Written PENDING in the same commit as the AUTHORISATION_ERROR that
+ * needs it, *before* the processor is called, so a worker dying anywhere after that commit leaves a
+ * visible obligation the next delivery of the request finishes (under the same idempotency key):
+ *
+ *   PENDING ── processor voided ──▶ VOIDED   (charge -> AUTHORISATION_ERROR_CANCELLED, ledger event)
+ *      └───── refused for good, or still failing on the last attempt ──▶ FAILED  (a person must release it)
+ */
+export interface AuthorisationVoid {
+  readonly state: 'PENDING' | 'VOIDED' | 'FAILED';
+  /** The authorisation being released (PaymentIntent id, Worldpay orderCode, sandbox ref). */
+  readonly processorRef: string;
+  /** Derived from the authRequestId; the same on every attempt (Stripe de-duplicates the cancel by it). */
+  readonly idempotencyKey: string;
+  /** Why it is voided, in the worker's words (e.g. the amounts asked and answered); never card data. */
+  readonly reason: string;
+  readonly requestedAt: string;
+  readonly settledAt?: string;
+  /** FAILED: the processor's refusal (code and message; never card data). */
+  readonly code?: string;
+  readonly message?: string;
+}
+
+/** Number of capture attempts so far, counted from the charge's own history (docs/contract.md §3). */
+export function captureAttemptsFromHistory(history: readonly ChargeHistoryEntry[]): number {
+  return history.filter((h) => h.status === 'CAPTURE_READY').length;
+}
