@@ -5,13 +5,12 @@
  *
  * Each entry: the queue it consumes (none for the ledger emitter, which reads the outbox), a one-line
  * summary, and `run`, which starts it in this process until SIGTERM (shared/runtime/worker-kit.ts).
+ * `run` names the worker's module with a literal `import()`: tsc checks it like any import and a
+ * reader can follow it, and the module (with the AWS SDK and everything a worker needs) loads only
+ * when the worker runs, so reading this list — `payfleet --help`, `payfleet dev`, the CDK app — stays
+ * cheap.
  */
 import type { QueueKey } from '../shared/resources.js';
-import { runWorker } from '../shared/runtime/worker-kit.js';
-import { authWorker } from './auth/main.js';
-import { captureWorker } from './capture/main.js';
-import { ledgerWorker } from './ledger/main.js';
-import { payoutWorker } from './payout/main.js';
 
 export interface WorkerEntry {
   /** The queue it consumes; undefined for a worker that consumes none. */
@@ -25,22 +24,22 @@ export const WORKERS = {
   auth: {
     queue: 'auth-requests',
     summary: 'AuthorisationRequested: authorise exactly once at the processor, record the outcome',
-    run: () => runWorker(authWorker()),
+    run: async () => (await import('./auth/main.js')).main(),
   },
   capture: {
     queue: 'capture-requests',
     summary: "CaptureRequested: GOV.UK Pay's background capture, deferred retries, CAPTURE_ERROR after the maximum",
-    run: () => runWorker(captureWorker()),
+    run: async () => (await import('./capture/main.js')).main(),
   },
   payout: {
     queue: 'payout-events',
     summary: 'CheckoutApprovalAccepted: LHV payouts in batches of up to 100 under a stored idempotency key',
-    run: () => runWorker(payoutWorker()),
+    run: async () => (await import('./payout/main.js')).main(),
   },
   ledger: {
     queue: undefined,
     summary: 'the outbox to ledger-events.fifo, in per-resource order',
-    run: () => runWorker(ledgerWorker()),
+    run: async () => (await import('./ledger/main.js')).main(),
   },
 } as const satisfies Record<string, WorkerEntry>;
 
