@@ -7,10 +7,12 @@ const root = new URL('../', import.meta.url);
 
 /**
  * package.json's `engines.node` (`>=X.Y.Z`): the highest floor among payfleet's dependencies
- * (test/infra/node-runtime.test.ts recomputes it from the lockfile).
+ * (test/infra/node-runtime.test.ts recomputes it from the lockfile). Undefined when package.json
+ * states none (a stripped-down layout); any other form is a mistake and throws.
  */
 export function nodeFloor() {
-  const range = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).engines?.node ?? '';
+  const range = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).engines?.node;
+  if (range === undefined) return undefined;
   const m = /^>=\s*(\d+)\.(\d+)\.(\d+)$/.exec(range);
   if (!m) throw new Error(`package.json engines.node is "${range}"; expected ">=X.Y.Z"`);
   return m.slice(1).map(Number);
@@ -32,7 +34,7 @@ export function meetsFloor(version, floor) {
  */
 export function refuseOldNode(what) {
   const floor = nodeFloor();
-  if (meetsFloor(process.version, floor)) return;
+  if (!floor || meetsFloor(process.version, floor)) return;
   const bundled = ['node', 'node.exe', 'node.cmd'].some((f) => existsSync(new URL(`node_modules/.bin/${f}`, root)));
   const fix = bundled
     ? 'run it through npm (`npm start`, `npm test`, `npx payfleet ...`), which puts the Node in node_modules/.bin first on PATH'
