@@ -4,10 +4,12 @@
  *     dependencies the lockfile installs;
  *   - the Node that `npm install` puts in node_modules/.bin (one per-platform optional dependency,
  *     pinned), .nvmrc and the image's base are the same major, and this suite runs on exactly it;
+ *   - when npm 10 drops that `node` link (npm/cli#4362), the postinstall puts it back;
  *   - below the floor, `payfleet` refuses with one line instead of failing deep in an import;
  *   - a worker started as on ECS prints no AWS SDK Node-version warning, with nothing silencing it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, startProcess } from '../support/processes.js';
@@ -120,6 +122,35 @@ describe('Node.js runtime', () => {
     // npm test runs vitest on node_modules/.bin/node, and the test forks inherit its executable.
     if (existsSync(join(ROOT, 'node_modules', '.bin', 'node'))) expect(process.version).toBe(`v${bundledVersion}`);
     else expect(parse(process.version)[0]).toBe(major); // a platform npm has no binary for: the user's own Node
+  });
+});
+
+describe('postinstall (bin/link-node.js)', () => {
+  const installed = binaries.map(([name]) => name).find((name) => existsSync(join(ROOT, 'node_modules', name, 'package.json')));
+
+  it.skipIf(!installed || process.platform === 'win32')('links node_modules/.bin/node to this platform\'s Node when npm left none, and then leaves it alone', async () => {
+    // A layout as npm 10 leaves it: the platform's package installed, no .bin/node.
+    const dir = mkdtempSync(join(tmpdir(), 'payfleet-link-node-'));
+    try {
+      mkdirSync(join(dir, 'bin'));
+      mkdirSync(join(dir, 'node_modules', '.bin'), { recursive: true });
+      cpSync(join(ROOT, 'bin', 'link-node.js'), join(dir, 'bin', 'link-node.js'));
+      cpSync(join(ROOT, 'package.json'), join(dir, 'package.json'));
+      symlinkSync(join(ROOT, 'node_modules', installed!), join(dir, 'node_modules', installed!), 'dir');
+      const run = async () => {
+        const p = startProcess(join(dir, 'bin', 'link-node.js'), [], {});
+        expect(await p.exited, p.raw()).toBe(0);
+        return p.raw();
+      };
+      const first = await run();
+      const link = join(dir, 'node_modules', '.bin', 'node');
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(link)).toBe(`../${installed}/bin/node`);
+      expect(first).toBe(`payfleet postinstall: linked node_modules/.bin/node to ${installed} ${bundledVersion} (npm left none)\n`);
+      expect(await run()).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
