@@ -34,7 +34,7 @@ export function payoutWorker() {
         guard: kit.httpGuard('lhv'),
       });
       kit.breakers.get('lhv').setProbe((signal) => lhv.heartbeat({ signal }));
-      const payouts = await createPayoutWorker(kit, lhv);
+      const plan = await createPayoutWorker(kit, lhv);
       kit.log.info(
         {
           shards: kit.settings.shards,
@@ -45,7 +45,7 @@ export function payoutWorker() {
         },
         'payout worker configured',
       );
-      return { background: [payouts.task], checks: payouts.checks, status: payouts.status };
+      return plan;
     },
   });
 }
