@@ -11,9 +11,16 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 
-/** Wait `ms`; with `signal`, reject with its reason as soon as it aborts (node's timers/promises). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return delay(Math.max(0, ms), undefined, signal ? { signal } : undefined);
+/** Wait `ms`; with `signal`, reject with the signal's reason as soon as it aborts (at once if it has). */
+export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (!signal) return delay(Math.max(0, ms));
+  signal.throwIfAborted();
+  try {
+    await delay(Math.max(0, ms), undefined, { signal });
+  } catch (err) {
+    // timers/promises rejects with its own AbortError; callers test for the reason they aborted with.
+    throw signal.aborted ? signal.reason : err;
+  }
 }
 
 /** Wait `ms`, or less if `signal` aborts first. Never rejects; resolves at once when already aborted. */
