@@ -56,9 +56,11 @@ const consumer = (resources: readonly string[]) => {
   });
 };
 
-async function shardRows(): Promise<LeaseHolder[]> {
+async function shardRows(): Promise<(LeaseHolder & { key: string })[]> {
   const leases = createDynamoLeaseStore({ doc: stack.clients.doc, tableName: stack.names.table('leases') });
-  return Promise.all(Array.from({ length: 8 }, async (_, i) => (await leases.inspect(ledgerShardKey(i)))!));
+  return Promise.all(
+    Array.from({ length: 8 }, async (_, i) => ({ key: ledgerShardKey(i), ...(await leases.inspect(ledgerShardKey(i)))! })),
+  );
 }
 
 interface Send {
@@ -108,8 +110,9 @@ function overlaps(all: Send[]): string[] {
 
 describe('ledger worker processes', () => {
   it('two emitters split the shards, never send one shard at once, deliver every event once in order; SIGTERM hands shards over at once', async () => {
-    // A long lease (20 s): the survivor can only take over quickly if the leaver released.
-    const env = { PAYFLEET_LEASE_MS: '20000', PAYFLEET_LEASE_RENEW_MS: '2000' };
+    // A lease far longer than the test (10 min): the survivor can only take the leaver's shards
+    // because the leaver released them, never because they expired.
+    const env = { PAYFLEET_LEASE_MS: '600000', PAYFLEET_LEASE_RENEW_MS: '2000' };
     const a = emitter(env);
     const b = emitter(env);
     const [ownerA, ownerB] = await Promise.all([ownerOf(a), ownerOf(b)]);
@@ -139,14 +142,17 @@ describe('ledger worker processes', () => {
     const shardsOf = (owner: string) => new Set(all.filter((s) => s.owner === owner).map((s) => s.shard));
     expect([...shardsOf(ownerA)].filter((s) => shardsOf(ownerB).has(s))).toEqual([]);
 
-    // SIGTERM: A exits 0 promptly, its shards are free at once, B takes them well inside A's 20 s lease.
-    const t0 = Date.now();
+    // SIGTERM: A exits 0 (within its own force-exit bound, else it would exit 1), its shards are
+    // released as it leaves (not left to expire: owner gone, expiry 0), and B takes all 8 while A's
+    // 10-minute leases could not have lapsed — only the release can have freed them.
+    const heldByA = (await shardRows()).filter((r) => r.owner === ownerA).map((r) => r.key);
     a.kill('SIGTERM');
     expect(await a.exited).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(8000);
-    expect((await shardRows()).filter((r) => r.owner === ownerA)).toEqual([]);
-    await eventually(async () => (await shardRows()).every((r) => r.owner === ownerB), 8000, 'B to hold all 8 shards');
-    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(a.lines.filter((l) => l.msg === 'ledger shard released').map((l) => l.shard).sort()).toEqual([...heldByA].sort());
+    const afterA = await shardRows();
+    expect(afterA.filter((r) => r.owner === ownerA)).toEqual([]);
+    expect(afterA.filter((r) => heldByA.includes(r.key) && r.owner === undefined && r.expiresAtMs !== 0)).toEqual([]);
+    await eventually(async () => (await shardRows()).every((r) => r.owner === ownerB), 60_000, 'B to hold all 8 shards');
     const more = ids('after', 8);
     const c2 = consumer(more);
     await writeEvents([outcomeStore(stack)], more, 2);
