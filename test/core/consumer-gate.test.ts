@@ -73,7 +73,9 @@ describe('FifoConsumer', () => {
       const receiveCounts: number[] = [];
       const consumer = testConsumer(q, async (_m, ctx) => void receiveCounts.push(ctx.receiveCount), { gate });
       consumer.start();
-      await gate.reachedWhilePaused; // the poller is waiting at the gate, before its first receive
+      // The poller waits at the gate before its first receive (a consumer that ignored the gate
+      // would send one instead: then the count below says so).
+      await Promise.race([gate.reachedWhilePaused, eventually(() => receives.started > 0, 60_000, 'a receive')]);
 
       expect(receives.started).toBe(0);
       expect(consumer.pausedFor).toBe('test: not ready');
@@ -120,7 +122,7 @@ describe('FifoConsumer', () => {
       const gate = new RecordingGate('test: not ready');
       const consumer = testConsumer(q, async () => undefined, { gate });
       consumer.start();
-      await gate.reachedWhilePaused;
+      await Promise.race([gate.reachedWhilePaused, eventually(() => receives.started > 0, 60_000, 'a receive')]);
       await consumer.close(5000);
       expect(receives.started).toBe(0);
       expect(await depth(q)).toEqual({ visible: 1, inFlight: 0 });

@@ -146,9 +146,11 @@ describe('ledger worker processes', () => {
     // released as it leaves (not left to expire: owner gone, expiry 0), and B takes all 8 while A's
     // 10-minute leases could not have lapsed — only the release can have freed them.
     const heldByA = (await shardRows()).filter((r) => r.owner === ownerA).map((r) => r.key);
+    const linesBefore = a.lines.length;
     a.kill('SIGTERM');
     expect(await a.exited).toBe(0);
-    expect(a.lines.filter((l) => l.msg === 'ledger shard released').map((l) => l.shard).sort()).toEqual([...heldByA].sort());
+    const releasedAtExit = a.lines.slice(linesBefore).filter((l) => l.msg === 'ledger shard released');
+    expect(releasedAtExit.map((l) => l.shard).sort()).toEqual([...heldByA].sort());
     const afterA = await shardRows();
     expect(afterA.filter((r) => r.owner === ownerA)).toEqual([]);
     expect(afterA.filter((r) => heldByA.includes(r.key) && r.owner === undefined && r.expiresAtMs !== 0)).toEqual([]);

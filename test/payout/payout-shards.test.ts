@@ -83,7 +83,8 @@ describe('payout worker', () => {
       // SQS would dead-letter at its 5th receive, before the worker's 5th attempt: without a reason.
       const { stack, bank } = await env('pbudget', 1, { maxReceiveCount: 5 });
       const w = track(startPayoutWorker(stack, bank, { PAYFLEET_PAYOUT_SHARDS: '1', PAYFLEET_MAX_ATTEMPTS: '5' }));
-      expect(await w.exited).toBe(2);
+      const started = w.waitForLine((l) => l.msg === 'worker started', 60_000).then(() => 'started' as const);
+      expect(await Promise.race([w.exited, started])).toBe(2);
       const problems = w
         .raw()
         .split('\n')
