@@ -39,7 +39,7 @@ import { createBatchStore } from './batches.js';
 import type { PayoutSettings } from './config.js';
 import { createIngestHandler, NOT_READY } from './ingest.js';
 import { createInitiator } from './initiator.js';
-import type { LhvClient } from './lhv/client.js';
+import { createLhvClient, type LhvClient } from './lhv/client.js';
 import { createPayoutMembership, createShardKeeper } from './leases.js';
 import { createPayoutMetrics } from './metrics.js';
 import { createReadinessMonitor } from './readiness.js';
@@ -47,6 +47,37 @@ import { createPayoutRepository } from './repo.js';
 import { createResponsePoller } from './responses.js';
 import { parseCheckoutApprovalAccepted, type CheckoutApprovalAccepted } from './schema.js';
 
+/** The payout worker's build step: the one LHV client, then everything that uses it. */
+export async function buildPayoutWorker(kit: WorkerKit<PayoutSettings>): Promise<WorkerPlan<CheckoutApprovalAccepted>> {
+  const s = kit.settings.lhv;
+  const lhv = createLhvClient({
+    baseUrl: s.baseUrl,
+    ...(s.cert ? { cert: s.cert } : {}),
+    ...(s.key ? { key: s.key } : {}),
+    ...(s.ca ? { ca: s.ca } : {}),
+    timeoutMs: s.timeoutMs,
+    maxConnections: s.maxConnections,
+    heartbeatMqMethod: s.heartbeatMqMethod,
+    allowInsecureHttp: s.allowInsecureHttp,
+    logger: kit.log,
+    guard: kit.httpGuard('lhv'),
+  });
+  kit.breakers.get('lhv').setProbe((signal) => lhv.heartbeat({ signal }));
+  const plan = await createPayoutWorker(kit, lhv);
+  kit.log.info(
+    {
+      shards: kit.settings.shards,
+      shardLeaseMs: kit.settings.shardLease.leaseMs,
+      shardRenewMs: kit.settings.shardLease.renewMs,
+      batchSize: kit.settings.initiation.batchSize,
+      lhv: new URL(s.baseUrl).origin,
+    },
+    'payout worker configured',
+  );
+  return plan;
+}
+
+/** The plan around an LHV client (tests and benchmarks may bring their own client). */
 export async function createPayoutWorker(
   kit: WorkerKit<PayoutSettings>,
   lhv: LhvClient,
