@@ -1,13 +1,13 @@
 /**
- * The consumer's receive gate (shared/core/consumer.ts `ReceiveGate`): a worker's own reason not
- * to receive (the payout worker: not ready, or no shard held). Every ReceiveMessage the consumer
- * sends is counted by a middleware on its SQS client, and the gate records when a poller waits at
- * it, so "nothing was received while paused" is proven by counts taken while a poller is known to
- * be waiting, never by a quiet interval.
+ * The consumer's receive gate (shared/core/receive-gate.ts, checked by shared/core/consumer.ts): a
+ * worker's own reason not to receive (the payout worker: not ready, or no shard held). Every
+ * ReceiveMessage the consumer sends is counted by a middleware on its SQS client, and the gate
+ * records when a poller waits at it, so "nothing was received while paused" is proven by counts
+ * taken while a poller is known to be waiting, never by a quiet interval.
  */
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
-import { ReceiveGate } from '../../shared/core/consumer.js';
+import { ReceiveGate } from '../../shared/core/receive-gate.js';
 import { freshQueues, testConsumer, testMessage, type TestQueues } from '../support/consumer.js';
 import { eventually, sendAll } from '../support/sqs.js';
 

@@ -30,7 +30,7 @@
  * visibility timeout (the claim row makes them duplicates if they were stored); LHV re-delivers
  * undeleted messages; batches resume from their rows (docs/payouts.md "Ungraceful shutdown").
  */
-import { ReceiveGate } from '../../shared/core/consumer.js';
+import { ReceiveGate } from '../../shared/core/receive-gate.js';
 import { createShardPool } from '../../shared/core/shard-pool.js';
 import type { ReadinessCheck } from '../../shared/ops/server.js';
 import { payoutShardKey } from '../../shared/resources.js';
