@@ -13,49 +13,24 @@ import { toEndToEndId } from '../../workers/payout/lhv/pain001.js';
 import { RESPONSES_LEASE_KEY } from '../../workers/payout/leases.js';
 import { payoutShardKey } from '../../shared/resources.js';
 import type { LhvSandbox } from '../../cli/sandbox/lhv-server.js';
-import type { WorkerProcess } from '../support/processes.js';
 import { drain, eventually } from '../support/sqs.js';
-import { setupTestStack, type TestStack } from '../support/stack.js';
+import type { TestStack } from '../support/stack.js';
 import {
   allPayouts,
   approval,
   finalPayout,
   readEvents,
   readPayout,
+  opsPort,
+  payoutFixtures,
   sendEvents,
-  startBank,
   startPayoutWorker,
   waitReady,
 } from './support.js';
 
-const cleanup: (() => Promise<void> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanup.reverse()) await c();
-});
-
-function track(w: WorkerProcess): WorkerProcess {
-  cleanup.push(async () => {
-    if (w.child.exitCode === null && w.child.signalCode === null) {
-      w.kill('SIGKILL');
-      await w.exited;
-    }
-  });
-  return w;
-}
-
-async function env(
-  label: string,
-  shards: number,
-  options: { maxReceiveCount?: number } = {},
-): Promise<{ stack: TestStack; bank: LhvSandbox }> {
-  const stack = await setupTestStack(label, { payoutShards: shards, ...options });
-  const bank = await startBank();
-  cleanup.push(
-    () => stack.close(),
-    () => bank.close(),
-  );
-  return { stack, bank };
-}
+const fixtures = payoutFixtures();
+afterAll(() => fixtures.cleanup());
+const { track, env } = fixtures;
 
 function expectInitiatedOnce(bank: LhvSandbox, paymentIds: readonly string[]): void {
   const per = bank.stats().initiationsPerPaymentId;
@@ -70,9 +45,6 @@ async function leaseRow(stack: TestStack, leaseKey: string) {
   return r.Item as { owner?: string; expiresAtMs: number; fencingToken: number } | undefined;
 }
 
-async function opsPort(w: WorkerProcess): Promise<number> {
-  return Number((await w.waitForLine((l) => l.msg === 'ops server listening')).port);
-}
 
 /** Requests the bank has served on `route` so far (e.g. `GET /heartbeat`). */
 const served = (bank: LhvSandbox, route: string) => bank.stats().byRoute[route] ?? 0;
