@@ -19,7 +19,6 @@
  * definite cancellation nothing was applied: the next try is built afresh under a new token.
  */
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TransactWriteCommand, type DynamoDBDocumentClient, type TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { RetryableError } from '../errors.js';
 import { maskPans } from '../log/redact.js';
@@ -30,6 +29,7 @@ import { leaseFenceCheck, toHolder, unmarshallRaw } from './dynamo-leases.js';
 import { CommitOutcomeUnknownError, CommitTooLargeError, ConflictError, InvalidCommitError, LeaseLostError } from './errors.js';
 import { createOutbox, DEFAULT_LEDGER_SHARDS, type OutboxItem } from './outbox.js';
 import type { CommitConflictPart, CommitRequest, CommitResult, EntityChange, OutcomeStore } from './ports.js';
+import { sleep } from './timers.js';
 
 export interface DynamoOutcomeStoreOptions {
   readonly doc: DynamoDBDocumentClient;

@@ -14,6 +14,7 @@ import { toWorkerConfig, workerEnvShape, workerInvariants, type WorkerConfig } f
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { FifoConsumer, type FifoConsumerOptions, type HandlerResult } from '../core/consumer.js';
+import type { ReceiveGate } from '../core/receive-gate.js';
 import { createDynamoIdempotencyStore } from '../core/dynamo-idempotency.js';
 import { createDynamoLeaseStore } from '../core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
@@ -67,6 +68,11 @@ export interface WorkerPlan<T> {
     readonly parse: (body: string, message: Message) => T;
     readonly handle: FifoConsumerOptions<T>['handle'];
     readonly acceptGate?: () => HandlerResult | undefined;
+    /**
+     * The worker's own pause switch (payout: receive only while ready and holding a shard). While
+     * paused nothing is received; the attempt-budget check and the shutdown order are the same.
+     */
+    readonly gate?: ReceiveGate;
     /**
      * Dependencies besides DynamoDB that every message needs (e.g. the token service): while one
      * is down the consumer receives nothing. Give each a probe (`breakers.get(name).setProbe`).
@@ -268,6 +274,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
       gating: ['dynamodb', ...(c.gating ?? [])],
       resilience,
       ...(c.acceptGate ? { acceptGate: c.acceptGate } : {}),
+      ...(c.gate ? { gate: c.gate } : {}),
     });
   }
   const checks: ReadinessCheck[] = [...(plan.checks ?? [])];
