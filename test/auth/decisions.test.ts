@@ -57,7 +57,12 @@ function setup(script: Script = {}) {
       return lookup.shift() ?? { kind: 'not_found' };
     },
   };
-  const registry: ProcessorRegistry = { connectors: new Map(), get: () => connector, has: () => true, close: async () => undefined };
+  const registry: ProcessorRegistry = {
+    connectors: new Map(),
+    get: () => connector,
+    has: () => true,
+    close: async () => undefined,
+  };
   const handle = createAuthHandler({
     once: stores.once,
     charges: stores.charges,
@@ -65,7 +70,13 @@ function setup(script: Script = {}) {
     tokens: {
       decrypt: async () => {
         if (script.tokenGone) throw new TerminalError('TOKEN_EXPIRED', 'token expired');
-        return new SensitiveCard({ number: '4242424242424242', exp_month: 12, exp_year: 2030, cvc: '123', cardholder_name: 'Test' });
+        return new SensitiveCard({
+          number: '4242424242424242',
+          exp_month: 12,
+          exp_year: 2030,
+          cvc: '123',
+          cardholder_name: 'Test',
+        });
       },
       probe: async () => undefined,
       close: async () => undefined,
@@ -155,18 +166,26 @@ describe('auth worker', () => {
         fields: { errorCode: 'PROCESSOR_UNAVAILABLE' },
       },
     ];
-    it.each(rows)('$answer.kind (retryable: $answer.retryable, delivery $receiveCount) -> $status, $verdict.action', async (row) => {
-      const { handle } = setup({ authorise: [row.answer] });
-      expect(await handle(request(), ctx(row.receiveCount))).toEqual(row.verdict);
-      expect(await charge()).toMatchObject({ status: row.status, ...row.fields });
-      expect((await charge())!.history.map((h) => h.status)).toEqual(['CREATED', 'AUTHORISATION_READY', row.status]);
-      expect(eventTypes()).toHaveLength(2);
-      // READY before the call (item open), the outcome with the work item after it.
-      expect(stores.commits.map((c) => c.workItem?.result)).toEqual([undefined, expect.objectContaining({ status: row.status })]);
-    });
+    it.each(rows)(
+      '$answer.kind (retryable: $answer.retryable, delivery $receiveCount) -> $status, $verdict.action',
+      async (row) => {
+        const { handle } = setup({ authorise: [row.answer] });
+        expect(await handle(request(), ctx(row.receiveCount))).toEqual(row.verdict);
+        expect(await charge()).toMatchObject({ status: row.status, ...row.fields });
+        expect((await charge())!.history.map((h) => h.status)).toEqual(['CREATED', 'AUTHORISATION_READY', row.status]);
+        expect(eventTypes()).toHaveLength(2);
+        // READY before the call (item open), the outcome with the work item after it.
+        expect(stores.commits.map((c) => c.workItem?.result)).toEqual([
+          undefined,
+          expect.objectContaining({ status: row.status }),
+        ]);
+      },
+    );
 
     it('a retryable error before the last attempt is retried: the charge stays AUTHORISATION_READY, the request open', async () => {
-      const { handle } = setup({ authorise: [{ kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }] });
+      const { handle } = setup({
+        authorise: [{ kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }],
+      });
       const req = request();
       await expect(handle(req, ctx(1))).rejects.toMatchObject({ kind: 'retryable', code: 'PROCESSOR_UNAVAILABLE' });
       expect((await charge())!.status).toBe('AUTHORISATION_READY');
@@ -175,7 +194,10 @@ describe('auth worker', () => {
 
     it('on the last attempt a processor outage (its breaker opened) is retried, never recorded as the charge failing', async () => {
       const breaker = new CircuitBreaker({ name: 'sandbox', failureThreshold: 1, now: () => 0 });
-      const { handle } = setup({ authorise: [{ kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }], outage: breaker });
+      const { handle } = setup({
+        authorise: [{ kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }],
+        outage: breaker,
+      });
       const attempt = runInAttemptScope({ key: 'g', failed: new Set() }, () => handle(request(), ctx(MAX_ATTEMPTS)));
       await expect(attempt).rejects.toMatchObject({ kind: 'retryable', code: 'PROCESSOR_UNAVAILABLE' });
       expect((await charge())!.status).toBe('AUTHORISATION_READY');
@@ -197,34 +219,58 @@ describe('auth worker', () => {
     });
 
     it('an approval for another amount is recorded AUTHORISATION_ERROR, voided, and dead-lettered AMOUNT_MISMATCH', async () => {
-      const { calls, handle } = setup({ authorise: [{ kind: 'approved', processorRef: 'pi_more', amount: 1001, currency: 'GBP' }] });
+      const { calls, handle } = setup({
+        authorise: [{ kind: 'approved', processorRef: 'pi_more', amount: 1001, currency: 'GBP' }],
+      });
       expect(await handle(request(), ctx())).toMatchObject({ action: 'dead-letter', code: 'AMOUNT_MISMATCH' });
       expect(calls.voids).toBe(1);
-      expect(await charge()).toMatchObject({ status: 'AUTHORISATION_ERROR_CANCELLED', errorCode: 'AMOUNT_MISMATCH', authorisationVoid: { state: 'VOIDED' } });
-      expect(eventTypes()).toEqual(['PAYMENT_CREATED', 'AUTHORISATION_ERROR', 'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR']);
+      expect(await charge()).toMatchObject({
+        status: 'AUTHORISATION_ERROR_CANCELLED',
+        errorCode: 'AMOUNT_MISMATCH',
+        authorisationVoid: { state: 'VOIDED' },
+      });
+      expect(eventTypes()).toEqual([
+        'PAYMENT_CREATED',
+        'AUTHORISATION_ERROR',
+        'CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR',
+      ]);
     });
   });
 
   describe('decisions on the charge found', () => {
     it('AUTHORISATION_READY from an earlier attempt: looked up first, recorded without a second authorisation', async () => {
       const req = request();
-      const { calls, handle } = setup({ lookup: [{ kind: 'authorised', processorRef: 'pi_before', amount: 1000, currency: 'GBP' }] });
+      const { calls, handle } = setup({
+        lookup: [{ kind: 'authorised', processorRef: 'pi_before', amount: 1000, currency: 'GBP' }],
+      });
       stores.seedCharge(seeded('AUTHORISATION_READY', { authRequestId: req.authRequestId }));
       expect(await handle(req, ctx())).toEqual({ action: 'ack' });
       expect(calls).toMatchObject({ authorise: 0, lookup: 1 });
-      expect(await charge()).toMatchObject({ status: 'AUTHORISATION_SUCCESS', processorRef: 'pi_before', version: 3, eventSeq: 2 });
+      expect(await charge()).toMatchObject({
+        status: 'AUTHORISATION_SUCCESS',
+        processorRef: 'pi_before',
+        version: 3,
+        eventSeq: 2,
+      });
     });
 
     it('the token gone while AUTHORISATION_READY: what the lookup finds is recorded; nothing found is AUTHORISATION_ERROR with the token code', async () => {
       const req = request();
-      const found = setup({ tokenGone: true, lookup: [{ kind: 'authorised', processorRef: 'pi_found', amount: 1000, currency: 'GBP' }] });
+      const found = setup({
+        tokenGone: true,
+        lookup: [{ kind: 'authorised', processorRef: 'pi_found', amount: 1000, currency: 'GBP' }],
+      });
       stores.seedCharge(seeded('AUTHORISATION_READY', { authRequestId: req.authRequestId }));
       expect(await found.handle(req, ctx())).toEqual({ action: 'ack' });
       expect(await charge()).toMatchObject({ status: 'AUTHORISATION_SUCCESS', processorRef: 'pi_found' });
 
       const nothing = setup({ tokenGone: true });
       stores.seedCharge(seeded('AUTHORISATION_READY', { authRequestId: req.authRequestId }));
-      expect(await nothing.handle(req, ctx())).toEqual({ action: 'dead-letter', code: 'TOKEN_EXPIRED', detail: 'TOKEN_EXPIRED: token expired' });
+      expect(await nothing.handle(req, ctx())).toEqual({
+        action: 'dead-letter',
+        code: 'TOKEN_EXPIRED',
+        detail: 'TOKEN_EXPIRED: token expired',
+      });
       expect(await charge()).toMatchObject({ status: 'AUTHORISATION_ERROR', errorCode: 'TOKEN_EXPIRED' });
       expect(nothing.calls.authorise).toBe(0);
     });
@@ -252,10 +298,15 @@ describe('auth worker', () => {
       const { calls, handle } = setup();
       stores.seedCharge(seeded('AUTHORISATION_SUCCESS', { authRequestId: req.authRequestId }));
       expect(await handle(req, ctx())).toEqual({ action: 'ack' });
-      expect(stores.workItems.get(`auth#${req.authRequestId}`)).toMatchObject({ status: 'COMPLETED', result: { status: 'AUTHORISATION_SUCCESS' } });
+      expect(stores.workItems.get(`auth#${req.authRequestId}`)).toMatchObject({
+        status: 'COMPLETED',
+        result: { status: 'AUTHORISATION_SUCCESS' },
+      });
 
       stores.workItems.clear();
-      stores.seedCharge(seeded('AUTHORISATION_ERROR', { authRequestId: req.authRequestId, errorCode: 'PROCESSOR_REJECTED', version: 5 }));
+      stores.seedCharge(
+        seeded('AUTHORISATION_ERROR', { authRequestId: req.authRequestId, errorCode: 'PROCESSOR_REJECTED', version: 5 }),
+      );
       expect(await handle(req, ctx())).toEqual({
         action: 'dead-letter',
         code: 'PROCESSOR_REJECTED',

@@ -39,7 +39,12 @@ function setup(script: { capture?: CaptureOutcome; lookup?: LookupOutcome; outag
       return script.lookup ?? { kind: 'not_found' };
     },
   };
-  const registry: ProcessorRegistry = { connectors: new Map(), get: () => connector, has: () => true, close: async () => undefined };
+  const registry: ProcessorRegistry = {
+    connectors: new Map(),
+    get: () => connector,
+    has: () => true,
+    close: async () => undefined,
+  };
   const handle = createCaptureHandler({
     once: stores.once,
     charges: stores.charges,
@@ -60,7 +65,9 @@ const ctx = (): HandlerContext => ({
 });
 
 const request = (captureRequestId = randomUUID()) =>
-  parseCaptureRequested(JSON.stringify({ type: 'CaptureRequested', captureRequestId, chargeId: 'c1', requestedAt: '2026-11-21T12:00:00.000Z' }));
+  parseCaptureRequested(
+    JSON.stringify({ type: 'CaptureRequested', captureRequestId, chargeId: 'c1', requestedAt: '2026-11-21T12:00:00.000Z' }),
+  );
 
 /** A charge in `status` as earlier commits left it; `history` lists the statuses after AUTHORISATION_SUCCESS. */
 function seed(status: ChargeStatus, extra: Partial<Charge> = {}, after: ChargeStatus[] = []): void {
@@ -135,7 +142,14 @@ describe('capture worker', () => {
 
     it('CAPTURE_APPROVED_RETRY with the maximum attempts in its history: CAPTURE_ERROR, acknowledged, no processor call', async () => {
       const { calls, handle } = setup();
-      seed('CAPTURE_APPROVED_RETRY', {}, ['CAPTURE_APPROVED', 'CAPTURE_READY', 'CAPTURE_APPROVED_RETRY', 'CAPTURE_READY', 'CAPTURE_APPROVED_RETRY', 'CAPTURE_READY']);
+      seed('CAPTURE_APPROVED_RETRY', {}, [
+        'CAPTURE_APPROVED',
+        'CAPTURE_READY',
+        'CAPTURE_APPROVED_RETRY',
+        'CAPTURE_READY',
+        'CAPTURE_APPROVED_RETRY',
+        'CAPTURE_READY',
+      ]);
       expect(await handle(request(), ctx())).toEqual({ action: 'ack' });
       expect(await charge()).toMatchObject({ status: 'CAPTURE_ERROR' });
       expect((await charge()).errorCode).toBeUndefined();
@@ -155,43 +169,49 @@ describe('capture worker', () => {
   });
 
   describe('decisions on the processor answer', () => {
-    const rows: { answer: CaptureOutcome; verdict: HandlerResult; status: ChargeStatus; events: string[]; awaiting: boolean }[] = [
-      {
-        answer: { kind: 'captured', processorRef: 'pi_1' },
-        verdict: { action: 'ack' },
-        status: 'CAPTURED',
-        events: ['USER_APPROVED_FOR_CAPTURE', 'CAPTURE_CONFIRMED'],
-        awaiting: false,
-      },
-      {
-        answer: { kind: 'submitted', processorRef: 'pi_1' },
-        verdict: { action: 'ack' },
-        status: 'CAPTURE_SUBMITTED',
-        events: ['USER_APPROVED_FOR_CAPTURE', 'CAPTURE_SUBMITTED'],
-        awaiting: false,
-      },
-      {
-        answer: { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'intent canceled' },
-        verdict: { action: 'dead-letter', code: 'NOT_CAPTURABLE', detail: 'capture refused: NOT_CAPTURABLE: intent canceled' },
-        status: 'CAPTURE_ERROR',
-        events: ['USER_APPROVED_FOR_CAPTURE', 'CAPTURE_ERRORED'],
-        awaiting: false,
-      },
-      {
-        answer: { kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' },
-        verdict: { action: 'defer', delaySec: RETRY_DELAY_SEC, countsAsAttempt: false, reason: 'PROCESSOR_UNAVAILABLE: HTTP 503' },
-        status: 'CAPTURE_APPROVED_RETRY',
-        events: ['USER_APPROVED_FOR_CAPTURE'],
-        awaiting: true,
-      },
-      {
-        answer: { kind: 'ambiguous', reason: 'timed out' },
-        verdict: { action: 'defer', delaySec: RETRY_DELAY_SEC, countsAsAttempt: false, reason: 'outcome unknown: timed out' },
-        status: 'CAPTURE_APPROVED_RETRY',
-        events: ['USER_APPROVED_FOR_CAPTURE'],
-        awaiting: true,
-      },
-    ];
+    const rows: { answer: CaptureOutcome; verdict: HandlerResult; status: ChargeStatus; events: string[]; awaiting: boolean }[] =
+      [
+        {
+          answer: { kind: 'captured', processorRef: 'pi_1' },
+          verdict: { action: 'ack' },
+          status: 'CAPTURED',
+          events: ['USER_APPROVED_FOR_CAPTURE', 'CAPTURE_CONFIRMED'],
+          awaiting: false,
+        },
+        {
+          answer: { kind: 'submitted', processorRef: 'pi_1' },
+          verdict: { action: 'ack' },
+          status: 'CAPTURE_SUBMITTED',
+          events: ['USER_APPROVED_FOR_CAPTURE', 'CAPTURE_SUBMITTED'],
+          awaiting: false,
+        },
+        {
+          answer: { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'intent canceled' },
+          verdict: { action: 'dead-letter', code: 'NOT_CAPTURABLE', detail: 'capture refused: NOT_CAPTURABLE: intent canceled' },
+          status: 'CAPTURE_ERROR',
+          events: ['USER_APPROVED_FOR_CAPTURE', 'CAPTURE_ERRORED'],
+          awaiting: false,
+        },
+        {
+          answer: { kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' },
+          verdict: {
+            action: 'defer',
+            delaySec: RETRY_DELAY_SEC,
+            countsAsAttempt: false,
+            reason: 'PROCESSOR_UNAVAILABLE: HTTP 503',
+          },
+          status: 'CAPTURE_APPROVED_RETRY',
+          events: ['USER_APPROVED_FOR_CAPTURE'],
+          awaiting: true,
+        },
+        {
+          answer: { kind: 'ambiguous', reason: 'timed out' },
+          verdict: { action: 'defer', delaySec: RETRY_DELAY_SEC, countsAsAttempt: false, reason: 'outcome unknown: timed out' },
+          status: 'CAPTURE_APPROVED_RETRY',
+          events: ['USER_APPROVED_FOR_CAPTURE'],
+          awaiting: true,
+        },
+      ];
     it.each(rows)('$answer.kind (retryable: $answer.retryable) -> $status, $verdict.action', async (row) => {
       const { calls, handle } = setup({ capture: row.answer });
       seed('AUTHORISATION_SUCCESS');
@@ -204,13 +224,18 @@ describe('capture worker', () => {
       expect(newEventTypes()).toEqual(row.events);
       expect(after.captureQueue !== undefined).toBe(row.awaiting);
       // A deferred request stays open for its next delivery; every other answer completes it.
-      expect(stores.workItems.get(`capture#${req.captureRequestId}`)?.status).toBe(row.verdict.action === 'defer' ? 'IN_PROGRESS' : 'COMPLETED');
+      expect(stores.workItems.get(`capture#${req.captureRequestId}`)?.status).toBe(
+        row.verdict.action === 'defer' ? 'IN_PROGRESS' : 'COMPLETED',
+      );
       expect(calls.capture).toBe(1);
     });
 
     it('a processor outage (its breaker opened) is not a failed attempt: retried in place, the charge stays CAPTURE_READY', async () => {
       const breaker = new CircuitBreaker({ name: 'sandbox', failureThreshold: 1, now: () => 0 });
-      const { handle } = setup({ capture: { kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }, outage: breaker });
+      const { handle } = setup({
+        capture: { kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' },
+        outage: breaker,
+      });
       seed('AUTHORISATION_SUCCESS');
       const attempt = runInAttemptScope({ key: 'c1', failed: new Set() }, () => handle(request(), ctx()));
       await expect(attempt).rejects.toMatchObject({ kind: 'retryable', code: 'PROCESSOR_UNAVAILABLE' });
@@ -219,7 +244,9 @@ describe('capture worker', () => {
     });
 
     it('a deferred request comes back to its open work item; with the maximum attempts in the history it gives the capture up', async () => {
-      const { handle } = setup({ capture: { kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' } });
+      const { handle } = setup({
+        capture: { kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' },
+      });
       seed('AUTHORISATION_SUCCESS');
       const req = request();
       expect(await handle(req, ctx())).toMatchObject({ action: 'defer' });
@@ -243,7 +270,8 @@ describe('capture worker', () => {
       expect(await refused.handle(req, ctx())).toEqual({
         action: 'dead-letter',
         code: 'NOT_CAPTURABLE',
-        detail: 'charge c1 is already CAPTURE_ERROR (NOT_CAPTURABLE); this request was not processed again; it said: capture refused: NOT_CAPTURABLE: intent canceled',
+        detail:
+          'charge c1 is already CAPTURE_ERROR (NOT_CAPTURABLE); this request was not processed again; it said: capture refused: NOT_CAPTURABLE: intent canceled',
       });
       expect(refused.calls.capture).toBe(1);
 

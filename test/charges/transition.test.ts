@@ -64,7 +64,10 @@ describe('charge transitions', () => {
     });
 
     it('keeps the awaiting-capture index in step with the status: set on approval, kept across retries, removed when captured', () => {
-      const approved = moveCharge(stored('AUTHORISATION_SUCCESS'), 'CAPTURE_APPROVED', { at: T1, fields: { captureRequestId: 'cr-1' } });
+      const approved = moveCharge(stored('AUTHORISATION_SUCCESS'), 'CAPTURE_APPROVED', {
+        at: T1,
+        fields: { captureRequestId: 'cr-1' },
+      });
       expect(approved.change.set).toMatchObject({ captureQueue: 'AWAITING', captureDueAt: T1, captureRequestId: 'cr-1' });
       expect(approved.change.remove).toBeUndefined();
       const ready = moveCharge(approved.after, 'CAPTURE_READY', { at: T2 });
@@ -95,7 +98,13 @@ describe('charge transitions', () => {
         processor: 'stripe',
         requested_at: T0,
       });
-      expect(ready.after).toMatchObject({ status: 'AUTHORISATION_READY', authRequestId: 'r1', version: 1, eventSeq: 1, createdAt: T0 });
+      expect(ready.after).toMatchObject({
+        status: 'AUTHORISATION_READY',
+        authRequestId: 'r1',
+        version: 1,
+        eventSeq: 1,
+        createdAt: T0,
+      });
       expect(ready.after.history.map((h) => h.status)).toEqual(['CREATED', 'AUTHORISATION_READY']);
     });
   });

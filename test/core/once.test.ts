@@ -22,10 +22,21 @@ const item = (key = 'r1', extra: Partial<OnceItem> = {}): OnceItem => ({
 
 function context(extra: Partial<OnceContext> = {}): OnceContext & { reported: number[] } {
   const reported: number[] = [];
-  return { signal: new AbortController().signal, log: silentLogger(), setAttempts: (n) => void reported.push(n), reported, ...extra };
+  return {
+    signal: new AbortController().signal,
+    log: silentLogger(),
+    setAttempts: (n) => void reported.push(n),
+    reported,
+    ...extra,
+  };
 }
 
-const change = (version: number) => ({ table: 'charges' as const, key: { chargeId: 't1' }, expectedVersion: version, set: { n: version + 1 } });
+const change = (version: number) => ({
+  table: 'charges' as const,
+  key: { chargeId: 't1' },
+  expectedVersion: version,
+  set: { n: version + 1 },
+});
 
 describe('once()', () => {
   describe('the work context', () => {
@@ -129,14 +140,24 @@ describe('once()', () => {
       stores = fakeOnceStores();
       await stores.once(item(), context(), (w) => w.complete([], { status: 'FAILED', action: 'ack' }));
       const asked: string[] = [];
-      const older = item('r1', { codeOfOlderItem: async (status) => (asked.push(status), 'FROM_SUBJECT') });
-      expect(await stores.once(older, context(), async () => expect.unreachable())).toMatchObject({ action: 'dead-letter', code: 'FROM_SUBJECT' });
+      const older = item('r1', {
+        codeOfOlderItem: async (status) => {
+          asked.push(status);
+          return 'FROM_SUBJECT';
+        },
+      });
+      expect(await stores.once(older, context(), async () => expect.unreachable())).toMatchObject({
+        action: 'dead-letter',
+        code: 'FROM_SUBJECT',
+      });
       expect(asked).toEqual(['FAILED']);
     });
 
     it('repeat() completes the item with the earlier verdict: this delivery and every later one get the same letter', async () => {
       stores = fakeOnceStores();
-      const first = await stores.once(item(), context(), (w) => w.repeat({ status: 'FAILED', code: 'REFUSED', detail: 'the bank said no' }));
+      const first = await stores.once(item(), context(), (w) =>
+        w.repeat({ status: 'FAILED', code: 'REFUSED', detail: 'the bank said no' }),
+      );
       const later = await stores.once(item(), context(), async () => expect.unreachable());
       expect(first).toEqual({
         action: 'dead-letter',

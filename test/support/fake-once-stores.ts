@@ -106,7 +106,8 @@ export function fakeOnceStores(options: { leaseMs?: number; attemptDeadlineMs?: 
     },
     async note(key, attemptId, progress) {
       const rec = workItems.get(key);
-      if (rec?.attemptId !== attemptId) throw new ConflictError({ part: 'workItem', key: { idempotencyKey: key }, reason: 'condition' });
+      if (rec?.attemptId !== attemptId)
+        throw new ConflictError({ part: 'workItem', key: { idempotencyKey: key }, reason: 'condition' });
       workItems.set(key, { ...rec, progress });
     },
     async get(key) {
@@ -119,14 +120,24 @@ export function fakeOnceStores(options: { leaseMs?: number; attemptDeadlineMs?: 
       // Check everything first: a refused commit changes nothing.
       if (req.lease) {
         const row = leaseRows.get(req.lease.key);
-        if (!row || row.owner !== req.lease.owner || row.fencingToken !== req.lease.fencingToken || row.expiresAtMs <= clock.now()) {
+        if (
+          !row ||
+          row.owner !== req.lease.owner ||
+          row.fencingToken !== req.lease.fencingToken ||
+          row.expiresAtMs <= clock.now()
+        ) {
           throw new LeaseLostError(req.lease, holderOf(req.lease.key));
         }
       }
       if (req.workItem) {
         const rec = workItems.get(req.workItem.idempotencyKey);
         if (rec?.status !== 'IN_PROGRESS' || rec.attemptId !== req.workItem.attemptId) {
-          throw new ConflictError({ part: 'workItem', key: { idempotencyKey: req.workItem.idempotencyKey }, reason: 'condition', ...(rec ? { existing: { ...rec } } : {}) });
+          throw new ConflictError({
+            part: 'workItem',
+            key: { idempotencyKey: req.workItem.idempotencyKey },
+            reason: 'condition',
+            ...(rec ? { existing: { ...rec } } : {}),
+          });
         }
       }
       for (const c of req.changes) {
@@ -135,18 +146,30 @@ export function fakeOnceStores(options: { leaseMs?: number; attemptDeadlineMs?: 
           c.expectedVersion === 0
             ? cur === undefined
             : cur?.version === c.expectedVersion && (!c.resource || (cur.eventSeq ?? 0) === (c.currentEventSeq ?? 0));
-        if (!ok) throw new ConflictError({ part: 'entity', table: c.table, key: c.key, reason: 'condition', ...(cur ? { existing: cur } : {}) });
+        if (!ok)
+          throw new ConflictError({
+            part: 'entity',
+            table: c.table,
+            key: c.key,
+            reason: 'condition',
+            ...(cur ? { existing: cur } : {}),
+          });
       }
       const versions: number[] = [];
       for (const c of req.changes) {
         const k = entityKey(c.table, c.key);
-        const next: Record<string, unknown> = { ...(c.expectedVersion === 0 ? {} : entities.get(k)), ...c.set, ...c.key, version: c.expectedVersion + 1 };
+        const next: Record<string, unknown> = {
+          ...(c.expectedVersion === 0 ? {} : entities.get(k)),
+          ...c.set,
+          ...c.key,
+          version: c.expectedVersion + 1,
+        };
         for (const attr of c.remove ?? []) delete next[attr];
         if (c.resource) {
           const seq = c.currentEventSeq ?? 0;
           next.eventSeq = seq + (c.events?.length ?? 0);
           const list = events.get(c.resource.id) ?? [];
-          (c.events ?? []).forEach((e, i) => list.push({ ...e, sequence: seq + i + 1 }));
+          for (const [i, e] of (c.events ?? []).entries()) list.push({ ...e, sequence: seq + i + 1 });
           events.set(c.resource.id, list);
         }
         entities.set(k, structuredClone(next));
@@ -154,7 +177,11 @@ export function fakeOnceStores(options: { leaseMs?: number; attemptDeadlineMs?: 
       }
       if (req.workItem) {
         const rec = workItems.get(req.workItem.idempotencyKey)!;
-        workItems.set(rec.idempotencyKey, { ...rec, status: 'COMPLETED', ...(req.workItem.result ? { result: structuredClone(req.workItem.result) } : {}) });
+        workItems.set(rec.idempotencyKey, {
+          ...rec,
+          status: 'COMPLETED',
+          ...(req.workItem.result ? { result: structuredClone(req.workItem.result) } : {}),
+        });
       }
       commits.push(req);
       return { events: [], versions };
@@ -188,7 +215,10 @@ export function fakeOnceStores(options: { leaseMs?: number; attemptDeadlineMs?: 
     events: (id) => [...(events.get(id) ?? [])],
     workItems,
     seedCharge(charge) {
-      entities.set(entityKey('charges', { chargeId: charge.chargeId }), structuredClone({ ...charge }) as unknown as Record<string, unknown>);
+      entities.set(
+        entityKey('charges', { chargeId: charge.chargeId }),
+        structuredClone({ ...charge }) as unknown as Record<string, unknown>,
+      );
     },
     steal(key, owner) {
       const row = leaseRows.get(key);
