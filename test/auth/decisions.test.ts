@@ -4,7 +4,7 @@ import { CircuitBreaker, runInAttemptScope } from '../../shared/core/breaker.js'
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
-import type { AuthoriseOutcome, LookupOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
+import type { AuthoriseOutcome, LookupOutcome, ProcessorConnector, VoidOutcome } from '../../shared/connectors/types.js';
 import type { Charge } from '../../shared/charges/charge.js';
 import { TerminalError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log/logger.js';
@@ -31,8 +31,10 @@ interface Script {
   readonly lookup?: LookupOutcome[];
   /** The token service refuses the token for good. */
   readonly tokenGone?: boolean;
-  /** The processor's breaker opens during authorise (a processor outage). */
-  readonly outage?: CircuitBreaker;
+  /** Answers of void, in order (then voided). */
+  readonly voids?: VoidOutcome[];
+  /** The processor's breaker opens during this call (a processor outage). */
+  readonly outage?: { readonly breaker: CircuitBreaker; readonly during: 'authorise' | 'void' };
 }
 
 function setup(script: Script = {}) {
@@ -40,17 +42,19 @@ function setup(script: Script = {}) {
   const calls = { authorise: 0, lookup: 0, voids: 0 };
   const authorise = [...(script.authorise ?? [{ kind: 'approved', processorRef: 'pi_1', amount: 1000, currency: 'GBP' }])];
   const lookup = [...(script.lookup ?? [])];
+  const voids = [...(script.voids ?? [])];
   const connector: ProcessorConnector = {
     name: 'sandbox',
     authorise: async () => {
       calls.authorise++;
-      if (script.outage) script.outage.failed(script.outage.admit());
+      if (script.outage?.during === 'authorise') script.outage.breaker.failed(script.outage.breaker.admit());
       return (authorise.length > 1 ? authorise.shift() : authorise[0])!;
     },
     capture: async () => expect.unreachable('auth never captures'),
     void: async () => {
       calls.voids++;
-      return { kind: 'voided' };
+      if (script.outage?.during === 'void') script.outage.breaker.failed(script.outage.breaker.admit());
+      return voids.shift() ?? { kind: 'voided' };
     },
     lookup: async () => {
       calls.lookup++;
@@ -196,7 +200,7 @@ describe('auth worker', () => {
       const breaker = new CircuitBreaker({ name: 'sandbox', failureThreshold: 1, now: () => 0 });
       const { handle } = setup({
         authorise: [{ kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }],
-        outage: breaker,
+        outage: { breaker, during: 'authorise' },
       });
       const attempt = runInAttemptScope({ key: 'g', failed: new Set() }, () => handle(request(), ctx(MAX_ATTEMPTS)));
       await expect(attempt).rejects.toMatchObject({ kind: 'retryable', code: 'PROCESSOR_UNAVAILABLE' });
@@ -216,6 +220,19 @@ describe('auth worker', () => {
       expect(await handle(req, ctx(2))).toEqual({ action: 'ack' });
       expect(calls).toMatchObject({ authorise: 1, lookup: 2 });
       expect(await charge()).toMatchObject({ status: 'AUTHORISATION_SUCCESS', processorRef: 'pi_late' });
+    });
+
+    it('on the last attempt a void that fails while the processor is down keeps its PENDING void, never FAILED', async () => {
+      const breaker = new CircuitBreaker({ name: 'sandbox', failureThreshold: 1, now: () => 0 });
+      const { handle } = setup({
+        authorise: [{ kind: 'approved', processorRef: 'pi_more', amount: 1001, currency: 'GBP' }],
+        voids: [{ kind: 'error', retryable: true, code: 'PROCESSOR_UNAVAILABLE', message: 'HTTP 503' }],
+        outage: { breaker, during: 'void' },
+      });
+      const attempt = runInAttemptScope({ key: 'g', failed: new Set() }, () => handle(request(), ctx(MAX_ATTEMPTS)));
+      await expect(attempt).rejects.toMatchObject({ kind: 'retryable', code: 'PROCESSOR_UNAVAILABLE' });
+      expect(await charge()).toMatchObject({ status: 'AUTHORISATION_ERROR', authorisationVoid: { state: 'PENDING' } });
+      breaker.dispose();
     });
 
     it('an approval for another amount is recorded AUTHORISATION_ERROR, voided, and dead-lettered AMOUNT_MISMATCH', async () => {

@@ -70,16 +70,20 @@ describe('once()', () => {
       expect(stores.workItems.get('op#r1')).toMatchObject({ status: 'COMPLETED', result: { status: 'DONE', code: 'NOPE' } });
     });
 
-    it('a holder whose lease was taken over cannot commit: nothing is applied and the work item stays open', async () => {
-      stores = fakeOnceStores();
-      const run = stores.once(item(), context(), async (w) => {
-        stores.steal('thing#t1', 'someone-else');
-        return w.complete([change(0)], { status: 'DONE', action: 'ack' });
-      });
-      await expect(run).rejects.toMatchObject({ code: 'LEASE_LOST' });
-      expect(stores.commits).toHaveLength(0);
-      expect(stores.workItems.get('op#r1')?.status).toBe('IN_PROGRESS');
-    });
+    it.each(['commit', 'complete'] as const)(
+      'a holder whose lease was taken over cannot %s(): nothing is applied and the work item stays open',
+      async (write) => {
+        stores = fakeOnceStores();
+        const run = stores.once(item(), context(), async (w) => {
+          stores.steal('thing#t1', 'someone-else');
+          if (write === 'commit') await w.commit([change(0)]);
+          return w.complete([change(0)], { status: 'DONE', action: 'ack' });
+        });
+        await expect(run).rejects.toMatchObject({ code: 'LEASE_LOST' });
+        expect(stores.commits).toHaveLength(0);
+        expect(stores.workItems.get('op#r1')?.status).toBe('IN_PROGRESS');
+      },
+    );
 
     it("counts the work item's attempts, less the re-runs after a dependency outage", async () => {
       stores = fakeOnceStores({ attemptDeadlineMs: 1000 });
