@@ -182,51 +182,45 @@ export function createOnce(deps: OnceDeps): Once {
 }
 
 function workContext(outcomes: OutcomeStore, item: OnceItem, attempt: WorkAttempt, log: Logger): WorkContext {
-  // `held.lease` is read at each commit: the keeper renews it in between (same token, later expiry).
-  const complete = async (changes: readonly EntityChange[], verdict: WorkVerdict): Promise<Completed> => {
-    await outcomes.commit({
+  // `held.lease` is read at each write: the keeper renews it in between (same token, later expiry).
+  const completing = (changes: readonly EntityChange[], result: Record<string, unknown>) =>
+    outcomes.commit({
       lease: attempt.held.lease,
-      workItem: { idempotencyKey: item.idempotencyKey, attemptId: attempt.attemptId, result: kept(verdict) },
+      workItem: { idempotencyKey: item.idempotencyKey, attemptId: attempt.attemptId, result },
       changes,
     });
-    return answerOf(verdict);
-  };
   return {
     ...attempt,
     log,
     commit: (changes) => outcomes.commit({ lease: attempt.held.lease, changes }),
-    complete,
+    complete: async (changes, verdict) => {
+      const { status, ...answer } = verdict;
+      await completing(changes, kept(status, answer));
+      return completed(answer);
+    },
     repeat: async (earlier) => {
-      const letter = repeatedLetter(item.subject, earlier);
-      await outcomes.commit({
-        lease: attempt.held.lease,
-        workItem: {
-          idempotencyKey: item.idempotencyKey,
-          attemptId: attempt.attemptId,
-          result: kept({ status: earlier.status, action: 'dead-letter', code: earlier.code, detail: earlier.detail ?? '' }),
-        },
-        changes: [],
-      });
-      return answerOf({ status: earlier.status, action: 'dead-letter', ...letter });
+      await completing([], kept(earlier.status, { action: 'dead-letter', code: earlier.code, detail: earlier.detail ?? '' }));
+      return completed({ action: 'dead-letter', ...repeatedLetter(item.subject, earlier) });
     },
   };
 }
 
-/** The stored form of a verdict: `{ status, code?, detail? }` (what work items have always kept). */
-function kept(v: WorkVerdict): Record<string, unknown> {
-  if (v.action === 'ack') return { status: v.status };
-  return { status: v.status, code: v.code, ...(v.detail ? { detail: v.detail } : {}) };
+/** The stored form of a verdict, `{ status, code?, detail? }`: what work items have always kept. */
+function kept(status: string, v: Verdict): Record<string, unknown> {
+  if (v.action === 'ack') return { status };
+  return { status, code: v.code, ...(v.detail ? { detail: v.detail } : {}) };
 }
 
-function answerOf(v: WorkVerdict): Completed {
-  const answer: Verdict = v.action === 'ack' ? { action: 'ack' } : { action: 'dead-letter', code: v.code, detail: v.detail };
+/** The one place a verdict becomes {@link Completed}: called only once its work item is committed COMPLETED. */
+function completed(answer: Verdict): Completed {
   return answer as Completed;
 }
 
 /** Read a completed work item's kept verdict (fields of other shapes are ignored). */
 export function keptVerdictOf(result: Record<string, unknown> | undefined): { status?: string; code?: string; detail?: string } {
-  const str = (k: string) => (typeof result?.[k] === 'string' && result[k] !== '' ? { [k]: result[k] as string } : {});
-  return { ...str('status'), ...str('code'), ...str('detail') };
+  const text = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const [status, code, detail] = [text(result?.status), text(result?.code), text(result?.detail)];
+  return { ...(status ? { status } : {}), ...(code ? { code } : {}), ...(detail ? { detail } : {}) };
 }
 
 /**

@@ -3,7 +3,7 @@ import { RetryableError, TerminalError } from '../../shared/errors.js';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import { dependencyOutage } from '../../shared/core/breaker.js';
 import { systemClock, type Clock } from '../../shared/core/clock.js';
-import type { Once, WorkAnswer, WorkContext } from '../../shared/core/work.js';
+import type { Once, Verdict, WorkAnswer, WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import type { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { TokenServiceClient } from '../../shared/connectors/token-service.js';
@@ -283,23 +283,30 @@ function checkSameCharge(charge: Charge, req: AuthorisationRequested): void {
  *   error, retryable, last attempt  AUTHORISATION_ERROR     dead letter RETRIES_EXHAUSTED
  *   error, retryable, otherwise     (thrown: retried; also on the last attempt while a dependency is down)
  */
-function decide(charge: Charge, outcome: Resolved, last: boolean) {
+interface Decision {
+  readonly status: ChargeStatus;
+  readonly details: Record<string, unknown>;
+  readonly fields: ChargeFields;
+  readonly verdict: Verdict;
+}
+
+function decide(charge: Charge, outcome: Resolved, last: boolean): Decision {
   const ref: ChargeFields = outcome.processorRef ? { processorRef: outcome.processorRef } : {};
   const refDetail = outcome.processorRef ? { processor_ref: outcome.processorRef } : {};
   switch (outcome.kind) {
     case 'approved':
       return {
-        status: 'AUTHORISATION_SUCCESS' as const,
+        status: 'AUTHORISATION_SUCCESS',
         details: { processor_ref: outcome.processorRef, card_brand: charge.cardBrand, last_digits_card_number: charge.cardLast4 },
         fields: ref,
-        verdict: { action: 'ack' as const },
+        verdict: { action: 'ack' },
       };
     case 'declined':
       return {
-        status: 'AUTHORISATION_REJECTED' as const,
+        status: 'AUTHORISATION_REJECTED',
         details: { decline_code: outcome.code, message: outcome.message, ...refDetail },
         fields: { declineCode: outcome.code, ...ref },
-        verdict: { action: 'ack' as const },
+        verdict: { action: 'ack' },
       };
     case 'error':
       // A processor outage (its breaker opened) is not this charge's failure: never give up on it.
@@ -307,11 +314,11 @@ function decide(charge: Charge, outcome: Resolved, last: boolean) {
         throw new RetryableError(outcome.code, outcome.message, outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {});
       }
       return {
-        status: 'AUTHORISATION_ERROR' as const,
+        status: 'AUTHORISATION_ERROR',
         details: { error_code: outcome.code, message: outcome.message, ...refDetail },
         fields: { errorCode: outcome.code, ...ref },
         verdict: {
-          action: 'dead-letter' as const,
+          action: 'dead-letter',
           code: outcome.retryable ? 'RETRIES_EXHAUSTED' : outcome.code,
           detail: `${outcome.code}: ${outcome.message}`,
         },
