@@ -20,6 +20,7 @@ import { createDynamoLeaseStore } from '../core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
 import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../core/ports.js';
+import { createOnce, type Once } from '../core/work.js';
 import { countAwsCalls, createMetrics, type CoreMetrics } from '../ops/metrics.js';
 import { createResilienceMetrics, trackBreakers, type ResilienceMetrics } from '../ops/resilience-metrics.js';
 import { startOpsServer, type ReadinessCheck } from '../ops/server.js';
@@ -43,6 +44,11 @@ export interface WorkerKit<C> {
   readonly keeper: LeaseKeeper;
   readonly idempotency: IdempotencyStore;
   readonly outcomes: OutcomeStore;
+  /**
+   * Exactly-once processing of one request (shared/core/work.ts): under its lease and work item,
+   * duplicates answered with their first verdict, every commit fenced by the lease.
+   */
+  readonly once: Once;
   /** Aborted when shutdown begins: background loops stop taking new work. */
   readonly stopping: AbortSignal;
   /** One circuit breaker per dependency; the AWS clients are already behind theirs. */
@@ -241,6 +247,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
     keeper,
     idempotency,
     outcomes,
+    once: createOnce({ keeper, idempotency, outcomes, ownerId, attemptDeadlineMs: config.lease.leaseMs }),
     stopping: stopping.signal,
     breakers,
     resilience,
