@@ -13,7 +13,7 @@ import { createDynamoOutcomeStore } from '../../shared/core/dynamo-outcomes.js';
 import { CommitTooLargeError, InvalidCommitError } from '../../shared/core/errors.js';
 import type { CommitRequest, EntityChange } from '../../shared/core/ports.js';
 import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
-import { ledgerShardKey, payoutShardKey, TABLES } from '../../shared/resources.js';
+import { ledgerShardKey, payoutShardKey, type TableKey } from '../../shared/resources.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 import { rejection, uniq } from '../support/unique.js';
 import { describeStoreConformance, type StoreHarness } from './stores.conformance.js';
@@ -48,7 +48,7 @@ afterAll(() => {
 
 function dynamoHarness(): StoreHarness {
   const doc = stack.clients.doc;
-  const table = (k: keyof typeof TABLES) => stack.names.table(k);
+  const table = (k: TableKey) => stack.names.table(k);
   return {
     process: ({ now, newAttemptId } = {}) => ({
       leases: createDynamoLeaseStore({ doc, tableName: table('leases'), now }),
