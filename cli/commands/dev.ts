@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, type Command } from 'commander';
 import { sandboxWorkerEnv } from './local-env.js';
 import { printTable, shellExport } from './output.js';
+import { sleep } from '../../shared/core/timers.js';
 
 /**
  * `payfleet dev`: the local recipe in one command. Against a stack that is already running
@@ -236,7 +237,7 @@ Exit codes: 0 stopped by Ctrl-C / SIGTERM, 1 a worker exited on its own, 2 confi
         for (const name of [...waiting]) if (await ready(ports[name])) waiting.delete(name);
         if (waiting.size === 0) break;
         if (Date.now() > deadline) return stop(1, `not ready within ${opts.readyTimeout} s: ${[...waiting].join(', ')}`);
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
       }
 
       process.stdout.write('\npayfleet dev: every worker is ready (Ctrl-C stops them all)\n\n');

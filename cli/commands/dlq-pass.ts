@@ -4,7 +4,6 @@
  * when to stop.
  */
 import { createInterface } from 'node:readline/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type DeadLetterView,
   type HeldLetter,
@@ -13,6 +12,7 @@ import {
   matchId,
   matchesFilter,
 } from './dlq-letters.js';
+import { sleep } from '../../shared/core/timers.js';
 
 /**
  * Whether a letter belongs to a run that started at `startedAtMs`:
@@ -187,7 +187,7 @@ export class Pacer {
     this.nextAtMs = at + 1000 / this.ratePerSec;
     for (let left = at - Date.now(); left > 0; left = at - Date.now()) {
       try {
-        await sleep(Math.min(left, 5000), undefined, { signal });
+        await sleep(Math.min(left, 5000), signal);
       } catch {
         return false;
       }

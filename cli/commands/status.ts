@@ -9,6 +9,7 @@ import { openCommandContext } from './context.js';
 import { printJson, printTable } from './output.js';
 import { opsTargetsFromEnv, parseOpsTargets, StatusUsageError, type OpsTarget, type WorkerStatus } from './status-ops.js';
 import { type FleetStatus, loadQueueAgeReader, type QueueStatus, StatusCollector } from './status-snapshot.js';
+import { pause } from '../../shared/core/timers.js';
 
 export type { FleetStatus } from './status-snapshot.js';
 
@@ -135,22 +136,6 @@ export function statusLine(s: FleetStatus): string {
 function targetsFrom(ops: readonly string[] | undefined): OpsTarget[] {
   if (ops && ops.length > 0) return parseOpsTargets(ops.flatMap((o) => o.split(',')), '--ops');
   return opsTargetsFromEnv(process.env.PAYFLEET_OPS_URLS);
-}
-
-/** Resolves after `ms`, or at once when `stop` fires. */
-function pause(ms: number, stop: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (stop.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    stop.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
 
 export function registerStatus(program: Command): void {

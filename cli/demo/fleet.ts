@@ -14,6 +14,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../embedded/stack.js';
+import { settlesWithin, sleep } from '../../shared/core/timers.js';
 
 export type DemoWorkerName = WorkerName;
 
@@ -169,15 +170,14 @@ export async function waitUntilReady(workers: readonly DemoWorker[], timeoutMs: 
         `not ready within ${timeoutMs / 1000} s: ${missing.map((w) => w.name).join(', ')}; last lines of ${missing[0]!.name}:\n${missing[0]!.tail()}`,
       );
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
 }
 
 /** SIGTERM every worker, wait up to `graceMs` for each, then SIGKILL what is left. */
 export async function stopWorkers(workers: readonly DemoWorker[], graceMs: number): Promise<void> {
   for (const w of workers) w.terminate();
-  const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
-  await Promise.race([Promise.all(workers.map((w) => w.exited)), timer]);
+  await settlesWithin(Promise.all(workers.map((w) => w.exited)), graceMs);
   for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.kill();
   await Promise.all(workers.map((w) => w.exited));
 }

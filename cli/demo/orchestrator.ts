@@ -39,6 +39,7 @@ import {
   workerEnv,
 } from './setup.js';
 import { renderSummary } from './summary.js';
+import { sleep } from '../../shared/core/timers.js';
 
 export interface DemoOptions {
   /** Good authorisation requests. @default 120 */
@@ -62,21 +63,6 @@ class Interrupted extends Error {
     super(`interrupted by ${signal}`);
     this.name = 'Interrupted';
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Run the demo; resolves with the process exit code (0 only when every check passed). */
@@ -188,7 +174,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
           await consumer.pollOnce(1);
           ledgerView.update(consumer.events());
         } catch {
-          await new Promise((r) => setTimeout(r, 200));
+          await sleep(200);
         }
       }
     })();
@@ -232,7 +218,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         } catch {
           // A scrape failed (a worker restarting); the next sample tells.
         }
-        await new Promise((r) => setTimeout(r, 1000));
+        await sleep(1000);
       }
     })();
 

@@ -6,6 +6,7 @@ import { readdirSync } from 'node:fs';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { buildApp } from 'fauxqs';
 import { requireJava17 } from './java.js';
+import { sleep } from '../../shared/core/timers.js';
 
 /** Not frozen: the SDK annotates credential objects. DynamoDB Local 3 accepts only [A-Za-z0-9] keys. */
 export const EMBEDDED_CREDENTIALS: { readonly accessKeyId: string; readonly secretAccessKey: string } = { accessKeyId: 'payfleetlocal', secretAccessKey: 'payfleetlocal' };
@@ -88,7 +89,7 @@ async function waitForDynamo(endpoint: string, timeoutMs: number, child: ChildPr
         return;
       } catch (err) {
         if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer on ${endpoint} within ${timeoutMs} ms: ${stderr() || String(err)}`);
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
     }
   } finally {

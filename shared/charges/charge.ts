@@ -19,6 +19,9 @@
  * found in either state after a crash means "a request may have gone out; look it up first".
  * The same holds for a void: AUTHORISATION_ERROR is committed with `authorisationVoid.state`
  * PENDING before the processor is asked to void, so whoever finds a PENDING void finishes it.
+ *
+ * A transition becomes a commit in one place, ./transition.ts (`moveCharge`): it checks the edge
+ * here, appends the history and takes the edge's event.
  */
 export const CHARGE_STATUSES = [
   'CREATED',
@@ -104,56 +107,6 @@ export function deadLetterCodeOf(charge: Pick<Charge, 'status' | 'errorCode'>): 
   return FINAL_ERROR_STATUSES.has(charge.status) ? charge.errorCode : undefined;
 }
 
-/**
- * What a work item of a charge request keeps once it is completed (`result` in the idempotency
- * table): the status the request left the charge in and, when that delivery was dead-lettered, the
- * letter's code and detail. A later delivery of the same request answers from this: the same letter
- * again, or an acknowledgement. (Items written before `code` was kept hold the status only.)
- */
-export interface ChargeRequestResult {
-  readonly status: ChargeStatus;
-  readonly code?: string;
-  readonly detail?: string;
-}
-
-/** Read a completed work item's `result` (written by this module's callers, or older ones with status only). */
-export function requestResultOf(result: Record<string, unknown> | undefined): Partial<ChargeRequestResult> {
-  if (!result) return {};
-  const status = CHARGE_STATUSES.find((s) => s === result.status);
-  return {
-    ...(status ? { status } : {}),
-    ...(typeof result.code === 'string' ? { code: result.code } : {}),
-    ...(typeof result.detail === 'string' ? { detail: result.detail } : {}),
-  };
-}
-
-/**
- * What a later delivery of a completed request gets: the letter its first delivery got (again), or
- * undefined to acknowledge it. `read` is called only for work items that kept the status alone.
- */
-export async function repeatLetterOf(
-  chargeId: string,
-  result: Record<string, unknown> | undefined,
-  read: () => Promise<Charge | undefined>,
-): Promise<{ code: string; detail: string } | undefined> {
-  const done = requestResultOf(result);
-  if (!done.status || !FINAL_ERROR_STATUSES.has(done.status)) return undefined;
-  const code = done.code ?? deadLetterCodeOf((await read()) ?? { status: done.status });
-  return code ? alreadyFinalLetter(chargeId, done.status, code, done.detail) : undefined;
-}
-
-/**
- * The dead letter for a request that met its charge already in a final error state. The detail says
- * so, and carries what the first letter said (e.g. whether the authorisation was voided).
- */
-export function alreadyFinalLetter(chargeId: string, status: ChargeStatus, code: string, earlier?: string): { code: string; detail: string } {
-  const said = earlier ? `; it said: ${earlier}` : '';
-  return {
-    code,
-    detail: `charge ${chargeId} is already ${status} (${code}); this request was not processed again${said}`,
-  };
-}
-
 export class IllegalTransitionError extends Error {
   constructor(
     readonly from: ChargeStatus,
@@ -203,7 +156,11 @@ export interface ChargeHistoryEntry {
   readonly at: string;
 }
 
-/** The charge as stored in the charges table. No card data: only last4/brand for display. */
+/**
+ * The charge as stored in the charges table: every attribute any worker writes. No card data: only
+ * last4/brand for display. Written only through ./transition.ts (status, history, the capture index,
+ * version and eventSeq are that module's; the rest are {@link ChargeFields}).
+ */
 export interface Charge {
   readonly chargeId: string;
   readonly gatewayAccountId: string;
@@ -214,25 +171,58 @@ export interface Charge {
   readonly description: string;
   readonly status: ChargeStatus;
   readonly live: boolean;
+  /** Written by the commit: expected + 1 on every change. */
   readonly version: number;
+  /** Ledger events emitted so far: the next event's sequence is eventSeq + 1. */
   readonly eventSeq: number;
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly history: readonly ChargeHistoryEntry[];
+  /** The request that authorised (or is authorising) the charge. */
   readonly authRequestId?: string;
   /** Derived from authRequestId; reused on every retry of that authorisation. */
   readonly authIdempotencyKey?: string;
+  /** The processor's reference from any answer that carried one (approval, decline, error, mismatch). */
   readonly processorRef?: string;
   readonly cardLast4?: string;
   readonly cardBrand?: string;
+  /** AUTHORISATION_REJECTED: the processor's decline code. */
   readonly declineCode?: string;
+  /** A final error that was dead-lettered: its code (absent for a capture abandoned after the maximum attempts). */
   readonly errorCode?: string;
   /** The release of an authorisation the fleet will not use (auth worker, AMOUNT_MISMATCH). */
   readonly authorisationVoid?: AuthorisationVoid;
-  /** Capture bookkeeping (capture worker). */
-  readonly captureAttempts?: number;
+  /** The capture request that approved the capture (AUTHORISATION_SUCCESS -> CAPTURE_APPROVED). */
   readonly captureRequestId?: string;
+  /**
+   * The sparse `awaiting-capture` index (workers/capture/gauges.ts): {@link AWAITING_CAPTURE} exactly
+   * while the status is one of {@link AWAITING_CAPTURE_STATUSES}, absent otherwise.
+   */
+  readonly captureQueue?: typeof AWAITING_CAPTURE;
+  /** When the charge was approved for capture (the index's sort key); kept across retries. */
+  readonly captureDueAt?: string;
 }
+
+/** The fields a transition may set besides the status; the rest of a charge is the transition module's. */
+export type ChargeFields = Partial<
+  Pick<
+    Charge,
+    | 'authRequestId'
+    | 'authIdempotencyKey'
+    | 'processorRef'
+    | 'cardLast4'
+    | 'cardBrand'
+    | 'declineCode'
+    | 'errorCode'
+    | 'authorisationVoid'
+    | 'captureRequestId'
+  >
+>;
+
+/** The partition value of the sparse `awaiting-capture` index. */
+export const AWAITING_CAPTURE = 'AWAITING';
+/** Statuses in which a charge waits to be captured, and so carries the index's key. */
+export const AWAITING_CAPTURE_STATUSES: ReadonlySet<ChargeStatus> = new Set(['CAPTURE_APPROVED', 'CAPTURE_APPROVED_RETRY', 'CAPTURE_READY']);
 
 /**
  * A void asked of the processor. Written PENDING in the same commit as the AUTHORISATION_ERROR that

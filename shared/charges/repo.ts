@@ -1,8 +1,8 @@
 import { GetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { EntityChange, NewEvent } from '../core/ports.js';
-import type { Charge } from './charge.js';
+import type { OnceItem } from '../core/work.js';
+import { CHARGE_STATUSES, deadLetterCodeOf, FINAL_ERROR_STATUSES, type Charge } from './charge.js';
 
-/** Read side of charges (writes go through OutcomeStore.commit, fenced and versioned). */
+/** Read side of charges (writes are ./transition.ts moves, committed through the work context). */
 export interface ChargeRepository {
   /** Strongly consistent: decisions under a lease must see the last commit. */
   get(chargeId: string): Promise<Charge | undefined>;
@@ -18,23 +18,21 @@ export function createChargeRepository(doc: DynamoDBDocumentClient, tableName: s
 }
 
 /**
- * The write of one charge change for OutcomeStore.commit: `after` replaces the stored attributes
- * under `before`'s version, and `events` follow `before`'s last ledger sequence.
+ * The once() item of a request about a charge: under the charge's lease (`charge#<id>`, one request
+ * of any worker at a time per charge), completing the request's own work item. A completed item
+ * written before codes were kept holds the status only; for a final error its code is then the
+ * charge's `errorCode`, so even such a request is dead-lettered again, never acknowledged.
  */
-export function chargeChange(before: Charge, after: Charge, events: readonly NewEvent[]): EntityChange {
-  const { version: _v, eventSeq: _e, chargeId: _c, ...attrs } = after;
+export function chargeRequestItem(charges: ChargeRepository, chargeId: string, idempotencyKey: string): OnceItem {
   return {
-    table: 'charges',
-    key: { chargeId: after.chargeId },
-    expectedVersion: before.version,
-    set: attrs,
-    resource: { type: 'payment', id: after.chargeId, gatewayAccountId: after.gatewayAccountId, live: after.live },
-    currentEventSeq: before.eventSeq,
-    events,
+    leaseKey: `charge#${chargeId}`,
+    idempotencyKey,
+    subject: `charge ${chargeId}`,
+    codeOfOlderItem: async (kept) => {
+      // Only a request that left the charge in a final error was dead-lettered: read the code then.
+      const status = CHARGE_STATUSES.find((s) => s === kept);
+      if (!status || !FINAL_ERROR_STATUSES.has(status)) return undefined;
+      return deadLetterCodeOf((await charges.get(chargeId)) ?? { status });
+    },
   };
-}
-
-/** The charge as it is after `chargeChange(before, after, events)` committed. */
-export function committed(before: Charge, after: Charge, events: readonly NewEvent[]): Charge {
-  return { ...after, version: before.version + 1, eventSeq: before.eventSeq + events.length };
 }

@@ -31,6 +31,7 @@ import type {
   ProcessorConnector,
   VoidOutcome,
 } from './types.js';
+import { pause } from '../core/timers.js';
 
 /** What the sandbox does for a card; encoded in its processorRef. */
 export type SandboxScenario =
@@ -132,7 +133,8 @@ export function createSandboxConnector(options: SandboxConnectorOptions = {}): P
         return { kind: 'ambiguous', reason: 'sandbox: timed out after the charge was made' };
       case 'slow':
         // The charge happens at the end of the wait; an abort before it means nothing happened.
-        if (!(await sleep(slowMs, signal)))
+        await pause(slowMs, signal);
+        if (signal?.aborted)
           return { kind: 'error', retryable: true, code: 'ABORTED', message: 'sandbox: aborted before the charge' };
         break;
       default:
@@ -204,22 +206,6 @@ export function createSandboxConnector(options: SandboxConnectorOptions = {}): P
     void: voidAuth,
     lookup,
   };
-}
-
-/** Resolve true after `ms`, false as soon as `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  if (signal?.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** Luhn check over a digit string (12-19 digits). */

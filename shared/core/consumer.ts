@@ -9,6 +9,8 @@ import { runInAttemptScope, type Breakers, type CircuitBreaker } from './breaker
 import { sendToDlq } from './dlq.js';
 import { GroupScheduler, type YieldSlot } from './group-scheduler.js';
 import { DeleteBatcher, VisibilityBatcher } from './sqs-batcher.js';
+import type { ReceiveGate } from './receive-gate.js';
+import { settlesWithin, sleep } from './timers.js';
 
 /** What a handler may ask for instead of plain success. */
 export type HandlerResult =
@@ -67,8 +69,13 @@ export interface FifoConsumerOptions<T> {
   readonly backoff?: BackoffPolicy;
   readonly logger: Logger;
   readonly metrics?: CoreMetrics;
-  /** Optional gate checked per message before handling (payout readiness). */
+  /**
+   * Checked per message before handling: a result here is used instead of the handler's (payout: a
+   * message received just before its worker lost its last shard is handed back, not counted).
+   */
   readonly acceptGate?: () => HandlerResult | undefined;
+  /** The worker's own pause switch: while it is paused, nothing is received (see {@link ReceiveGate}). */
+  readonly gate?: ReceiveGate;
   /**
    * The process' circuit breakers. With them, an attempt that failed because a dependency is down
    * (its breaker opened) is parked in the process instead of retried: it keeps its visibility, gives
@@ -125,9 +132,9 @@ export class FifoConsumer<T> {
   private stopping = false;
   private closed: Promise<void> | undefined;
   private readonly o: Required<
-    Omit<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'heartbeatSec' | 'breakers' | 'gating' | 'resilience' | 'maxParked'>
+    Omit<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'gate' | 'heartbeatSec' | 'breakers' | 'gating' | 'resilience' | 'maxParked'>
   > &
-    Pick<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'breakers' | 'resilience'> & {
+    Pick<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'gate' | 'breakers' | 'resilience'> & {
       heartbeatSec: number;
       gating: readonly string[];
       maxParked: number;
@@ -168,9 +175,9 @@ export class FifoConsumer<T> {
     return this.parked;
   }
 
-  /** The dependency receiving waits for, while paused. */
+  /** What receiving waits for, while paused: a dependency, parked messages, or the worker's gate. */
   get pausedFor(): string | undefined {
-    return this.paused;
+    return this.paused ?? this.o.gate?.pausedFor;
   }
 
   start(): void {
@@ -348,7 +355,8 @@ export class FifoConsumer<T> {
 
   /**
    * Before each receive: wait while a dependency every message needs is down (messages stay in
-   * SQS, their receive counts untouched), and while too many messages are parked already.
+   * SQS, their receive counts untouched), while too many messages are parked already, and while
+   * the worker's gate is paused.
    */
   private async waitForDependencies(): Promise<void> {
     const breakers = this.o.breakers;
@@ -370,6 +378,11 @@ export class FifoConsumer<T> {
         continue;
       }
       this.setPaused(undefined);
+      const gate = this.o.gate;
+      if (gate?.pausedFor !== undefined) {
+        await gate.whenOpen(this.stop.signal);
+        continue;
+      }
       return;
     }
   }
@@ -548,14 +561,14 @@ export class FifoConsumer<T> {
       this.o.logger.warn({ err }, 'handing back queued messages failed');
     }
     try {
-      await Promise.race([this.scheduler.whenIdle(), sleep(Math.max(0, deadline - Date.now()))]);
+      await settlesWithin(this.scheduler.whenIdle(), deadline - Date.now());
     } catch (err) {
       this.o.logger.warn({ err }, 'draining failed');
     }
     if (this.scheduler.running > 0) {
       this.o.logger.warn({ running: this.scheduler.running }, 'grace period over; aborting in-flight work');
       this.abort.abort(new Error('shutdown'));
-      await Promise.race([this.scheduler.whenIdle(), sleep(2000)]);
+      await settlesWithin(this.scheduler.whenIdle(), 2000);
     }
     try {
       const leftovers = [...this.held];
@@ -574,7 +587,3 @@ export class FifoConsumer<T> {
 
 /** Exposed for tests and tools that want the same classification as the consumer. */
 export { classify };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

@@ -18,18 +18,19 @@
  * (which remembers a token for 10 minutes after success) applies it at most once. After a
  * definite cancellation nothing was applied: the next try is built afresh under a new token.
  */
-import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TransactWriteCommand, type DynamoDBDocumentClient, type TransactWriteCommandInput } from '@aws-sdk/lib-dynamodb';
 import { RetryableError } from '../errors.js';
-import { maskPans } from '../log/redact.js';
 import { TABLES, type ResourceNames } from '../resources.js';
+import { commitFingerprint, definedOnly, sha256, validateCommit } from './commit-request.js';
 import { systemClock, ttlSeconds, type Clock } from './clock.js';
 import { DEFAULT_WORK_ITEM_TTL_SEC } from './dynamo-idempotency.js';
 import { leaseFenceCheck, toHolder, unmarshallRaw } from './dynamo-leases.js';
-import { CommitOutcomeUnknownError, CommitTooLargeError, ConflictError, InvalidCommitError, LeaseLostError } from './errors.js';
+import { CommitOutcomeUnknownError, ConflictError, InvalidCommitError, LeaseLostError } from './errors.js';
 import { createOutbox, DEFAULT_LEDGER_SHARDS, type OutboxItem } from './outbox.js';
-import type { CommitConflictPart, CommitRequest, CommitResult, EntityChange, OutcomeStore } from './ports.js';
+import type { CommitConflictPart, CommitRequest, CommitResult, OutcomeStore } from './ports.js';
+import { sleep } from './timers.js';
+
+export { MAX_TRANSACT_ITEMS } from './commit-request.js';
 
 export interface DynamoOutcomeStoreOptions {
   readonly doc: DynamoDBDocumentClient;
@@ -46,13 +47,6 @@ export interface DynamoOutcomeStoreOptions {
   readonly resendDelayMs?: number;
 }
 
-/** DynamoDB's limit on items in one transaction. */
-export const MAX_TRANSACT_ITEMS = 100;
-/** Attributes the commit owns on every entity. */
-const MANAGED = new Set(['version', 'eventSeq']);
-/** Keys that only card data has; names like cardholder_name are the workers' call, not ours. */
-const CARD_KEY = /^(card_?number|pan|cvc|cvv2?|cvc2|security_?code|decrypted.*)$/i;
-const WHOLE_PAN = /^\d(?:[ -]?\d){12,18}$/;
 /** A kept request is resent unchanged only within this window (DynamoDB's is 10 minutes). */
 const MEMO_MS = 9 * 60_000;
 const MEMO_MAX = 1000;
@@ -211,7 +205,7 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
   }
 
   function prepared(req: CommitRequest): Built {
-    const fingerprint = sha256(stableJson(requestIdentity(req)));
+    const fingerprint = commitFingerprint(req);
     const wall = Date.now();
     let entry = memo.get(fingerprint);
     if (entry && wall - entry.builtAtMs > MEMO_MS && entry.built) {
@@ -232,7 +226,7 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
   }
 
   function forget(req: CommitRequest): void {
-    const entry = memo.get(sha256(stableJson(requestIdentity(req))));
+    const entry = memo.get(commitFingerprint(req));
     // Definitely not applied: the next try may differ (fresh clock), so it gets a fresh token.
     if (entry) {
       entry.built = undefined;
@@ -242,7 +236,7 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
 
   return {
     async commit(req) {
-      validate(req);
+      validateCommit(req);
       const built = prepared(req);
       for (let attempt = 0; ; attempt++) {
         try {
@@ -270,12 +264,6 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
       }
     },
   };
-}
-
-/** What identifies a request: everything but the lease's expiry (renewals move it). */
-function requestIdentity(req: CommitRequest): unknown {
-  const { lease, ...rest } = req;
-  return { ...rest, lease: lease ? { key: lease.key, owner: lease.owner, fencingToken: lease.fencingToken } : undefined };
 }
 
 function translateCancellation(err: unknown, parts: readonly PartRef[], req: CommitRequest): Error {
@@ -314,86 +302,4 @@ function translateCancellation(err: unknown, parts: readonly PartRef[], req: Com
     return new RetryableError('THROTTLED', `transaction throttled on ${ref.part} ${JSON.stringify(ref.key)}`, { cause: err });
   }
   return new InvalidCommitError([`${code} on ${ref.part} ${JSON.stringify(ref.key)}`], { cause: err });
-}
-
-/** Everything that can be known wrong before sending. Throws InvalidCommitError / CommitTooLargeError. */
-function validate(req: CommitRequest): void {
-  const problems: string[] = [];
-  const seenItems = new Set<string>();
-  const seenResources = new Set<string>();
-  let count = (req.lease ? 1 : 0) + (req.workItem ? 1 : 0);
-  req.changes.forEach((c: EntityChange, i) => {
-    const at = `changes[${i}]`;
-    const def = TABLES[c.table];
-    if (!def || !['charges', 'payouts', 'batches'].includes(c.table)) {
-      problems.push(`${at}: unknown table ${String(c.table)}`);
-      return;
-    }
-    const keyNames = [def.partitionKey.name, ...(def.sortKey ? [def.sortKey.name] : [])];
-    const given = Object.keys(c.key);
-    if (given.length !== keyNames.length || !keyNames.every((k) => typeof c.key[k] === 'string' && c.key[k] !== '')) {
-      problems.push(`${at}: key must be exactly ${keyNames.join(' + ')} (non-empty strings)`);
-    }
-    for (const k of keyNames) {
-      if (k in c.set && c.set[k] !== c.key[k]) problems.push(`${at}: set.${k} differs from the key`);
-      if (c.remove?.includes(k)) problems.push(`${at}: cannot remove key attribute ${k}`);
-    }
-    const id = `${c.table}:${stableJson(c.key)}`;
-    if (seenItems.has(id)) problems.push(`${at}: ${id} appears twice (one item per transaction)`);
-    seenItems.add(id);
-    if (!Number.isInteger(c.expectedVersion) || c.expectedVersion < 0)
-      problems.push(`${at}: expectedVersion must be an integer >= 0`);
-    for (const k of [...Object.keys(c.set), ...(c.remove ?? [])]) {
-      if (MANAGED.has(k)) problems.push(`${at}: ${k} is written by the commit, not by set/remove`);
-    }
-    const events = c.events ?? [];
-    const cur = c.currentEventSeq ?? 0;
-    if (!Number.isInteger(cur) || cur < 0) problems.push(`${at}: currentEventSeq must be an integer >= 0`);
-    if (c.expectedVersion === 0 && cur !== 0) problems.push(`${at}: a new entity has no events yet (currentEventSeq must be 0)`);
-    if (events.length > 0 && !c.resource) problems.push(`${at}: events need a resource`);
-    if (c.resource && events.length > 0) {
-      if (seenResources.has(c.resource.id)) problems.push(`${at}: resource ${c.resource.id} emits events in two changes`);
-      seenResources.add(c.resource.id);
-    }
-    findCardData(c.set, `${at}.set`, problems);
-    for (const [j, e] of events.entries()) findCardData(e.details, `${at}.events[${j}].details`, problems);
-    count += 1 + (c.resource ? events.length : 0);
-  });
-  if (req.workItem?.result) findCardData(req.workItem.result, 'workItem.result', problems);
-  if (count > MAX_TRANSACT_ITEMS) throw new CommitTooLargeError(count, MAX_TRANSACT_ITEMS);
-  if (count === 0) problems.push('nothing to commit');
-  if (problems.length > 0) throw new InvalidCommitError(problems);
-}
-
-/** Card-number keys, or whole strings that are Luhn-valid 13-19 digit runs, anywhere in `value`. */
-function findCardData(value: unknown, path: string, problems: string[]): void {
-  if (typeof value === 'string') {
-    if (WHOLE_PAN.test(value) && maskPans(value) !== value) problems.push(`${path}: looks like a card number`);
-    return;
-  }
-  if (typeof value !== 'object' || value === null) return;
-  for (const [k, v] of Object.entries(value)) {
-    if (CARD_KEY.test(k) && v !== undefined && v !== null) problems.push(`${path}.${k}: card data must never be stored`);
-    findCardData(v, Array.isArray(value) ? `${path}[${k}]` : `${path}.${k}`, problems);
-  }
-}
-
-function definedOnly(obj: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined));
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
-/** JSON with object keys sorted, so equal requests hash equal. */
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : stableJson(v))).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }

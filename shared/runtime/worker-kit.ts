@@ -14,11 +14,13 @@ import { toWorkerConfig, workerEnvShape, workerInvariants, type WorkerConfig } f
 import { ConfigError } from '../errors.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { FifoConsumer, type FifoConsumerOptions, type HandlerResult } from '../core/consumer.js';
+import type { ReceiveGate } from '../core/receive-gate.js';
 import { createDynamoIdempotencyStore } from '../core/dynamo-idempotency.js';
 import { createDynamoLeaseStore } from '../core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
 import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../core/ports.js';
+import { createOnce, type Once } from '../core/work.js';
 import { countAwsCalls, createMetrics, type CoreMetrics } from '../ops/metrics.js';
 import { createResilienceMetrics, trackBreakers, type ResilienceMetrics } from '../ops/resilience-metrics.js';
 import { startOpsServer, type ReadinessCheck } from '../ops/server.js';
@@ -42,6 +44,11 @@ export interface WorkerKit<C> {
   readonly keeper: LeaseKeeper;
   readonly idempotency: IdempotencyStore;
   readonly outcomes: OutcomeStore;
+  /**
+   * Exactly-once processing of one request (shared/core/work.ts): under its lease and work item,
+   * duplicates answered with their first verdict, every commit fenced by the lease.
+   */
+  readonly once: Once;
   /** Aborted when shutdown begins: background loops stop taking new work. */
   readonly stopping: AbortSignal;
   /** One circuit breaker per dependency; the AWS clients are already behind theirs. */
@@ -67,6 +74,11 @@ export interface WorkerPlan<T> {
     readonly parse: (body: string, message: Message) => T;
     readonly handle: FifoConsumerOptions<T>['handle'];
     readonly acceptGate?: () => HandlerResult | undefined;
+    /**
+     * The worker's own pause switch (payout: receive only while ready and holding a shard). While
+     * paused nothing is received; the attempt-budget check and the shutdown order are the same.
+     */
+    readonly gate?: ReceiveGate;
     /**
      * Dependencies besides DynamoDB that every message needs (e.g. the token service): while one
      * is down the consumer receives nothing. Give each a probe (`breakers.get(name).setProbe`).
@@ -235,6 +247,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
     keeper,
     idempotency,
     outcomes,
+    once: createOnce({ keeper, idempotency, outcomes, ownerId, attemptDeadlineMs: config.lease.leaseMs }),
     stopping: stopping.signal,
     breakers,
     resilience,
@@ -268,6 +281,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
       gating: ['dynamodb', ...(c.gating ?? [])],
       resilience,
       ...(c.acceptGate ? { acceptGate: c.acceptGate } : {}),
+      ...(c.gate ? { gate: c.gate } : {}),
     });
   }
   const checks: ReadinessCheck[] = [...(plan.checks ?? [])];

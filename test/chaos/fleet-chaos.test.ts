@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { SANDBOX_CARDS } from '../../shared/connectors/sandbox.js';
 import { LedgerConsumer } from '../support/ledger-consumer.js';
-import { drain, sendAll, sleep, type OutgoingMessage } from '../support/sqs.js';
+import { drain, eventually, sendAll, sleep, type OutgoingMessage } from '../support/sqs.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
 import { createFleet, scanAll, startSandboxes, type Fleet, type Sandboxes, type WorkerName } from './fleet.js';
 
@@ -150,6 +151,16 @@ describe('the whole fleet under faults and SIGKILL', () => {
     sb.lhv.faults.update({ rate5xx: 0.03, rateResetAfterSuccess: 0.05, paths: ['/payment'] });
 
     const q = (k: 'auth-requests' | 'capture-requests' | 'payout-events') => stack.url(stack.names.queue(k));
+    const queueDepths = async () => {
+      const depths: number[] = [];
+      for (const k of ['auth-requests', 'capture-requests', 'payout-events'] as const) {
+        const a = await stack.clients.sqs.send(
+          new GetQueueAttributesCommand({ QueueUrl: q(k), AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+        );
+        depths.push(Number(a.Attributes?.ApproximateNumberOfMessages), Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible));
+      }
+      return depths;
+    };
     const sent = auth.length + capture.length + payoutMessages.length + bad.length;
     await Promise.all([
       sendAll(stack.clients.sqs, q('auth-requests'), auth),
@@ -203,7 +214,9 @@ describe('the whole fleet under faults and SIGKILL', () => {
     const busyMs = Date.now() - t0;
     // Heal the network, let duplicates still queued drain, then stop the survivors gracefully.
     for (const s of [sb.stripe, sb.worldpay, sb.tokens, sb.lhv]) s.faults.update({ latencyMs: 0, latencyJitterMs: 0, rate5xx: 0, rate429: 0, rateTimeoutAfterSuccess: 0, rateResetAfterSuccess: 0 });
-    await sleep(13_000); // the last paused worker wakes up and finds its leases gone
+    await fleet.resumed(); // the last paused worker wakes up and finds its leases gone
+    // Let duplicates still queued, and work a woken worker handed back, drain: no message left, visible or in flight.
+    await eventually(async () => (await queueDepths()).every((n) => n === 0), 120_000, 'every queue drained');
     await fleet.stopAll();
 
     // 1. Every message final or dead-lettered with its reason, and nothing else dead-lettered.

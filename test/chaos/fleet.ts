@@ -108,6 +108,8 @@ export interface Fleet {
    * work whose leases another process has taken over, and must not be able to commit it.
    */
   pauseOne(ms: number): WorkerName | undefined;
+  /** Resolves once every worker paused so far has been continued (SIGCONT). */
+  resumed(): Promise<void>;
   stopAll(): Promise<void>;
   raw(): string;
 }
@@ -115,6 +117,7 @@ export interface Fleet {
 export function createFleet(stack: TestStack, sb: Sandboxes): Fleet {
   const all: { name: WorkerName; p: WorkerProcess }[] = [];
   const isLive = (p: WorkerProcess) => p.child.exitCode === null && p.child.signalCode === null;
+  const pauses: Promise<void>[] = [];
   const fleet: Fleet = {
     processes: [],
     start(name) {
@@ -137,8 +140,18 @@ export function createFleet(stack: TestStack, sb: Sandboxes): Fleet {
       const victim = live[Math.floor(Math.random() * live.length)];
       if (!victim) return undefined;
       victim.p.kill('SIGSTOP');
-      setTimeout(() => victim.p.kill('SIGCONT'), ms).unref();
+      pauses.push(
+        new Promise<void>((resolve) => {
+          setTimeout(() => {
+            victim.p.kill('SIGCONT');
+            resolve();
+          }, ms).unref();
+        }),
+      );
       return victim.name;
+    },
+    resumed: async () => {
+      await Promise.all(pauses);
     },
     async stopAll() {
       const live = fleet.live();

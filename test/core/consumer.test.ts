@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetryableError, TerminalError } from '../../shared/errors.js';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
+import { createLogger } from '../../shared/log/logger.js';
 import { createMetrics } from '../../shared/ops/metrics.js';
 import { freshQueues, testConsumer, testMessage } from '../support/consumer.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
@@ -37,6 +38,13 @@ describe('Class: FifoConsumer', () => {
     const othersDone = new Promise<void>((r) => {
       releaseSlow = r;
     });
+    // More than one receive's worth (10) of handlers run at once: the first message of every other
+    // group waits until 11 handlers are running together. Were the consumer limited to one
+    // receive's batch at a time, that would never happen and this would deadlock too.
+    let releaseWide!: () => void;
+    const wide = new Promise<void>((r) => {
+      releaseWide = r;
+    });
     const consumer = consumerFor(
       q,
       async (m) => {
@@ -44,8 +52,12 @@ describe('Class: FifoConsumer', () => {
         active.set(m.group, 1);
         running++;
         maxConcurrent = Math.max(maxConcurrent, running);
+        if (running > 10) releaseWide();
         if (m.group === 'g0' && m.seq === 0) await othersDone;
-        else await sleep(5);
+        else {
+          if (m.seq === 0) await wide;
+          await sleep(5);
+        }
         running--;
         active.set(m.group, 0);
         seen.set(m.group, [...(seen.get(m.group) ?? []), m.seq]);
@@ -62,7 +74,7 @@ describe('Class: FifoConsumer', () => {
 
     for (const g of groups) expect(seen.get(g), `order of ${g}`).toEqual([0, 1, 2, 3, 4, 5]);
     expect(overlapInGroup).toBe(false);
-    expect(maxConcurrent).toBeGreaterThan(10); // more than one receive's worth: several pollers
+    expect(maxConcurrent).toBeGreaterThan(10); // more than one receive's worth
     // The stalled group finished last: every other group got through while it was held.
     expect(finished.at(-1)).toBe('g0');
     q.s.close();
@@ -106,6 +118,18 @@ describe('Class: FifoConsumer', () => {
     const attemptsAt: number[] = [];
     const handled: number[] = [];
     const metrics = createMetrics('test', { defaultMetrics: false });
+    // The delays the consumer chose, from its own log lines (what it asked SQS for, not when SQS answered).
+    const delaysSec: number[] = [];
+    const logger = createLogger({
+      worker: 'test',
+      level: 'warn',
+      destination: {
+        write: (line: string) => {
+          const l = JSON.parse(line) as { msg: string; delaySec?: number };
+          if (l.msg === 'attempt failed; retrying after backoff') delaysSec.push(l.delaySec!);
+        },
+      },
+    });
     const consumer = consumerFor(
       q,
       async (m, ctx) => {
@@ -116,17 +140,23 @@ describe('Class: FifoConsumer', () => {
         }
         handled.push(m.seq);
       },
-      { maxAttempts: 4, backoff: { baseMs: 1000, maxMs: 8000 }, metrics, waitTimeSec: 1 },
+      { maxAttempts: 4, backoff: { baseMs: 1000, maxMs: 8000 }, metrics, waitTimeSec: 1, logger },
     );
     consumer.start();
     await eventually(() => handled.length === 1, 40_000, 'second message after exhaustion');
     await consumer.close(3000);
     expect(attemptsAt).toHaveLength(4);
     const gaps = attemptsAt.slice(1).map((t, i) => t - attemptsAt[i]!);
-    // Equal-jitter steps of 1 s, 2 s, 4 s windows, rounded up to whole seconds: >= 1, 1, 2 s.
+    // Equal-jitter steps of 1 s, 2 s, 4 s windows, rounded up to whole seconds: 1, 1-2, 2-4 s.
+    expect(delaysSec).toHaveLength(3);
+    expect(delaysSec[0]).toBe(1);
+    expect(delaysSec[1]).toBeGreaterThanOrEqual(1);
+    expect(delaysSec[1]).toBeLessThanOrEqual(2);
+    expect(delaysSec[2]).toBeGreaterThanOrEqual(2);
+    expect(delaysSec[2]).toBeLessThanOrEqual(4);
+    // And SQS kept each message hidden at least that long (a lower bound: a loaded machine only adds).
     expect(gaps[0]).toBeGreaterThanOrEqual(900);
     expect(gaps[2]).toBeGreaterThanOrEqual(1900);
-    expect(gaps[2]!).toBeGreaterThan(gaps[0]!);
     const dead = await drain(q.s.clients.sqs, q.dlqUrl);
     expect(dead).toHaveLength(1);
     expect(dead[0]!.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue).toBe('RETRIES_EXHAUSTED');
@@ -135,7 +165,7 @@ describe('Class: FifoConsumer', () => {
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/payfleet_messages_retried_total\{[^}]*code="PROCESSOR_UNAVAILABLE"[^}]*\} 3/);
     expect(text).toMatch(/payfleet_messages_dead_lettered_total\{[^}]*code="RETRIES_EXHAUSTED"[^}]*\} 1/);
-    console.info(`[timings] retry gaps ms: ${gaps.join(', ')}`);
+    console.info(`[timings] retry delays s: ${delaysSec.join(', ')}; gaps ms: ${gaps.join(', ')}`);
     q.s.close();
   });
 
@@ -164,23 +194,31 @@ describe('Class: FifoConsumer', () => {
     const q = await freshQueues('heartbeat');
     await sendAll(q.s.clients.sqs, q.queueUrl, [msg('h', 1)]);
     let calls = 0;
+    let rivalCalls = 0;
+    let slowStarted!: () => void;
+    const inWork = new Promise<void>((r) => {
+      slowStarted = r;
+    });
     const consumer = consumerFor(
       q,
       async () => {
         calls++;
+        slowStarted();
         await sleep(9000); // 1.5 x the 6 s visibility timeout
       },
       { visibilityTimeoutSec: 6, heartbeatSec: 2 },
     );
     const rival = consumerFor(q, async () => {
-      calls++;
+      rivalCalls++;
     });
     consumer.start();
-    await sleep(500);
+    // The rival polls only once the slow consumer holds the message: it can get it only by a redelivery.
+    await inWork;
     rival.start();
-    await eventually(() => consumer.inFlight === 0 && calls >= 1, 20_000, 'slow message to finish');
+    await eventually(() => consumer.inFlight === 0 && calls >= 1, 30_000, 'slow message to finish');
     await Promise.all([consumer.close(3000), rival.close(3000)]);
     expect(calls).toBe(1);
+    expect(rivalCalls).toBe(0);
     q.s.close();
   });
 

@@ -66,98 +66,116 @@ const op = (opId: string, counterId: string, amount: number, dedup = opId) => ({
   dedupId: dedup,
 });
 
-describe('exactly-once with real worker processes', () => {
-  it('refuses to start when its attempt budget is not below the queue redrive limit (SQS would dead-letter without a reason)', async () => {
-    const p = worker({ PAYFLEET_MAX_ATTEMPTS: '60' });
-    expect(await p.exited).toBe(2);
-    expect(p.raw()).toMatch(/PAYFLEET_MAX_ATTEMPTS: must be below the maxReceiveCount \(60\)/);
+describe('processOnce in worker processes', () => {
+  describe('start-up', () => {
+    it('refuses to start when its attempt budget is not below the queue redrive limit (SQS would dead-letter without a reason)', async () => {
+      const p = worker({ PAYFLEET_MAX_ATTEMPTS: '60' });
+      expect(await p.exited).toBe(2);
+      expect(p.raw()).toMatch(/PAYFLEET_MAX_ATTEMPTS: must be below the maxReceiveCount \(60\)/);
+    });
   });
 
-  it('commits each op once when every message is delivered twice and two processes race on the same groups', async () => {
-    const counters = ['c1', 'c2', 'c3', 'c4'];
-    const messages = [];
-    const expected = new Map<string, number>();
-    for (let i = 0; i < 40; i++) {
-      const c = counters[i % counters.length]!;
-      const amount = i + 1;
-      expected.set(c, (expected.get(c) ?? 0) + amount);
-      // The same op twice, under different deduplication ids: SQS delivers both.
-      messages.push(op(`op-${i}`, c, amount, `op-${i}-a`));
-      messages.push(op(`op-${i}`, c, amount, `op-${i}-b`));
-    }
-    const a = worker();
-    const b = worker();
-    await Promise.all([a.waitForLine((l) => l.msg === 'worker started'), b.waitForLine((l) => l.msg === 'worker started')]);
-    await sendAll(stack.clients.sqs, queueUrl(), messages);
+  describe('duplicates and racing processes', () => {
+    it('commits each op once when every message is delivered twice and two processes race on the same groups', async () => {
+      const counters = ['c1', 'c2', 'c3', 'c4'];
+      const messages = [];
+      const expected = new Map<string, number>();
+      for (let i = 0; i < 40; i++) {
+        const c = counters[i % counters.length]!;
+        const amount = i + 1;
+        expected.set(c, (expected.get(c) ?? 0) + amount);
+        // The same op twice, under different deduplication ids: SQS delivers both.
+        messages.push(op(`op-${i}`, c, amount, `op-${i}-a`));
+        messages.push(op(`op-${i}`, c, amount, `op-${i}-b`));
+      }
+      const a = worker();
+      const b = worker();
+      await Promise.all([a.waitForLine((l) => l.msg === 'worker started'), b.waitForLine((l) => l.msg === 'worker started')]);
+      await sendAll(stack.clients.sqs, queueUrl(), messages);
 
-    await eventually(
-      async () => {
-        for (const c of counters) if ((await counter(c)).total !== expected.get(c)) return false;
-        return true;
-      },
-      60_000,
-      'every counter to reach its total',
-    );
-    a.kill('SIGTERM');
-    b.kill('SIGTERM');
-    expect(await a.exited).toBe(0);
-    expect(await b.exited).toBe(0);
+      await eventually(
+        async () => {
+          for (const c of counters) if ((await counter(c)).total !== expected.get(c)) return false;
+          return true;
+        },
+        60_000,
+        'every counter to reach its total',
+      );
+      a.kill('SIGTERM');
+      b.kill('SIGTERM');
+      expect(await a.exited).toBe(0);
+      expect(await b.exited).toBe(0);
 
-    for (const c of counters) {
-      const s = await counter(c);
-      expect(s.total).toBe(expected.get(c));
-      expect(s.events).toHaveLength(10);
-      expect(s.events.map((e) => e.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
-      expect(new Set(s.events.map((e) => e.details.opId)).size).toBe(10);
-    }
-    const duplicates = [...a.lines, ...b.lines].filter((l) => l.msg === 'duplicate acknowledged').length;
-    expect(duplicates).toBeGreaterThanOrEqual(1);
-    // Both processes took part: the race was real.
-    const committedBy = new Set([...a.lines.filter((l) => l.msg === 'effect committed').map(() => 'a'), ...b.lines.filter((l) => l.msg === 'effect committed').map(() => 'b')]);
-    expect(committedBy.size).toBe(2);
+      for (const c of counters) {
+        const s = await counter(c);
+        expect(s.total).toBe(expected.get(c));
+        expect(s.events).toHaveLength(10);
+        expect(s.events.map((e) => e.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+        expect(new Set(s.events.map((e) => e.details.opId)).size).toBe(10);
+      }
+      const duplicates = [...a.lines, ...b.lines].filter((l) => l.msg === 'duplicate acknowledged').length;
+      expect(duplicates).toBeGreaterThanOrEqual(1);
+      // Both processes took part: the race was real.
+      const committedBy = new Set([...a.lines.filter((l) => l.msg === 'effect committed').map(() => 'a'), ...b.lines.filter((l) => l.msg === 'effect committed').map(() => 'b')]);
+      expect(committedBy.size).toBe(2);
+    });
   });
 
-  it('a worker SIGKILLed mid-item: the message returns after its visibility timeout and another process completes it exactly once', async () => {
-    const victim = worker({ PAYFLEET_TEST_WORK_MS: '5000' });
-    await victim.waitForLine((l) => l.msg === 'worker started');
-    await sendAll(stack.clients.sqs, queueUrl(), [op('kill-1', 'k1', 7), op('kill-2', 'k1', 5)]);
-    await victim.waitForLine((l) => l.msg === 'effect started' && l.opId === 'kill-1');
-    victim.kill('SIGKILL');
-    expect(await victim.exited).toBe('SIGKILL');
-    expect((await counter('k1')).total).toBe(0);
+  describe('SIGKILL', () => {
+    it('a worker killed mid-item: the message returns after its visibility timeout and another process completes it exactly once, on its first attempt', async () => {
+      const victim = worker({ PAYFLEET_TEST_WORK_MS: '5000' });
+      await victim.waitForLine((l) => l.msg === 'worker started');
+      await sendAll(stack.clients.sqs, queueUrl(), [op('kill-1', 'k1', 7), op('kill-2', 'k1', 5)]);
+      await victim.waitForLine((l) => l.msg === 'effect started' && l.opId === 'kill-1');
+      victim.kill('SIGKILL');
+      expect(await victim.exited).toBe('SIGKILL');
+      expect((await counter('k1')).total).toBe(0);
 
-    const t0 = Date.now();
-    const rescuer = worker({ PAYFLEET_TEST_WORK_MS: '10' });
-    await eventually(async () => (await counter('k1')).total === 12, 30_000, 'the rescuer to finish both ops');
-    const waited = Date.now() - t0;
-    rescuer.kill('SIGTERM');
-    expect(await rescuer.exited).toBe(0);
+      const rescuer = worker({ PAYFLEET_TEST_WORK_MS: '10' });
+      await eventually(async () => (await counter('k1')).total === 12, 60_000, 'the rescuer to finish both ops');
+      rescuer.kill('SIGTERM');
+      expect(await rescuer.exited).toBe(0);
 
-    const s = await counter('k1');
-    expect(s.total).toBe(12);
-    expect(s.events.map((e) => e.details.opId)).toEqual(['kill-1', 'kill-2']);
-    // Order within the group held across the crash, and the rescuer did not wait for the dead
-    // worker's 4 s visibility more than once.
-    const started = rescuer.lines.filter((l) => l.msg === 'effect started').map((l) => l.opId);
-    expect(started).toEqual(['kill-1', 'kill-2']);
-    expect(waited).toBeLessThan(20_000);
+      const s = await counter('k1');
+      expect(s.total).toBe(12);
+      expect(s.events.map((e) => e.details.opId)).toEqual(['kill-1', 'kill-2']);
+      // Order within the group held across the crash, and the rescuer did not wait for the dead
+      // worker's 4 s visibility more than once: its first attempt at kill-1 (the work item's second,
+      // after the victim's) took the item over and completed it; no attempt failed and was handed back.
+      const started = rescuer.lines.filter((l) => l.msg === 'effect started');
+      expect(started.map((l) => l.opId)).toEqual(['kill-1', 'kill-2']);
+      expect(started[0]).toMatchObject({ opId: 'kill-1', attempts: 2 });
+      expect(rescuer.lines.filter((l) => l.msg === 'attempt failed; retrying after backoff')).toEqual([]);
+    });
   });
 
-  it('SIGTERM hands in-flight work back and releases leases so another process takes over at once', async () => {
-    const first = worker({ PAYFLEET_TEST_WORK_MS: '20000', PAYFLEET_SHUTDOWN_GRACE_MS: '1500', PAYFLEET_FORCE_EXIT_MS: '8000', PAYFLEET_LEASE_MS: '60000', PAYFLEET_LEASE_RENEW_MS: '5000' });
-    await first.waitForLine((l) => l.msg === 'worker started');
-    await sendAll(stack.clients.sqs, queueUrl(), [op('term-1', 't1', 3)]);
-    await first.waitForLine((l) => l.msg === 'effect started' && l.opId === 'term-1');
-    const t0 = Date.now();
-    first.kill('SIGTERM');
-    expect(await first.exited).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(8000);
+  describe('SIGTERM', () => {
+    it('hands in-flight work back and releases leases so another process takes over at once', async () => {
+      const first = worker({ PAYFLEET_TEST_WORK_MS: '20000', PAYFLEET_SHUTDOWN_GRACE_MS: '1500', PAYFLEET_FORCE_EXIT_MS: '8000', PAYFLEET_LEASE_MS: '60000', PAYFLEET_LEASE_RENEW_MS: '5000' });
+      await first.waitForLine((l) => l.msg === 'worker started');
+      await sendAll(stack.clients.sqs, queueUrl(), [op('term-1', 't1', 3)]);
+      await first.waitForLine((l) => l.msg === 'effect started' && l.opId === 'term-1');
+      first.kill('SIGTERM');
+      // 0, not the 1 of the force-exit timer (8 s): the shutdown stages finished by themselves.
+      expect(await first.exited).toBe(0);
+      expect(first.lines.filter((l) => l.msg === 'shutdown took too long; forcing exit')).toEqual([]);
+      // The in-flight message went back at once (visibility 0) and the lease (60 s) was released.
+      const msgs = first.lines.map((l) => l.msg);
+      const handedBack = first.lines.findIndex((l) => l.msg === 'attempt failed; retrying after backoff' && l.delaySec === 0);
+      expect(handedBack).toBeGreaterThan(msgs.indexOf('grace period over; aborting in-flight work'));
+      expect(msgs.indexOf('stopped')).toBeGreaterThan(handedBack);
+      const lease = await stack.clients.doc.send(
+        new GetCommand({ TableName: stack.names.table('leases'), Key: { leaseKey: 'counter#t1' }, ConsistentRead: true }),
+      );
+      expect(lease.Item).toMatchObject({ expiresAtMs: 0 });
+      expect(lease.Item).not.toHaveProperty('owner');
 
-    // The lease (60 s) was released and the message handed back (visibility 0): no waiting.
-    const second = worker({ PAYFLEET_TEST_WORK_MS: '10' });
-    await eventually(async () => (await counter('t1')).total === 3, 15_000, 'the second worker to finish');
-    second.kill('SIGTERM');
-    expect(await second.exited).toBe(0);
-    expect((await counter('t1')).events).toHaveLength(1);
+      // So another process takes over without waiting for either.
+      const second = worker({ PAYFLEET_TEST_WORK_MS: '10' });
+      await eventually(async () => (await counter('t1')).total === 3, 45_000, 'the second worker to finish');
+      second.kill('SIGTERM');
+      expect(await second.exited).toBe(0);
+      expect((await counter('t1')).events).toHaveLength(1);
+    });
   });
 });

@@ -56,9 +56,11 @@ const consumer = (resources: readonly string[]) => {
   });
 };
 
-async function shardRows(): Promise<LeaseHolder[]> {
+async function shardRows(): Promise<(LeaseHolder & { key: string })[]> {
   const leases = createDynamoLeaseStore({ doc: stack.clients.doc, tableName: stack.names.table('leases') });
-  return Promise.all(Array.from({ length: 8 }, async (_, i) => (await leases.inspect(ledgerShardKey(i)))!));
+  return Promise.all(
+    Array.from({ length: 8 }, async (_, i) => ({ key: ledgerShardKey(i), ...(await leases.inspect(ledgerShardKey(i)))! })),
+  );
 }
 
 interface Send {
@@ -106,86 +108,96 @@ function overlaps(all: Send[]): string[] {
   return problems;
 }
 
-describe('ledger worker processes', () => {
-  it('two emitters split the shards, never send one shard at once, deliver every event once in order; SIGTERM hands shards over at once', async () => {
-    // A long lease (20 s): the survivor can only take over quickly if the leaver released.
-    const env = { PAYFLEET_LEASE_MS: '20000', PAYFLEET_LEASE_RENEW_MS: '2000' };
-    const a = emitter(env);
-    const b = emitter(env);
-    const [ownerA, ownerB] = await Promise.all([ownerOf(a), ownerOf(b)]);
-    await eventually(
-      async () => {
-        const owners = (await shardRows()).map((r) => r.owner);
-        return owners.every((o) => o === ownerA || o === ownerB) && owners.filter((o) => o === ownerA).length === 4;
-      },
-      20_000,
-      'the 8 shards split 4/4 between the two emitters',
-    );
+describe('ledger worker', () => {
+  describe('shards across processes', () => {
+    it('two emitters split the shards, never send one shard at once, deliver every event once in order; SIGTERM hands shards over at once', async () => {
+      // A lease far longer than the test (10 min): the survivor can only take the leaver's shards
+      // because the leaver released them, never because they expired.
+      const env = { PAYFLEET_LEASE_MS: '600000', PAYFLEET_LEASE_RENEW_MS: '2000' };
+      const a = emitter(env);
+      const b = emitter(env);
+      const [ownerA, ownerB] = await Promise.all([ownerOf(a), ownerOf(b)]);
+      await eventually(
+        async () => {
+          const owners = (await shardRows()).map((r) => r.owner);
+          return owners.every((o) => o === ownerA || o === ownerB) && owners.filter((o) => o === ownerA).length === 4;
+        },
+        20_000,
+        'the 8 shards split 4/4 between the two emitters',
+      );
 
-    // Act: commits while both run (two writers, clocks 2 s apart).
-    const resources = ids('two', 24);
-    const c = consumer(resources);
-    await writeEvents([outcomeStore(stack), outcomeStore(stack, { skewMs: -2000 })], resources, 4);
-    await c.drainUntil((x) => x.uniqueCount >= 96, { timeoutMs: 30_000 });
+      // Act: commits while both run (two writers, clocks 2 s apart).
+      const resources = ids('two', 24);
+      const c = consumer(resources);
+      await writeEvents([outcomeStore(stack), outcomeStore(stack, { skewMs: -2000 })], resources, 4);
+      await c.drainUntil((x) => x.uniqueCount >= 96, { timeoutMs: 30_000 });
 
-    // Assess: exactly once, in order; both sent; no shard sent by two holders at once.
-    expect(c.report()).toMatchObject({ unique: 96, invalid: [], mismatches: [], gaps: [], reorders: [] });
-    expect(c.missingAgainst(expectedCounts(resources, 4))).toEqual([]);
-    const all = [...sends(a), ...sends(b)];
-    expect(new Set(sends(a).map((s) => s.shard)).size).toBeGreaterThan(0);
-    expect(new Set(sends(b).map((s) => s.shard)).size).toBeGreaterThan(0);
-    expect(overlaps(all)).toEqual([]);
-    // Each event was sent by the holder of its shard only.
-    const shardsOf = (owner: string) => new Set(all.filter((s) => s.owner === owner).map((s) => s.shard));
-    expect([...shardsOf(ownerA)].filter((s) => shardsOf(ownerB).has(s))).toEqual([]);
+      // Assess: exactly once, in order; both sent; no shard sent by two holders at once.
+      expect(c.report()).toMatchObject({ unique: 96, invalid: [], mismatches: [], gaps: [], reorders: [] });
+      expect(c.missingAgainst(expectedCounts(resources, 4))).toEqual([]);
+      const all = [...sends(a), ...sends(b)];
+      expect(new Set(sends(a).map((s) => s.shard)).size).toBeGreaterThan(0);
+      expect(new Set(sends(b).map((s) => s.shard)).size).toBeGreaterThan(0);
+      expect(overlaps(all)).toEqual([]);
+      // Each event was sent by the holder of its shard only.
+      const shardsOf = (owner: string) => new Set(all.filter((s) => s.owner === owner).map((s) => s.shard));
+      expect([...shardsOf(ownerA)].filter((s) => shardsOf(ownerB).has(s))).toEqual([]);
 
-    // SIGTERM: A exits 0 promptly, its shards are free at once, B takes them well inside A's 20 s lease.
-    const t0 = Date.now();
-    a.kill('SIGTERM');
-    expect(await a.exited).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(8000);
-    expect((await shardRows()).filter((r) => r.owner === ownerA)).toEqual([]);
-    await eventually(async () => (await shardRows()).every((r) => r.owner === ownerB), 8000, 'B to hold all 8 shards');
-    expect(Date.now() - t0).toBeLessThan(15_000);
-    const more = ids('after', 8);
-    const c2 = consumer(more);
-    await writeEvents([outcomeStore(stack)], more, 2);
-    await c2.drainUntil((x) => x.uniqueCount >= 16, { timeoutMs: 20_000 });
-    expect(c2.report()).toMatchObject({ unique: 16, gaps: [], reorders: [] });
-    b.kill('SIGTERM');
-    expect(await b.exited).toBe(0);
-    expect((await shardRows()).filter((r) => r.owner !== undefined)).toEqual([]);
+      // SIGTERM: A exits 0 (within its own force-exit bound, else it would exit 1), its shards are
+      // released as it leaves (not left to expire: owner gone, expiry 0), and B takes all 8 while A's
+      // 10-minute leases could not have lapsed — only the release can have freed them.
+      const heldByA = (await shardRows()).filter((r) => r.owner === ownerA).map((r) => r.key);
+      const linesBefore = a.lines.length;
+      a.kill('SIGTERM');
+      expect(await a.exited).toBe(0);
+      const releasedAtExit = a.lines.slice(linesBefore).filter((l) => l.msg === 'ledger shard released');
+      expect(releasedAtExit.map((l) => l.shard).sort()).toEqual([...heldByA].sort());
+      const afterA = await shardRows();
+      expect(afterA.filter((r) => r.owner === ownerA)).toEqual([]);
+      expect(afterA.filter((r) => heldByA.includes(r.key) && r.owner === undefined && r.expiresAtMs !== 0)).toEqual([]);
+      await eventually(async () => (await shardRows()).every((r) => r.owner === ownerB), 60_000, 'B to hold all 8 shards');
+      const more = ids('after', 8);
+      const c2 = consumer(more);
+      await writeEvents([outcomeStore(stack)], more, 2);
+      await c2.drainUntil((x) => x.uniqueCount >= 16, { timeoutMs: 20_000 });
+      expect(c2.report()).toMatchObject({ unique: 16, gaps: [], reorders: [] });
+      b.kill('SIGTERM');
+      expect(await b.exited).toBe(0);
+      expect((await shardRows()).filter((r) => r.owner !== undefined)).toEqual([]);
+    });
   });
 
-  it('an emitter SIGKILLed between send and mark: the next holder resends, the consumer still sees every event once, in order', async () => {
-    const victim = emitter({ LEDGER_TEST_CRASH_AFTER_SENDS: '2' });
-    await started(victim);
-    const resources = ids('kill', 12);
-    const c = consumer(resources);
-    await writeEvents([outcomeStore(stack)], resources, 3);
-    expect(await victim.exited).toBe('SIGKILL');
-    const crash = await victim.waitForLine((l) => l.msg === 'test crash after send');
-    const unmarked = crash.eventIds as string[];
-    expect(unmarked.length).toBeGreaterThan(0);
-    // Killed exactly in the window: SQS has the batch, the outbox still says pending.
-    const rows = await outboxRows(stack, resources);
-    const crashed = rows.filter((r) => unmarked.includes(r.eventId));
-    expect(crashed.length).toBe(unmarked.length);
-    expect(crashed.every((r) => r.pendingShard !== undefined && r.emittedAt === undefined)).toBe(true);
+  describe('crashes', () => {
+    it('an emitter SIGKILLed between send and mark: the next holder resends, the consumer still sees every event once, in order', async () => {
+      const victim = emitter({ LEDGER_TEST_CRASH_AFTER_SENDS: '2' });
+      await started(victim);
+      const resources = ids('kill', 12);
+      const c = consumer(resources);
+      await writeEvents([outcomeStore(stack)], resources, 3);
+      expect(await victim.exited).toBe('SIGKILL');
+      const crash = await victim.waitForLine((l) => l.msg === 'test crash after send');
+      const unmarked = crash.eventIds as string[];
+      expect(unmarked.length).toBeGreaterThan(0);
+      // Killed exactly in the window: SQS has the batch, the outbox still says pending.
+      const rows = await outboxRows(stack, resources);
+      const crashed = rows.filter((r) => unmarked.includes(r.eventId));
+      expect(crashed.length).toBe(unmarked.length);
+      expect(crashed.every((r) => r.pendingShard !== undefined && r.emittedAt === undefined)).toBe(true);
 
-    const rescuer = emitter();
-    await c.drainUntil((x) => x.uniqueCount >= 36, { timeoutMs: 30_000 });
-    expect(c.report()).toMatchObject({ unique: 36, invalid: [], mismatches: [], gaps: [], reorders: [] });
-    expect(c.missingAgainst(expectedCounts(resources, 3))).toEqual([]);
-    // The rescuer sent the crashed batch again (SQS's de-dup window or the consumer drops the copy).
-    const resent = new Set(sends(rescuer).flatMap((s) => s.eventIds));
-    expect(unmarked.filter((id) => !resent.has(id))).toEqual([]);
-    await eventually(
-      async () => (await outboxRows(stack, resources)).every((r) => r.emittedAt !== undefined),
-      10_000,
-      'every row marked',
-    );
-    rescuer.kill('SIGTERM');
-    expect(await rescuer.exited).toBe(0);
+      const rescuer = emitter();
+      await c.drainUntil((x) => x.uniqueCount >= 36, { timeoutMs: 30_000 });
+      expect(c.report()).toMatchObject({ unique: 36, invalid: [], mismatches: [], gaps: [], reorders: [] });
+      expect(c.missingAgainst(expectedCounts(resources, 3))).toEqual([]);
+      // The rescuer sent the crashed batch again (SQS's de-dup window or the consumer drops the copy).
+      const resent = new Set(sends(rescuer).flatMap((s) => s.eventIds));
+      expect(unmarked.filter((id) => !resent.has(id))).toEqual([]);
+      await eventually(
+        async () => (await outboxRows(stack, resources)).every((r) => r.emittedAt !== undefined),
+        10_000,
+        'every row marked',
+      );
+      rescuer.kill('SIGTERM');
+      expect(await rescuer.exited).toBe(0);
+    });
   });
 });

@@ -17,33 +17,11 @@ import type { LhvSandbox } from '../../cli/sandbox/lhv-server.js';
 import type { FaultRuleInput } from '../../cli/sandbox/faults.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { eventually } from '../support/sqs.js';
-import { setupTestStack, type TestStack } from '../support/stack.js';
-import { allPayouts, approval, GOOD_IBAN, readEvents, readPayout, sendEvents, startBank, startPayoutWorker } from './support.js';
+import { allPayouts, approval, GOOD_IBAN, opsPort, payoutFixtures, readEvents, readPayout, sendEvents, startPayoutWorker } from './support.js';
 
-const cleanup: (() => Promise<void> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanup.reverse()) await c();
-});
-
-function track(w: WorkerProcess): WorkerProcess {
-  cleanup.push(async () => {
-    if (w.child.exitCode === null && w.child.signalCode === null) {
-      w.kill('SIGKILL');
-      await w.exited;
-    }
-  });
-  return w;
-}
-
-async function env(label: string, shards: number): Promise<{ stack: TestStack; bank: LhvSandbox }> {
-  const stack = await setupTestStack(label, { payoutShards: shards });
-  const bank = await startBank();
-  cleanup.push(
-    () => stack.close(),
-    () => bank.close(),
-  );
-  return { stack, bank };
-}
+const fixtures = payoutFixtures();
+afterAll(() => fixtures.cleanup());
+const { track, env } = fixtures;
 
 /** Worker variables of this file: readiness rechecked hourly, so only a starting worker probes. */
 const NO_RECHECK = { PAYFLEET_PAYOUT_READINESS_RECHECK_MS: '3600000' };
@@ -55,9 +33,6 @@ async function staleHeartbeats(bank: LhvSandbox, n: number): Promise<void> {
 
 const pending = (bank: LhvSandbox, type: string) => bank.stats().pendingMessagesByType[type] ?? 0;
 
-async function opsPort(w: WorkerProcess): Promise<number> {
-  return Number((await w.waitForLine((l) => l.msg === 'ops server listening')).port);
-}
 
 async function metricsOf(w: WorkerProcess): Promise<string> {
   return (await fetch(`http://127.0.0.1:${await opsPort(w)}/metrics`)).text();

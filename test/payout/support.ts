@@ -5,7 +5,7 @@ import { createPayoutRepository } from '../../workers/payout/repo.js';
 import { startLhvSandbox, type LhvSandbox, type LhvSandboxOptions } from '../../cli/sandbox/lhv-server.js';
 import { startProcess, type WorkerProcess } from '../support/processes.js';
 import { eventually, sendAll } from '../support/sqs.js';
-import type { TestStack } from '../support/stack.js';
+import { setupTestStack, type TestStack } from '../support/stack.js';
 
 export const DEBTOR = { name: 'Payfleet Payouts', iban: 'EE382200221020145685', bic: 'LHVBEE22' };
 
@@ -167,4 +167,41 @@ export async function finalPayout(stack: TestStack, paymentId: string, timeoutMs
 
 export async function waitReady(worker: WorkerProcess, timeoutMs = 30_000): Promise<void> {
   await worker.waitForLine((l) => l.msg === 'payout shard acquired', timeoutMs);
+}
+
+/**
+ * What a process-level payout test file starts — stacks, sandbox banks, worker processes — undone in
+ * reverse order by `afterAll(() => fixtures.cleanup())`; a worker still running is SIGKILLed.
+ */
+export function payoutFixtures() {
+  const undo: (() => Promise<void> | void)[] = [];
+  return {
+    track(w: WorkerProcess): WorkerProcess {
+      undo.push(async () => {
+        if (w.child.exitCode === null && w.child.signalCode === null) {
+          w.kill('SIGKILL');
+          await w.exited;
+        }
+      });
+      return w;
+    },
+    /** A stack with `shards` payout shards (and other bootstrap options) and a sandbox bank. */
+    async env(label: string, shards: number, options: { maxReceiveCount?: number } = {}): Promise<{ stack: TestStack; bank: LhvSandbox }> {
+      const stack = await setupTestStack(label, { payoutShards: shards, ...options });
+      const bank = await startBank();
+      undo.push(
+        () => stack.close(),
+        () => bank.close(),
+      );
+      return { stack, bank };
+    },
+    async cleanup(): Promise<void> {
+      for (const u of undo.reverse()) await u();
+    },
+  };
+}
+
+/** The ops port a worker process listens on (its log says). */
+export async function opsPort(w: WorkerProcess): Promise<number> {
+  return Number((await w.waitForLine((l) => l.msg === 'ops server listening')).port);
 }

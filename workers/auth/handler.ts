@@ -1,45 +1,33 @@
 import type { Counter } from 'prom-client';
 import { RetryableError, TerminalError } from '../../shared/errors.js';
-import type { Logger } from '../../shared/log/logger.js';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
-import type { LeaseKeeper } from '../../shared/core/lease-keeper.js';
-import type { IdempotencyStore, NewEvent, OutcomeStore } from '../../shared/core/ports.js';
 import { dependencyOutage } from '../../shared/core/breaker.js';
-import { processOnce, type WorkContext } from '../../shared/core/work.js';
+import { systemClock, type Clock } from '../../shared/core/clock.js';
+import type { Once, Verdict, WorkAnswer, WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import type { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { TokenServiceClient } from '../../shared/connectors/token-service.js';
 import type { AuthoriseOutcome, AuthoriseRequest, LookupOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
-import {
-  alreadyFinalLetter,
-  CREATION_EVENT,
-  deadLetterCodeOf,
-  eventFor,
-  repeatLetterOf,
-  type Charge,
-  type ChargeRequestResult,
-  type ChargeStatus,
-} from '../../shared/charges/charge.js';
-import { chargeChange, type ChargeRepository } from '../../shared/charges/repo.js';
+import { deadLetterCodeOf, type Charge, type ChargeFields, type ChargeStatus } from '../../shared/charges/charge.js';
+import { chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
+import { createCharge, moveCharge } from '../../shared/charges/transition.js';
 import { authIdempotencyKey, authWorkItemKey } from './keys.js';
 import type { AuthorisationRequested } from './schema.js';
 import { finishVoid, mismatchOf, recordMismatch, voidNote } from './void.js';
 
+/** What the auth handler needs: its domain, and once() for the exactly-once part. */
 export interface AuthDeps {
-  readonly keeper: LeaseKeeper;
-  readonly idempotency: IdempotencyStore;
-  readonly outcomes: OutcomeStore;
+  /** The kit's exactly-once runner (shared/core/work.ts). */
+  readonly once: Once;
   readonly charges: ChargeRepository;
   readonly registry: ProcessorRegistry;
   readonly tokens: TokenServiceClient;
-  readonly ownerId: string;
-  /** Deadline of one attempt (our own; there is no Lambda context). */
-  readonly attemptDeadlineMs: number;
   /** Attempts before the charge is given up as AUTHORISATION_ERROR / RETRIES_EXHAUSTED. */
   readonly maxAttempts: number;
   /** The `live` flag of events. */
   readonly live: boolean;
-  readonly log: Logger;
+  /** @default Date.now */
+  readonly clock?: Clock;
   readonly authorisations?: Counter<'processor' | 'outcome'>;
   /** Fault points for tests (a SIGKILL exactly between two steps); absent in production. */
   readonly hooks?: AuthHooks;
@@ -53,32 +41,35 @@ export interface AuthHooks {
   readonly afterVoidAnswered?: (chargeId: string) => Promise<void>;
 }
 
-/** One attempt at a request: the work item's context plus whether the consumer will give up after it. */
-export interface AuthAttempt extends WorkContext {
+/** One attempt at one request: what every step of it reads. */
+export interface AuthRun {
+  readonly deps: AuthDeps;
+  readonly req: AuthorisationRequested;
+  readonly connector: ProcessorConnector;
+  readonly w: WorkContext;
   /**
    * This is the last attempt the consumer allows (by the work item's count or SQS's receive count):
    * a retryable failure now would be dead-lettered RETRIES_EXHAUSTED by the consumer, so the handler
-   * records the charge's final state itself instead.
+   * records the charge's final state itself instead (unless a dependency is down).
    */
   readonly last: boolean;
+  /** Now, by the injected clock (ISO-8601). */
+  at(): string;
 }
 
 export { authIdempotencyKey } from './keys.js';
 
-/** States in which authorisation is over for a charge. */
-const AUTH_DONE: ReadonlySet<ChargeStatus> = new Set([
-  'AUTHORISATION_SUCCESS',
-  'AUTHORISATION_REJECTED',
-  'AUTHORISATION_ERROR',
-  'AUTHORISATION_ERROR_CANCELLED',
-]);
+/** Statuses from which a request may (still) authorise the charge. */
+const AUTHORISING: ReadonlySet<ChargeStatus> = new Set(['CREATED', 'AUTHORISATION_READY']);
+
+/** An authorise outcome that is known: approved, declined or an error. */
+type Resolved = Exclude<AuthoriseOutcome, { kind: 'ambiguous' }>;
 
 /**
- * The auth worker's handler (docs/contract.md §2-§4):
+ * The auth worker's handler (docs/contract.md §2-§4), inside once() (charge lease, request's work item):
  *
- *   lease charge#id ─ begin auth#authRequestId ─ decrypt token ─ commit AUTHORISATION_READY ─
- *   authorise (or, if READY was already committed, look up / replay first) ─ dispose card ─
- *   commit outcome + events + work item (fenced) ─ release ─ delete message
+ *   decrypt token ─ commit AUTHORISATION_READY (w.commit: item open) ─ authorise (or, if READY was
+ *   already committed, look up / replay first) ─ dispose card ─ w.complete(outcome + event, verdict)
  *
  * AUTHORISATION_READY is committed before the processor is called, so whoever picks the charge up
  * after a crash knows a request may have gone out and resolves it (lookup / idempotent replay under
@@ -86,147 +77,163 @@ const AUTH_DONE: ReadonlySet<ChargeStatus> = new Set([
  * processor's reference and voided at the processor (void.ts), the same way round: PENDING first.
  *
  * A request is never acknowledged when the charge it decided ended in a final error
- * (AUTHORISATION_ERROR, AUTHORISATION_ERROR_CANCELLED): its redelivery or redrive is dead-lettered
- * again with the same code, so the DLQ keeps the evidence until a person purges it.
+ * (AUTHORISATION_ERROR, AUTHORISATION_ERROR_CANCELLED): once() replays a completed item's letter,
+ * and a request whose item is gone meets its charge past authorisation and is lettered again here.
  */
 export function createAuthHandler(deps: AuthDeps) {
+  const clock = deps.clock ?? systemClock;
   return async function handleAuthorisation(req: AuthorisationRequested, ctx: HandlerContext): Promise<HandlerResult> {
     const connector = deps.registry.get(req.processor);
     const log = ctx.log.child({ chargeId: req.chargeId, authRequestId: req.authRequestId, processor: req.processor });
-    const outcome = await processOnce(
-      deps,
-      { leaseKey: `charge#${req.chargeId}`, idempotencyKey: authWorkItemKey(req.authRequestId) },
-      ctx,
-      (w) => authorise(deps, connector, req, { ...w, last: Math.max(w.attempts, ctx.receiveCount) >= deps.maxAttempts }, log),
+    const item = chargeRequestItem(deps.charges, req.chargeId, authWorkItemKey(req.authRequestId));
+    return deps.once(item, { ...ctx, log }, (w) =>
+      authorise({
+        deps,
+        req,
+        connector,
+        w,
+        last: Math.max(w.attempts, ctx.receiveCount) >= deps.maxAttempts,
+        at: () => new Date(clock()).toISOString(),
+      }),
     );
-    if (outcome.status === 'duplicate') return answerDuplicate(deps, req, outcome.record.result, log);
-    return outcome.result;
   };
 }
 
-/**
- * A delivery of a request whose work item is completed: a duplicate, or a redrive of its dead
- * letter (redrive sends a fresh deduplication id; the work item survives). A request that ended the
- * charge in a final error is dead-lettered again with its code — acknowledging it would delete the
- * only letter of an open money question. Anything else is acknowledged as before.
- */
-async function answerDuplicate(deps: AuthDeps, req: AuthorisationRequested, result: Record<string, unknown> | undefined, log: Logger): Promise<HandlerResult> {
-  const letter = await repeatLetterOf(req.chargeId, result, () => deps.charges.get(req.chargeId));
-  if (!letter) {
-    log.info('authorisation already completed; acknowledging the duplicate');
-    return { action: 'ack' };
-  }
-  log.warn({ code: letter.code }, 'request already ended its charge in a final error; dead-lettering it again, not acknowledging');
-  return { action: 'dead-letter', ...letter };
-}
-
-async function authorise(
-  deps: AuthDeps,
-  connector: ProcessorConnector,
-  req: AuthorisationRequested,
-  w: AuthAttempt,
-  log: Logger,
-): Promise<HandlerResult> {
-  let charge = await deps.charges.get(req.chargeId);
-  if (charge) {
-    checkSameCharge(charge, req);
-    if (AUTH_DONE.has(charge.status) || !['CREATED', 'AUTHORISATION_READY'].includes(charge.status)) {
-      if (charge.authRequestId === req.authRequestId) return alreadyDecided(deps, connector, charge, req, w, log);
-      throw new TerminalError('CHARGE_NOT_AUTHORISABLE', `charge is ${charge.status}; it cannot be authorised again by a new request`);
-    }
-    if (charge.status === 'AUTHORISATION_READY' && charge.authRequestId && charge.authRequestId !== req.authRequestId) {
+async function authorise(run: AuthRun): Promise<WorkAnswer> {
+  const { deps, req, w } = run;
+  const existing = await deps.charges.get(req.chargeId);
+  if (existing) {
+    checkSameCharge(existing, req);
+    if (!AUTHORISING.has(existing.status)) return alreadyPast(run, existing);
+    if (existing.status === 'AUTHORISATION_READY' && existing.authRequestId && existing.authRequestId !== req.authRequestId) {
       // Another request is mid-authorisation for this charge; let it finish first.
       throw new RetryableError('AUTHORISATION_IN_PROGRESS', 'another authorisation request for this charge is in progress');
     }
   }
+  const wasReady = existing?.status === 'AUTHORISATION_READY';
 
-  const key = authIdempotencyKey(req.authRequestId);
-  const wasReady = charge?.status === 'AUTHORISATION_READY';
-  let card: SensitiveCard | undefined;
-  let outcome: AuthoriseOutcome;
+  let card: SensitiveCard;
   try {
-    try {
-      card = await deps.tokens.decrypt(req.paymentTokenId, w.signal);
-    } catch (err) {
-      if (!(err instanceof TerminalError) || !charge || !wasReady) throw err;
-      // The token is gone but an earlier attempt may have reached the processor: look it up by
-      // reference before giving up, so a charge that was authorised is recorded as such.
-      const found = await connector.lookup(
-        { chargeId: req.chargeId, idempotencyKey: key, amount: req.amount, currency: req.currency, ...(charge.processorRef ? { processorRef: charge.processorRef } : {}) },
-        w.signal,
-      );
-      const resolved = fromLookup(found);
-      if (!resolved || resolved.kind === 'ambiguous') return finish(deps, connector, charge, req, w, log, errorOutcome(err.code, err.message), err.code);
-      outcome = resolved;
-      return finish(deps, connector, charge, req, w, log, outcome);
-    }
-
-    if (!charge) charge = await commitReady(deps, undefined, req, card, w);
-    else if (charge.status === 'CREATED') charge = await commitReady(deps, charge, req, card, w);
-
-    const authReq: AuthoriseRequest = {
-      chargeId: req.chargeId,
-      gatewayAccountId: req.gatewayAccountId,
-      amount: req.amount,
-      currency: req.currency,
-      reference: req.reference,
-      description: req.description,
-      idempotencyKey: key,
-      card,
-    };
-    if (wasReady) {
-      log.info('charge was AUTHORISATION_READY: resolving the earlier attempt before anything else');
-      const found = fromLookup(await connector.lookup(lookupOf(authReq, charge), w.signal));
-      outcome = found ?? (await connector.authorise(authReq, w.signal));
-    } else {
-      outcome = await connector.authorise(authReq, w.signal);
-    }
-    if (outcome.kind === 'ambiguous') {
-      log.warn({ reason: outcome.reason }, 'authorisation outcome unknown; looking it up before anything else');
-      const found = fromLookup(await connector.lookup(lookupOf(authReq, charge), w.signal));
-      if (!found || found.kind === 'ambiguous') {
-        // Stays AUTHORISATION_READY: the next attempt resolves first, never authorises blind.
-        throw new RetryableError('AUTHORISATION_OUTCOME_UNKNOWN', `outcome unknown after ${outcome.reason}`);
-      }
-      outcome = found;
-    }
-  } finally {
-    card?.dispose();
+    card = await deps.tokens.decrypt(req.paymentTokenId, w.signal);
+  } catch (err) {
+    // The token is gone but an earlier attempt may have reached the processor: look it up first.
+    if (err instanceof TerminalError && existing && wasReady) return withoutToken(run, existing, err);
+    throw err;
   }
-  return finish(deps, connector, charge, req, w, log, outcome);
+  let charge: Charge;
+  let outcome: Resolved;
+  try {
+    charge = existing && wasReady ? existing : await commitReady(run, existing, card);
+    outcome = await askProcessor(run, charge, card, wasReady);
+  } finally {
+    card.dispose();
+  }
+  return finish(run, charge, outcome);
 }
 
 /**
- * The charge is past authorisation and was authorised by this very request, yet its work item is
- * not completed: a void recorded PENDING by an attempt that died (finish it), or a work item that
- * expired before a late redelivery or redrive (answer as the first delivery did: a final error is
- * dead-lettered again with its code; a success or decline is acknowledged).
+ * The charge is past authorisation. A request other than the one that authorised it is refused.
+ * For that same request the work item is open although the charge is decided: a void recorded
+ * PENDING by an attempt that died (finish it), or a work item that expired before a late
+ * redelivery or redrive (answer as the first delivery did: a final error is dead-lettered again
+ * with its code; a success or decline is acknowledged).
  */
-async function alreadyDecided(
-  deps: AuthDeps,
-  connector: ProcessorConnector,
-  charge: Charge,
-  req: AuthorisationRequested,
-  w: AuthAttempt,
-  log: Logger,
-): Promise<HandlerResult> {
+async function alreadyPast(run: AuthRun, charge: Charge): Promise<WorkAnswer> {
+  const { req, w } = run;
+  if (charge.authRequestId !== req.authRequestId) {
+    throw new TerminalError('CHARGE_NOT_AUTHORISABLE', `charge is ${charge.status}; it cannot be authorised again by a new request`);
+  }
   if (charge.authorisationVoid?.state === 'PENDING') {
-    log.warn({ status: charge.status, processorRef: charge.authorisationVoid.processorRef }, 'an earlier attempt left a PENDING void: finishing it first');
-    return finishVoid(deps, connector, charge, req, w, log);
+    w.log.warn({ status: charge.status, processorRef: charge.authorisationVoid.processorRef }, 'an earlier attempt left a PENDING void: finishing it first');
+    return finishVoid(run, charge);
   }
   const code = deadLetterCodeOf(charge);
   if (!code) {
-    log.info({ status: charge.status }, 'charge already past authorisation for this request');
-    return { action: 'ack' };
+    w.log.info({ status: charge.status }, 'charge already past authorisation for this request');
+    return w.complete([], { status: charge.status, action: 'ack' });
   }
-  const letter = alreadyFinalLetter(charge.chargeId, charge.status, code, voidNote(charge));
-  await deps.outcomes.commit({
-    lease: w.held.lease,
-    workItem: { idempotencyKey: authWorkItemKey(req.authRequestId), attemptId: w.attemptId, result: { status: charge.status, code } },
-    changes: [],
+  w.log.warn({ status: charge.status, code }, 'request already ended its charge in a final error; dead-lettering it again, not acknowledging');
+  const said = voidNote(charge);
+  return w.repeat({ status: charge.status, code, ...(said ? { detail: said } : {}) });
+}
+
+/** The token is gone (404/410) while the charge is AUTHORISATION_READY: record what the processor holds. */
+async function withoutToken(run: AuthRun, charge: Charge, err: TerminalError): Promise<WorkAnswer> {
+  const { req, connector, w } = run;
+  const found = fromLookup(
+    await connector.lookup(
+      {
+        chargeId: req.chargeId,
+        idempotencyKey: authIdempotencyKey(req.authRequestId),
+        amount: req.amount,
+        currency: req.currency,
+        ...(charge.processorRef ? { processorRef: charge.processorRef } : {}),
+      },
+      w.signal,
+    ),
+  );
+  // Nothing found (or still unknown): nothing to record but the token's own terminal error.
+  if (!found || found.kind === 'ambiguous') return finish(run, charge, { kind: 'error', retryable: false, code: err.code, message: err.message });
+  return finish(run, charge, found);
+}
+
+/** Commit CREATED -> AUTHORISATION_READY (creating the charge if needed) before the processor is called. */
+async function commitReady(run: AuthRun, charge: Charge | undefined, card: SensitiveCard): Promise<Charge> {
+  const { deps, req, w } = run;
+  const at = run.at();
+  const from =
+    charge ??
+    createCharge(
+      {
+        chargeId: req.chargeId,
+        gatewayAccountId: req.gatewayAccountId,
+        processor: req.processor,
+        amount: req.amount,
+        currency: req.currency,
+        reference: req.reference,
+        description: req.description,
+        live: deps.live,
+      },
+      { at, requestedAt: req.requestedAt },
+    );
+  const ready = moveCharge(from, 'AUTHORISATION_READY', {
+    at,
+    fields: { authRequestId: req.authRequestId, authIdempotencyKey: authIdempotencyKey(req.authRequestId), cardBrand: card.brand, cardLast4: card.last4 },
   });
-  log.warn({ status: charge.status, code }, 'request already ended its charge in a final error; dead-lettering it again, not acknowledging');
-  return { action: 'dead-letter', ...letter };
+  // The work item stays open: the request is not answered until the processor's answer is recorded.
+  await w.commit([ready.change]);
+  return ready.after;
+}
+
+/**
+ * Ask the processor, never blind: a charge already AUTHORISATION_READY is looked up (or replayed
+ * under the same key) first, and an ambiguous answer is looked up at once. Still unknown: the
+ * charge stays AUTHORISATION_READY and the attempt is retried, starting by resolving.
+ */
+async function askProcessor(run: AuthRun, charge: Charge, card: SensitiveCard, wasReady: boolean): Promise<Resolved> {
+  const { req, connector, w } = run;
+  const authReq: AuthoriseRequest = {
+    chargeId: req.chargeId,
+    gatewayAccountId: req.gatewayAccountId,
+    amount: req.amount,
+    currency: req.currency,
+    reference: req.reference,
+    description: req.description,
+    idempotencyKey: authIdempotencyKey(req.authRequestId),
+    card,
+  };
+  let outcome: AuthoriseOutcome;
+  if (wasReady) {
+    w.log.info('charge was AUTHORISATION_READY: resolving the earlier attempt before anything else');
+    outcome = fromLookup(await connector.lookup(lookupOf(authReq, charge), w.signal)) ?? (await connector.authorise(authReq, w.signal));
+  } else {
+    outcome = await connector.authorise(authReq, w.signal);
+  }
+  if (outcome.kind !== 'ambiguous') return outcome;
+  w.log.warn({ reason: outcome.reason }, 'authorisation outcome unknown; looking it up before anything else');
+  const found = fromLookup(await connector.lookup(lookupOf(authReq, charge), w.signal));
+  if (!found || found.kind === 'ambiguous') throw new RetryableError('AUTHORISATION_OUTCOME_UNKNOWN', `outcome unknown after ${outcome.reason}`);
+  return found;
 }
 
 function lookupOf(authReq: AuthoriseRequest, charge: Charge) {
@@ -259,122 +266,79 @@ function fromLookup(found: LookupOutcome): AuthoriseOutcome | undefined {
   }
 }
 
-function errorOutcome(code: string, message: string): AuthoriseOutcome {
-  return { kind: 'error', retryable: false, code, message };
-}
-
 function checkSameCharge(charge: Charge, req: AuthorisationRequested): void {
   const diffs = (['gatewayAccountId', 'amount', 'currency', 'processor'] as const).filter((k) => charge[k] !== req[k]);
   if (diffs.length > 0) throw new TerminalError('CHARGE_MISMATCH', `charge exists with a different ${diffs.join(', ')}`);
 }
 
-/** Commit CREATED -> AUTHORISATION_READY (creating the charge if needed) before calling the processor. */
-async function commitReady(deps: AuthDeps, charge: Charge | undefined, req: AuthorisationRequested, card: SensitiveCard, w: WorkContext): Promise<Charge> {
-  const at = new Date().toISOString();
-  const events: NewEvent[] = [];
-  let base: Charge;
-  if (!charge) {
-    base = {
-      chargeId: req.chargeId,
-      gatewayAccountId: req.gatewayAccountId,
-      processor: req.processor,
-      amount: req.amount,
-      currency: req.currency,
-      reference: req.reference,
-      description: req.description,
-      status: 'CREATED',
-      live: deps.live,
-      version: 0,
-      eventSeq: 0,
-      createdAt: at,
-      updatedAt: at,
-      history: [{ status: 'CREATED', at }],
-    };
-    events.push({
-      eventType: CREATION_EVENT,
-      details: { amount: req.amount, currency: req.currency, reference: req.reference, description: req.description, processor: req.processor, requested_at: req.requestedAt },
-    });
-  } else {
-    base = charge;
+/**
+ * The authorisation's decision table: the charge's final status, its event details, the fields it
+ * records and the message's verdict. Every answer's reference is kept (`processorRef`, and
+ * `processor_ref` in the event): the processor may hold something under it (a decline's
+ * PaymentIntent, an order that errored) and an operator must be able to find it.
+ *
+ *   approved                        AUTHORISATION_SUCCESS   ack
+ *   declined                        AUTHORISATION_REJECTED  ack
+ *   error, terminal                 AUTHORISATION_ERROR     dead letter <its code>
+ *   error, retryable, last attempt  AUTHORISATION_ERROR     dead letter RETRIES_EXHAUSTED
+ *   error, retryable, otherwise     (thrown: retried; also on the last attempt while a dependency is down)
+ */
+interface Decision {
+  readonly status: ChargeStatus;
+  readonly details: Record<string, unknown>;
+  readonly fields: ChargeFields;
+  readonly verdict: Verdict;
+}
+
+function decide(charge: Charge, outcome: Resolved, last: boolean): Decision {
+  const ref: ChargeFields = outcome.processorRef ? { processorRef: outcome.processorRef } : {};
+  const refDetail = outcome.processorRef ? { processor_ref: outcome.processorRef } : {};
+  switch (outcome.kind) {
+    case 'approved':
+      return {
+        status: 'AUTHORISATION_SUCCESS',
+        details: { processor_ref: outcome.processorRef, card_brand: charge.cardBrand, last_digits_card_number: charge.cardLast4 },
+        fields: ref,
+        verdict: { action: 'ack' },
+      };
+    case 'declined':
+      return {
+        status: 'AUTHORISATION_REJECTED',
+        details: { decline_code: outcome.code, message: outcome.message, ...refDetail },
+        fields: { declineCode: outcome.code, ...ref },
+        verdict: { action: 'ack' },
+      };
+    case 'error':
+      // A processor outage (its breaker opened) is not this charge's failure: never give up on it.
+      if (outcome.retryable && (!last || dependencyOutage())) {
+        throw new RetryableError(outcome.code, outcome.message, outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {});
+      }
+      return {
+        status: 'AUTHORISATION_ERROR',
+        details: { error_code: outcome.code, message: outcome.message, ...refDetail },
+        fields: { errorCode: outcome.code, ...ref },
+        verdict: {
+          action: 'dead-letter',
+          code: outcome.retryable ? 'RETRIES_EXHAUSTED' : outcome.code,
+          detail: `${outcome.code}: ${outcome.message}`,
+        },
+      };
   }
-  const next: Charge = {
-    ...base,
-    status: 'AUTHORISATION_READY',
-    authRequestId: req.authRequestId,
-    authIdempotencyKey: authIdempotencyKey(req.authRequestId),
-    cardBrand: card.brand,
-    cardLast4: card.last4,
-    updatedAt: at,
-    history: [...base.history, { status: 'AUTHORISATION_READY', at }],
-    version: base.version + 1,
-    eventSeq: base.eventSeq + events.length,
-  };
-  if (eventFor(base.status, 'AUTHORISATION_READY') !== null) throw new Error('CREATED -> AUTHORISATION_READY must not emit');
-  await deps.outcomes.commit({ lease: w.held.lease, changes: [chargeChange(base, next, events)] });
-  return next;
 }
 
 /**
- * Commit the final status of an authorisation with its event, completing the work item. An
+ * Record the authorisation's outcome with its event and complete the work item, in one commit. An
  * approval for another amount or currency is not an outcome to record as such: it goes to
  * {@link recordMismatch}, which records it and releases the authorisation at the processor.
  */
-async function finish(
-  deps: AuthDeps,
-  connector: ProcessorConnector,
-  charge: Charge,
-  req: AuthorisationRequested,
-  w: AuthAttempt,
-  log: Logger,
-  outcome: AuthoriseOutcome,
-  deadLetterCode?: string,
-): Promise<HandlerResult> {
+async function finish(run: AuthRun, charge: Charge, outcome: Resolved): Promise<WorkAnswer> {
+  const { deps, req, w } = run;
   const mismatch = mismatchOf(outcome, req);
-  if (mismatch) return recordMismatch(deps, connector, charge, req, w, log, mismatch);
-  // Every answer's reference is kept: the processor may hold something under it (a decline's
-  // PaymentIntent, an order that errored) and an operator must be able to find it.
-  const ref = outcome.processorRef ? { processorRef: outcome.processorRef } : {};
-  const refDetail = outcome.processorRef ? { processor_ref: outcome.processorRef } : {};
-  let status: ChargeStatus;
-  let details: Record<string, unknown>;
-  let result: HandlerResult = { action: 'ack' };
-  let extra: Partial<Charge>;
-  switch (outcome.kind) {
-    case 'approved':
-      status = 'AUTHORISATION_SUCCESS';
-      details = { processor_ref: outcome.processorRef, card_brand: charge.cardBrand, last_digits_card_number: charge.cardLast4 };
-      extra = ref;
-      break;
-    case 'declined':
-      status = 'AUTHORISATION_REJECTED';
-      details = { decline_code: outcome.code, message: outcome.message, ...refDetail };
-      extra = { declineCode: outcome.code, ...ref };
-      break;
-    case 'error':
-      // A processor outage (its breaker opened) is not this charge's failure: never give up on it.
-      if (outcome.retryable && (!w.last || dependencyOutage())) {
-        throw new RetryableError(outcome.code, outcome.message, outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {});
-      }
-      status = 'AUTHORISATION_ERROR';
-      deadLetterCode ??= outcome.retryable ? 'RETRIES_EXHAUSTED' : outcome.code;
-      details = { error_code: outcome.code, message: outcome.message, ...refDetail };
-      extra = { errorCode: outcome.code, ...ref };
-      result = { action: 'dead-letter', code: deadLetterCode, detail: `${outcome.code}: ${outcome.message}` };
-      break;
-    case 'ambiguous':
-      throw new RetryableError('AUTHORISATION_OUTCOME_UNKNOWN', outcome.reason);
-  }
-  if (deadLetterCode && result.action === 'ack') result = { action: 'dead-letter', code: deadLetterCode, detail: `${status}: ${deadLetterCode}` };
-  const at = new Date().toISOString();
-  const eventType = eventFor(charge.status, status)!;
-  const after: Charge = { ...charge, ...extra, status, updatedAt: at, history: [...charge.history, { status, at }] };
-  const done: ChargeRequestResult = { status, ...(result.action === 'dead-letter' ? { code: result.code, detail: result.detail } : {}) };
-  await deps.outcomes.commit({
-    lease: w.held.lease,
-    workItem: { idempotencyKey: authWorkItemKey(req.authRequestId), attemptId: w.attemptId, result: { ...done } },
-    changes: [chargeChange(charge, after, [{ eventType, details }])],
-  });
-  deps.authorisations?.inc({ processor: req.processor, outcome: status });
-  log.info({ status, ...ref }, 'authorisation recorded');
-  return result;
+  if (mismatch) return recordMismatch(run, charge, mismatch);
+  const d = decide(charge, outcome, run.last);
+  const move = moveCharge(charge, d.status, { at: run.at(), details: d.details, fields: d.fields });
+  const done = await w.complete([move.change], { status: d.status, ...d.verdict });
+  deps.authorisations?.inc({ processor: req.processor, outcome: d.status });
+  w.log.info({ status: d.status, ...(outcome.processorRef ? { processorRef: outcome.processorRef } : {}) }, 'authorisation recorded');
+  return done;
 }

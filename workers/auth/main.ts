@@ -37,17 +37,12 @@ export function authWorker(options: { readonly hooks?: AuthHooks } = {}) {
       kit.breakers.get('token-service').setProbe((signal) => tokens.probe(signal));
       const { authorisations } = createAuthMetrics(kit.metrics.registry);
       const handle = createAuthHandler({
-        keeper: kit.keeper,
-        idempotency: kit.idempotency,
-        outcomes: kit.outcomes,
+        once: kit.once,
         charges: createChargeRepository(kit.clients.doc, kit.names.table('charges')),
         registry,
         tokens,
-        ownerId: kit.ownerId,
-        attemptDeadlineMs: kit.config.lease.leaseMs,
         maxAttempts: kit.config.consumer.maxAttempts,
         live: settings.live,
-        log: kit.log,
         authorisations,
         ...(options.hooks ? { hooks: options.hooks } : {}),
       });

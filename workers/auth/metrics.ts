@@ -1,18 +1,16 @@
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { chargeOutcomeCounter, type ChargeOutcomeCounter } from '../../shared/charges/metrics.js';
 
-/** The auth worker's own metrics, on the worker's registry (so they carry `worker`). docs/operations.md §5. */
+/** The auth worker's own metrics, on the worker's registry. docs/operations.md §5. */
 export interface AuthMetrics {
   /** Authorisations recorded, by processor and resulting charge status. */
-  readonly authorisations: Counter<'processor' | 'outcome'>;
+  readonly authorisations: ChargeOutcomeCounter;
 }
 
-export function createAuthMetrics(registry: Registry): AuthMetrics {
-  return {
-    authorisations: new Counter({
-      name: 'payfleet_authorisations_total',
-      help: 'Authorisations recorded, by processor and resulting charge status',
-      labelNames: ['processor', 'outcome'],
-      registers: [registry],
-    }),
-  };
-}
+export const createAuthMetrics = (registry: Registry): AuthMetrics => ({
+  authorisations: chargeOutcomeCounter(
+    registry,
+    'payfleet_authorisations_total',
+    'Authorisations recorded, by processor and resulting charge status',
+  ),
+});

@@ -3,12 +3,12 @@
  * currency than the request asked for (AMOUNT_MISMATCH), the customer's funds are held for an
  * authorisation no one will capture. The worker records the mismatch and voids it at once:
  *
- *   commit: AUTHORISATION_READY ─▶ AUTHORISATION_ERROR   errorCode AMOUNT_MISMATCH, processorRef,
- *           event AUTHORISATION_ERROR                     authorisationVoid PENDING (work item stays open)
+ *   w.commit: AUTHORISATION_READY ─▶ AUTHORISATION_ERROR   errorCode AMOUNT_MISMATCH, processorRef,
+ *             event AUTHORISATION_ERROR                     authorisationVoid PENDING (work item stays open)
  *   void at the processor, key payfleet-void-<authRequestId>   (Stripe cancel, Worldpay cancel)
- *   commit: ─▶ AUTHORISATION_ERROR_CANCELLED, void VOIDED, event CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR
- *        or  void FAILED (status unchanged, no event: nothing changed at the processor)
- *           + work item completed { status, code AMOUNT_MISMATCH, detail }
+ *   w.complete: ─▶ AUTHORISATION_ERROR_CANCELLED, void VOIDED, event CANCELLED_WITH_GATEWAY_AFTER_AUTHORISATION_ERROR
+ *          or  void FAILED (status unchanged, no event: nothing changed at the processor)
+ *             + work item completed { status, code AMOUNT_MISMATCH, detail }
  *   ERROR line alert AMOUNT_MISMATCH saying which of the two happened; dead letter AMOUNT_MISMATCH
  *
  * The PENDING void is committed before the processor is called, like AUTHORISATION_READY before an
@@ -26,14 +26,13 @@
  * processor voided once, and the charge records it once (the commit is fenced and versioned).
  */
 import { dependencyOutage } from '../../shared/core/breaker.js';
+import type { WorkAnswer } from '../../shared/core/work.js';
 import { RetryableError } from '../../shared/errors.js';
-import type { Logger } from '../../shared/log/logger.js';
-import type { HandlerResult } from '../../shared/core/consumer.js';
-import type { AuthoriseOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
-import { eventFor, type AuthorisationVoid, type Charge } from '../../shared/charges/charge.js';
-import { chargeChange, committed } from '../../shared/charges/repo.js';
-import type { AuthAttempt, AuthDeps } from './handler.js';
-import { authWorkItemKey, voidIdempotencyKey } from './keys.js';
+import type { AuthoriseOutcome } from '../../shared/connectors/types.js';
+import type { AuthorisationVoid, Charge } from '../../shared/charges/charge.js';
+import { amendCharge, moveCharge } from '../../shared/charges/transition.js';
+import type { AuthRun } from './handler.js';
+import { voidIdempotencyKey } from './keys.js';
 import type { AuthorisationRequested } from './schema.js';
 
 export const AMOUNT_MISMATCH = 'AMOUNT_MISMATCH';
@@ -63,65 +62,38 @@ export function mismatchOf(outcome: AuthoriseOutcome, req: AuthorisationRequeste
 }
 
 /** Record the mismatch (with the void it needs, PENDING) and void it. */
-export async function recordMismatch(
-  deps: AuthDeps,
-  connector: ProcessorConnector,
-  charge: Charge,
-  req: AuthorisationRequested,
-  w: AuthAttempt,
-  log: Logger,
-  m: Mismatch,
-): Promise<HandlerResult> {
-  const at = new Date().toISOString();
+export async function recordMismatch(run: AuthRun, charge: Charge, m: Mismatch): Promise<WorkAnswer> {
+  const { deps, req, w } = run;
+  const at = run.at();
   const pending: AuthorisationVoid | undefined = m.processorRef
-    ? {
-        state: 'PENDING',
-        processorRef: m.processorRef,
-        idempotencyKey: voidIdempotencyKey(req.authRequestId),
-        reason: m.reason,
-        requestedAt: at,
-      }
+    ? { state: 'PENDING', processorRef: m.processorRef, idempotencyKey: voidIdempotencyKey(req.authRequestId), reason: m.reason, requestedAt: at }
     : undefined;
-  const after: Charge = {
-    ...charge,
-    status: 'AUTHORISATION_ERROR',
-    errorCode: AMOUNT_MISMATCH,
-    ...(m.processorRef ? { processorRef: m.processorRef } : {}),
-    ...(pending ? { authorisationVoid: pending } : {}),
-    updatedAt: at,
-    history: [...charge.history, { status: 'AUTHORISATION_ERROR', at }],
-  };
-  const events = [
-    {
-      eventType: eventFor(charge.status, 'AUTHORISATION_ERROR')!,
-      details: { error_code: AMOUNT_MISMATCH, message: m.reason, ...(m.processorRef ? { processor_ref: m.processorRef } : {}) },
-    },
-  ];
+  const move = moveCharge(charge, 'AUTHORISATION_ERROR', {
+    at,
+    details: { error_code: AMOUNT_MISMATCH, message: m.reason, ...(m.processorRef ? { processor_ref: m.processorRef } : {}) },
+    fields: { errorCode: AMOUNT_MISMATCH, ...(m.processorRef ? { processorRef: m.processorRef } : {}), ...(pending ? { authorisationVoid: pending } : {}) },
+  });
   const counted = () => deps.authorisations?.inc({ processor: req.processor, outcome: 'AUTHORISATION_ERROR' });
   if (!pending) {
     const detail = `${m.reason}; the processor answered without a reference, so nothing could be voided: find the authorisation at the processor (idempotency key ${charge.authIdempotencyKey ?? '-'}) and release it`;
-    await deps.outcomes.commit({
-      lease: w.held.lease,
-      workItem: workItem(req, w, { status: 'AUTHORISATION_ERROR', code: AMOUNT_MISMATCH, detail }),
-      changes: [chargeChange(charge, after, events)],
-    });
+    const done = await w.complete([move.change], { status: 'AUTHORISATION_ERROR', action: 'dead-letter', code: AMOUNT_MISMATCH, detail });
     counted();
-    log.error(
+    w.log.error(
       { alert: AMOUNT_MISMATCH, status: 'AUTHORISATION_ERROR', void: 'NONE' },
       `processor answered a different amount or currency: charge is AUTHORISATION_ERROR; ${detail}`,
     );
-    return { action: 'dead-letter', code: AMOUNT_MISMATCH, detail };
+    return done;
   }
   // Committed before the void is asked for, work item left open: from here on a crash leaves a
   // PENDING void that the next delivery of this request finishes (see the diagram above).
-  await deps.outcomes.commit({ lease: w.held.lease, changes: [chargeChange(charge, after, events)] });
+  await w.commit([move.change]);
   counted();
-  log.warn(
+  w.log.warn(
     { status: 'AUTHORISATION_ERROR', processorRef: pending.processorRef },
     'processor answered a different amount or currency: recorded; voiding the authorisation',
   );
   await deps.hooks?.afterMismatchRecorded?.(charge.chargeId);
-  return finishVoid(deps, connector, committed(charge, after, events), req, w, log);
+  return finishVoid(run, move.after);
 }
 
 /**
@@ -130,75 +102,47 @@ export async function recordMismatch(
  * records FAILED instead of letting the consumer dead-letter RETRIES_EXHAUSTED: the letter must
  * still say AMOUNT_MISMATCH, and the alert must say that a person has to release the funds.
  */
-export async function finishVoid(
-  deps: AuthDeps,
-  connector: ProcessorConnector,
-  charge: Charge,
-  req: AuthorisationRequested,
-  w: AuthAttempt,
-  log: Logger,
-): Promise<HandlerResult> {
+export async function finishVoid(run: AuthRun, charge: Charge): Promise<WorkAnswer> {
+  const { deps, connector, w } = run;
   const v = charge.authorisationVoid;
   if (v?.state !== 'PENDING') throw new Error(`charge ${charge.chargeId} has no PENDING void`);
   const ref = v.processorRef;
-  const outcome = await connector.void(
-    { chargeId: charge.chargeId, processorRef: ref, idempotencyKey: v.idempotencyKey },
-    w.signal,
-  );
+  const outcome = await connector.void({ chargeId: charge.chargeId, processorRef: ref, idempotencyKey: v.idempotencyKey }, w.signal);
   await deps.hooks?.afterVoidAnswered?.(charge.chargeId);
-  const at = new Date().toISOString();
+  const at = run.at();
 
   if (outcome.kind === 'voided') {
-    const after: Charge = {
-      ...charge,
-      status: 'AUTHORISATION_ERROR_CANCELLED',
-      authorisationVoid: { ...v, state: 'VOIDED', settledAt: at },
-      updatedAt: at,
-      history: [...charge.history, { status: 'AUTHORISATION_ERROR_CANCELLED', at }],
-    };
-    const eventType = eventFor(charge.status, 'AUTHORISATION_ERROR_CANCELLED')!;
-    const detail = `${v.reason}; the authorisation was voided at the processor (ref ${ref})`;
-    await deps.outcomes.commit({
-      lease: w.held.lease,
-      workItem: workItem(req, w, { status: after.status, code: AMOUNT_MISMATCH, detail }),
-      changes: [
-        chargeChange(charge, after, [
-          { eventType, details: { processor_ref: ref, error_code: charge.errorCode ?? AMOUNT_MISMATCH } },
-        ]),
-      ],
+    const move = moveCharge(charge, 'AUTHORISATION_ERROR_CANCELLED', {
+      at,
+      details: { processor_ref: ref, error_code: charge.errorCode ?? AMOUNT_MISMATCH },
+      fields: { authorisationVoid: { ...v, state: 'VOIDED', settledAt: at } },
     });
-    log.error(
-      { alert: AMOUNT_MISMATCH, status: after.status, processorRef: ref, void: 'VOIDED' },
-      `processor answered a different amount or currency: charge is ${after.status}; the authorisation was voided at the processor (ref ${ref}), no funds stay held`,
+    const detail = `${v.reason}; the authorisation was voided at the processor (ref ${ref})`;
+    const done = await w.complete([move.change], { status: move.after.status, action: 'dead-letter', code: AMOUNT_MISMATCH, detail });
+    w.log.error(
+      { alert: AMOUNT_MISMATCH, status: move.after.status, processorRef: ref, void: 'VOIDED' },
+      `processor answered a different amount or currency: charge is ${move.after.status}; the authorisation was voided at the processor (ref ${ref}), no funds stay held`,
     );
-    return { action: 'dead-letter', code: AMOUNT_MISMATCH, detail };
+    return done;
   }
 
   const retryable = outcome.kind === 'ambiguous' || outcome.retryable;
   const code = outcome.kind === 'ambiguous' ? 'VOID_OUTCOME_UNKNOWN' : outcome.code;
   const why = outcome.kind === 'ambiguous' ? outcome.reason : outcome.message;
   // A processor outage (its breaker opened) is not a failed void: wait for it rather than give up.
-  if (retryable && (!w.last || dependencyOutage())) {
-    log.warn({ processorRef: ref, code, reason: why }, 'void not confirmed; retrying later (the charge keeps its PENDING void)');
+  if (retryable && (!run.last || dependencyOutage())) {
+    w.log.warn({ processorRef: ref, code, reason: why }, 'void not confirmed; retrying later (the charge keeps its PENDING void)');
     throw new RetryableError(code, `void of ${ref} not confirmed: ${why}`);
   }
-  const after: Charge = {
-    ...charge,
-    authorisationVoid: { ...v, state: 'FAILED', settledAt: at, code, message: why },
-    updatedAt: at,
-  };
+  // No status change and no ledger event: nothing changed at the processor.
+  const move = amendCharge(charge, { at, fields: { authorisationVoid: { ...v, state: 'FAILED', settledAt: at, code, message: why } } });
   const detail = `${v.reason}; VOID FAILED for ref ${ref} (${code}: ${why}): the customer's funds may still be held, release the authorisation at the processor`;
-  await deps.outcomes.commit({
-    lease: w.held.lease,
-    workItem: workItem(req, w, { status: after.status, code: AMOUNT_MISMATCH, detail }),
-    // No status change and no ledger event: nothing changed at the processor.
-    changes: [chargeChange(charge, after, [])],
-  });
-  log.error(
-    { alert: AMOUNT_MISMATCH, status: after.status, processorRef: ref, void: 'FAILED', voidCode: code },
-    `processor answered a different amount or currency: charge is ${after.status} and the void FAILED (${code}): ACTION REQUIRED, release authorisation ${ref} at the processor`,
+  const done = await w.complete([move.change], { status: charge.status, action: 'dead-letter', code: AMOUNT_MISMATCH, detail });
+  w.log.error(
+    { alert: AMOUNT_MISMATCH, status: charge.status, processorRef: ref, void: 'FAILED', voidCode: code },
+    `processor answered a different amount or currency: charge is ${charge.status} and the void FAILED (${code}): ACTION REQUIRED, release authorisation ${ref} at the processor`,
   );
-  return { action: 'dead-letter', code: AMOUNT_MISMATCH, detail };
+  return done;
 }
 
 /** What a charge's void says, for the detail of a later letter; undefined when it has none. */
@@ -209,8 +153,4 @@ export function voidNote(charge: Charge): string | undefined {
   if (v.state === 'FAILED')
     return `${v.reason}; VOID FAILED for ref ${v.processorRef} (${v.code ?? '-'}): release the authorisation at the processor`;
   return `${v.reason}; void of ref ${v.processorRef} pending`;
-}
-
-function workItem(req: AuthorisationRequested, w: AuthAttempt, result: { status: string; code: string; detail: string }) {
-  return { idempotencyKey: authWorkItemKey(req.authRequestId), attemptId: w.attemptId, result };
 }

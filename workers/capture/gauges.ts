@@ -2,7 +2,7 @@ import { QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../shared/log/logger.js';
 import type { BackgroundTask } from '../../shared/runtime/worker-kit.js';
-import { AWAITING } from './handler.js';
+import { AWAITING_CAPTURE } from '../../shared/charges/charge.js';
 
 export interface CaptureGaugeOptions {
   readonly doc: DynamoDBDocumentClient;
@@ -54,7 +54,7 @@ export function createCaptureGauges(o: CaptureGaugeOptions): CaptureGauges {
           TableName: o.chargesTable,
           IndexName: 'awaiting-capture',
           KeyConditionExpression: cutoffIso ? 'captureQueue = :q AND captureDueAt < :cut' : 'captureQueue = :q',
-          ExpressionAttributeValues: { ':q': AWAITING, ...(cutoffIso ? { ':cut': cutoffIso } : {}) },
+          ExpressionAttributeValues: { ':q': AWAITING_CAPTURE, ...(cutoffIso ? { ':cut': cutoffIso } : {}) },
           Select: 'COUNT',
           ExclusiveStartKey: start,
         }),
@@ -76,7 +76,7 @@ export function createCaptureGauges(o: CaptureGaugeOptions): CaptureGauges {
           TableName: o.chargesTable,
           IndexName: 'awaiting-capture',
           KeyConditionExpression: 'captureQueue = :q',
-          ExpressionAttributeValues: { ':q': AWAITING },
+          ExpressionAttributeValues: { ':q': AWAITING_CAPTURE },
           ScanIndexForward: true,
           Limit: 1,
         }),

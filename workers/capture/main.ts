@@ -68,15 +68,10 @@ export function captureWorker() {
       warnUnconfiguredProcessors(kit.log, 'capture-requests', process.env);
       const { captures } = createCaptureMetrics(kit.metrics.registry);
       const handle = createCaptureHandler({
-        keeper: kit.keeper,
-        idempotency: kit.idempotency,
-        outcomes: kit.outcomes,
+        once: kit.once,
         charges: createChargeRepository(kit.clients.doc, kit.names.table('charges')),
         registry,
-        ownerId: kit.ownerId,
-        attemptDeadlineMs: kit.config.lease.leaseMs,
         settings: { maxRetries: s.maxRetries, retryDelaySec: s.retryDelaySec },
-        log: kit.log,
         captures,
       });
       const gauges = createCaptureGauges({

@@ -1,21 +1,19 @@
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { chargeOutcomeCounter, type ChargeOutcomeCounter } from '../../shared/charges/metrics.js';
 
 /**
- * The capture worker's counters, on the worker's registry (so they carry `worker`); its gauges of
- * charges awaiting capture are in ./gauges.ts. docs/operations.md §5.
+ * The capture worker's counters, on the worker's registry; its gauges of charges awaiting capture are
+ * in ./gauges.ts. docs/operations.md §5.
  */
 export interface CaptureMetrics {
   /** Capture attempts recorded, by processor and resulting charge status. */
-  readonly captures: Counter<'processor' | 'outcome'>;
+  readonly captures: ChargeOutcomeCounter;
 }
 
-export function createCaptureMetrics(registry: Registry): CaptureMetrics {
-  return {
-    captures: new Counter({
-      name: 'payfleet_captures_total',
-      help: 'Capture attempts recorded, by processor and resulting charge status',
-      labelNames: ['processor', 'outcome'],
-      registers: [registry],
-    }),
-  };
-}
+export const createCaptureMetrics = (registry: Registry): CaptureMetrics => ({
+  captures: chargeOutcomeCounter(
+    registry,
+    'payfleet_captures_total',
+    'Capture attempts recorded, by processor and resulting charge status',
+  ),
+});

@@ -17,8 +17,8 @@ export function ledgerWorker(options: LedgerMainOptions = {}) {
   return defineWorker({
     worker: 'ledger',
     env: ledgerEnvShape,
-    refine: (env, ctx) => ledgerInvariants(env, ctx),
-    settings: (env) => toLedgerSettings(env),
+    refine: ledgerInvariants,
+    settings: toLedgerSettings,
     build: async (kit) => {
       const { settings } = kit;
       const queueUrl = () => kit.queueUrl('ledger-events');

@@ -31,7 +31,8 @@ import type { LedgerSettings } from './config.js';
 import type { LedgerMetrics } from './metrics.js';
 import type { LedgerOutbox, OutboxEvent } from './ports.js';
 import type { ShardEmitter } from './shard-emitter.js';
-import { epochMs, jitter, pause } from './util.js';
+import { jitter, pause, settlesWithin } from '../../shared/core/timers.js';
+import { epochMs } from './util.js';
 
 /** Lease that makes one sweeper run at a time fleet-wide. */
 export const SWEEPER_LEASE_KEY = 'ledger-sweeper';
@@ -196,14 +197,7 @@ export function createSweeper(options: SweeperOptions): Sweeper {
     },
     async stop(graceMs) {
       stopController.abort();
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([loop, running]),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      await settlesWithin(Promise.allSettled([loop, running]), graceMs);
     },
   };
 }

@@ -1,24 +1,5 @@
 /** Small helpers of the ledger emitter. */
 
-/** Wait `ms`, or less if `signal` aborts first. Never rejects. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted || ms <= 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** `ms` ± `fraction` at random, so processes started together do not poll in lock-step. */
-export function jitter(ms: number, fraction = 0.2, random: () => number = Math.random): number {
-  return Math.max(0, Math.round(ms * (1 - fraction + 2 * fraction * random())));
-}
-
 /** Map with at most `limit` calls in flight; results in input order. */
 export async function mapLimit<T, R>(
   items: readonly T[],

@@ -227,3 +227,6 @@ export function toPayoutSettings(env: PayoutEnv): PayoutSettings {
     readiness: { pollMs: env.PAYFLEET_PAYOUT_READINESS_POLL_MS, recheckMs: env.PAYFLEET_PAYOUT_READINESS_RECHECK_MS },
   };
 }
+
+/** The payout worker's variables as its spec declares them: the schema, the cross-field checks, the settings. */
+export const payoutVariables = { env: payoutEnvShape, refine: payoutInvariants, settings: toPayoutSettings };

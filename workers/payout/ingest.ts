@@ -12,11 +12,11 @@
  * First write wins: a duplicate with the same content is acknowledged (no second row, no second
  * event); the same paymentId with a different amount/creditor is dead-lettered PAYOUT_CONFLICT.
  *
- * Not ready for processing: the queue is not even polled (ingestion.ts stops its consumer), because
- * every SQS receive counts towards the queue's redrive maxReceiveCount whatever the consumer does
- * with the message: "put back with visibility 0" in a loop would send good payouts to the DLQ. The
- * consumer's accept gate (defer 0 s, not an attempt) only covers the moment a shard is lost while
- * messages are in hand.
+ * Not ready for processing: the queue is not even polled (service.ts pauses the consumer's receive
+ * gate), because every SQS receive counts towards the queue's redrive maxReceiveCount whatever the
+ * consumer does with the message: "put back with visibility 0" in a loop would send good payouts to
+ * the DLQ. The consumer's accept gate (defer 0 s, not an attempt) only covers the moment a shard is
+ * lost while messages are in hand.
  */
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import { ConflictError, LeaseLostError } from '../../shared/core/errors.js';

@@ -22,28 +22,22 @@
  * payout waited `maxWaitMs`, so a burst becomes full batches instead of a stream of small ones.
  */
 import { backoffMs } from '../../shared/core/backoff.js';
+import { repeatWhileHeld, type ShardSlot } from '../../shared/core/shard-pool.js';
+import { pause } from '../../shared/core/timers.js';
 import { LeaseLostError } from '../../shared/core/errors.js';
 import { AmbiguousError, RetryableError, TerminalError } from '../../shared/errors.js';
 import type { LhvClient } from './lhv/client.js';
 import { buildPain001, newBatchIdempotencyKey, toEndToEndId } from './lhv/pain001.js';
 import { LhvErrorCode, LhvRequestRejectedError, type DebtorAccount } from './lhv/types.js';
 import type { Logger } from '../../shared/log/logger.js';
-import type { BatchStore, Fence } from './batches.js';
+import type { BatchStore } from './batches.js';
 import type { PayoutSettings } from './config.js';
-import { jitter, pause } from './leases.js';
 import type { PayoutMetrics } from './metrics.js';
 import { toInstruction, type Batch, type Payout } from './model.js';
 import type { PayoutRepository } from './repo.js';
 
-/** A held shard as the initiator and ingestion see it. */
-export interface ShardSlot {
-  readonly shard: string;
-  readonly fence: Fence;
-  /** Start nothing new (lease lost, rebalance, shutdown). */
-  readonly stop: AbortSignal;
-  /** Abort calls in flight (lease lost, or the shutdown grace is over). */
-  readonly abort: AbortSignal;
-}
+/** A held shard as the initiator and ingestion see it: a slot of the engine's shard pool. */
+export type { ShardSlot } from '../../shared/core/shard-pool.js';
 
 export interface InitiatorDeps {
   readonly lhv: LhvClient;
@@ -430,23 +424,14 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
   }
 
   async function runShard(slot: ShardSlot): Promise<void> {
-    let failures = 0;
-    while (!slot.stop.aborted) {
-      try {
-        const { idleMs } = await cycle(slot);
-        failures = 0;
-        if (idleMs > 0) await pause(jitter(idleMs), slot.stop);
-      } catch (err) {
-        if (slot.stop.aborted) break;
-        failures++;
-        const delayMs = backoffMs(failures, { baseMs: 250, maxMs: Math.max(1000, settings.pollMs * 2) });
+    await repeatWhileHeld(slot, () => cycle(slot), {
+      backoff: { baseMs: 250, maxMs: Math.max(1000, settings.pollMs * 2) },
+      onFailure: ({ err, failures, delayMs }) =>
         deps.log.warn(
           { shard: slot.shard, err, failures, delayMs },
           'payout initiation cycle failed; backing off (nothing is lost: keys are stored)',
-        );
-        await pause(delayMs, slot.stop);
-      }
-    }
+        ),
+    });
     metrics.reportWaiting(slot.shard, undefined);
   }
 

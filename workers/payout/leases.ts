@@ -13,7 +13,6 @@
  * aborts a shard's work `marginMs` before the real expiry when no renew has landed. Nothing else
  * changes: the fence in every commit checks the row, not the keeper.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createLeaseKeeper, type LeaseKeeper } from '../../shared/core/lease-keeper.js';
 import { createDynamoMembership, type Membership } from '../../shared/core/membership.js';
@@ -72,15 +71,4 @@ export function createPayoutMembership(options: { doc: DynamoDBDocumentClient; n
     rowKey: MEMBERS_KEY,
     ...(options.now ? { now: options.now } : {}),
   });
-}
-
-/** Wait `ms`, or less if `signal` aborts first. Never rejects. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted || ms <= 0) return Promise.resolve();
-  return sleep(ms, undefined, { signal }).catch(() => undefined);
-}
-
-/** `ms` ± 20 % at random, so processes started together do not poll in lock-step. */
-export function jitter(ms: number): number {
-  return Math.max(0, Math.round(ms * (0.8 + 0.4 * Math.random())));
 }

@@ -13,12 +13,12 @@
  * writes to LHV and reads its queue) is reported from the monitor's last run instead, so a probe
  * every few seconds never floods the bank and a slow queue never times the probe out.
  */
+import { pause } from '../../shared/core/timers.js';
 import { classify } from '../../shared/errors.js';
 import type { LhvClient } from './lhv/client.js';
 import type { LhvMessage } from './lhv/types.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { ReadinessCheck } from '../../shared/ops/server.js';
-import { pause } from './leases.js';
 import type { PayoutMetrics } from './metrics.js';
 
 /** Wait after a 204 or a failed call before reading again. */

@@ -11,7 +11,6 @@
  * GSIs are eventually consistent: whatever the initiator finds through `initiable` is re-read with a
  * consistent BatchGetItem before it acts on it, and its writes are conditioned on the version read.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BatchGetCommand,
   type GetCommandOutput,
@@ -22,6 +21,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import type { ResourceNames } from '../../shared/resources.js';
 import { claimKey, type Batch, type PaymentClaim, type Payout } from './model.js';
+import { sleep } from '../../shared/core/timers.js';
 
 export interface PayoutRepository {
   getPayout(shard: string, paymentId: string): Promise<Payout | undefined>;

@@ -36,6 +36,7 @@ import { backoffMs } from '../../shared/core/backoff.js';
 import { ConflictError } from '../../shared/core/errors.js';
 import type { HeldLease, LeaseKeeper } from '../../shared/core/lease-keeper.js';
 import type { OutcomeStore } from '../../shared/core/ports.js';
+import { jitter, pause, settlesWithin } from '../../shared/core/timers.js';
 import { classify, TerminalError } from '../../shared/errors.js';
 import type { LhvClient } from './lhv/client.js';
 import { toEndToEndId } from './lhv/pain001.js';
@@ -49,7 +50,7 @@ import {
 } from './lhv/types.js';
 import type { Logger } from '../../shared/log/logger.js';
 import type { BatchStore, Fence } from './batches.js';
-import { jitter, pause, RESPONSES_LEASE_KEY } from './leases.js';
+import { RESPONSES_LEASE_KEY } from './leases.js';
 import type { PayoutMetrics } from './metrics.js';
 import { FINAL, unmatchedKey, type Batch, type PayoutStatus } from './model.js';
 import type { PayoutRepository } from './repo.js';
@@ -354,15 +355,7 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
     },
     async stop(graceMs) {
       soft.abort();
-      let timer: NodeJS.Timeout | undefined;
-      const finished = await Promise.race([
-        (loop ?? Promise.resolve()).then(() => true),
-        new Promise<boolean>((r) => {
-          timer = setTimeout(() => r(false), graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (!finished) {
+      if (!(await settlesWithin(loop ?? Promise.resolve(), graceMs))) {
         log.warn({ graceMs }, 'LHV message still being applied after the grace period; aborting it (LHV re-delivers it)');
         hard.abort();
         await loop;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { setupTestStack } from './stack.js';
+import { setupTestStack } from '../support/stack.js';
 
 describe('embedded stack', () => {
   it('bootstraps a prefix', async () => {

@@ -122,9 +122,13 @@ describe('Emulator: fauxqs (SQS FIFO)', () => {
   it('redelivers an undeleted message after its visibility timeout, with ApproximateReceiveCount 2', async () => {
     const q = await freshFifo('vis');
     await sendAll(stack.clients.sqs, q, [{ body: 'v', groupId: 'g', dedupId: 'v' }]);
-    const [first] = await receive(q, { visibilitySec: 1 });
+    const [first] = await receive(q, { visibilitySec: 30 });
     expect(receiveCount(first)).toBe('1');
     expect(await receive(q, { visibilitySec: 1 })).toEqual([]); // still invisible
+    // A visibility of 1 s from now (as a heartbeat would set it), then nothing: it lapses.
+    await stack.clients.sqs.send(
+      new ChangeMessageVisibilityCommand({ QueueUrl: q, ReceiptHandle: first!.ReceiptHandle!, VisibilityTimeout: 1 }),
+    );
     await sleep(1500);
     const [again] = await receive(q);
     expect(again?.MessageId).toBe(first!.MessageId);
