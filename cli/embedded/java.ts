@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 
 /** How to get Java, printed whenever it is missing or too old. */
 export const JAVA_HELP =
-  'The embedded DynamoDB (DynamoDB Local 3.3.0) needs Java 17 or newer. Install it with ' +
+  'The embedded DynamoDB (DynamoDB Local 3.3.1) needs Java 17 or newer. Install it with ' +
   '`sudo apt-get install -y openjdk-17-jre-headless` (Debian/Ubuntu), `brew install openjdk@17` (macOS), ' +
   'or any JDK 17+, then make sure `java` is on PATH or set JAVA_HOME. Alternatively point payfleet at ' +
   'LocalStack or AWS with AWS_ENDPOINT_URL (see README).';

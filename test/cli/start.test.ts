@@ -31,12 +31,15 @@ describe('payfleet start (npm start)', () => {
 
     const summary = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as {
       ok: boolean;
+      node: string;
       checks: { name: string; ok: boolean; detail: string }[];
     };
     const failed = (summary.checks ?? []).filter((c) => !c.ok);
     expect(failed, `stderr:\n${stderr.slice(-4000)}`).toEqual([]);
     expect(summary.ok).toBe(true);
     expect(code).toBe(0);
+    // The summary says which Node the fleet ran on: the test's own (npm test's node_modules/.bin/node).
+    expect(summary.node).toBe(process.version);
     expect(summary.checks.map((c) => c.name)).toEqual([
       'every good message reached its final state',
       'no double charge (Stripe and Worldpay counters)',

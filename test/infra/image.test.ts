@@ -42,7 +42,9 @@ describe('Dockerfile', () => {
     for (const stage of stages) expect(stage[0]).toMatch(/^FROM \$\{NODE_IMAGE\} AS [a-z-]+$/);
     expect(stages[0]!.join('\n')).toMatch(/RUN .*npm ci/);
     expect(stages[0]!.join('\n')).toMatch(/RUN npm run build/);
-    expect(stages.flat().join('\n')).toMatch(/npm ci --omit=dev/);
+    // Production dependencies only, without the optional ones: the development Node binary
+    // (package.json optionalDependencies) stays out of the image, which has its own Node.
+    expect(stages.flat().join('\n')).toMatch(/npm ci --omit=dev --omit=optional/);
     const copies = runtime.filter((l) => l.startsWith('COPY'));
     expect(copies.some((c) => /--from=build \/app\/dist/.test(c))).toBe(true);
     // No sources in the runtime stage: bin/payfleet.js must pick dist/ over tsx.
@@ -79,7 +81,7 @@ describe('Dockerfile', () => {
 describe('Image contents', () => {
   it('has every package the runtime code imports among the production dependencies', () => {
     const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
-      packages: Record<string, { dev?: boolean }>;
+      packages: Record<string, { dev?: boolean; optional?: boolean }>;
     };
     const missing: string[] = [];
     for (const file of [...sourceFiles(join(ROOT, 'shared')), ...sourceFiles(join(ROOT, 'workers')), ...sourceFiles(join(ROOT, 'cli'))]) {
@@ -89,7 +91,7 @@ describe('Image contents', () => {
         if (spec.startsWith('node:') || builtinModules.includes(spec)) continue;
         const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
         const entry = lock.packages[`node_modules/${pkg}`];
-        if (!entry || entry.dev) missing.push(`${pkg} (${relative(ROOT, file)})`);
+        if (!entry || entry.dev || entry.optional) missing.push(`${pkg} (${relative(ROOT, file)})`);
       }
     }
     expect(missing).toEqual([]);

@@ -23,6 +23,8 @@ process.env.PAYFLEET_TEST_LOG_DIR = LOG_DIR;
  * a unique prefix, so files run in parallel without touching each other.
  */
 export async function setup(project: TestProject): Promise<void> {
+  // Which Node the run is on (npm test: the one in node_modules/.bin; the test forks inherit it).
+  process.stdout.write(`[node] tests run on Node ${process.version} (${process.execPath})\n`);
   stack = await startEmbeddedStack();
   project.provide('stack', { region: stack.region, sqsEndpoint: stack.sqsEndpoint, dynamodbEndpoint: stack.dynamodbEndpoint, env: { ...stack.env } });
 }

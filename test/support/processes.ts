@@ -26,7 +26,7 @@ export function startProcess(script: string, args: string[], env: Record<string,
   const isTs = script.endsWith('.ts');
   const child = spawn(process.execPath, isTs ? ['--import', 'tsx', script, ...args] : [script, ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];
