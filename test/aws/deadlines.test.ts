@@ -41,7 +41,7 @@ function problemsOf(fn: () => unknown): readonly string[] {
   throw new Error('expected a ConfigError, got none');
 }
 
-describe('Function: deadlineFor', () => {
+describe('deadlineFor', () => {
   it('gives ReceiveMessage its long-poll wait plus the margin: a 20 s poll is not cut by the short SQS deadline', () => {
     expect(deadlineFor('sqs', sqs('ReceiveMessage', { WaitTimeSeconds: 20 }), D)).toBe(23_000);
     expect(deadlineFor('sqs', sqs('ReceiveMessage', { WaitTimeSeconds: 1 }), D)).toBe(4_000);
@@ -93,14 +93,14 @@ describe('Function: deadlineFor', () => {
   });
 });
 
-describe('Function: awsCallBudgetMs', () => {
+describe('awsCallBudgetMs', () => {
   it('is every attempt run to its deadline plus the SDK pauses between them', () => {
     expect(awsCallBudgetMs(5_000, 3)).toBe(3 * 5_000 + 200 + 400);
     expect(awsCallBudgetMs(1_000, 1)).toBe(1_000);
   });
 });
 
-describe('Function: loadWorkerConfig (AWS deadlines)', () => {
+describe('loadWorkerConfig (AWS deadlines)', () => {
   it('defaults to 5 s per attempt and 3 attempts, which fit the default 30 s lease renewed every 10 s', () => {
     const cfg = loadWorkerConfig({ ...LOCAL });
     expect(cfg.aws.deadlines).toEqual(DEFAULT_AWS_DEADLINES);

@@ -20,7 +20,7 @@ import { runCli } from './support.js';
 
 const named = (name: string, message: string, extra: Record<string, unknown> = {}) => Object.assign(new Error(message), { name, ...extra });
 
-describe('Function: classifyAwsFailure (SDK-shaped errors)', () => {
+describe('classifyAwsFailure (SDK-shaped errors)', () => {
   it.each([
     ['credentials', named('CredentialsProviderError', 'Could not load credentials from any providers')],
     ['credentials', named('TokenProviderError', 'The SSO session associated with this profile has expired')],
@@ -44,7 +44,7 @@ describe('Function: classifyAwsFailure (SDK-shaped errors)', () => {
   });
 });
 
-describe('Function: describeAwsFailure', () => {
+describe('describeAwsFailure', () => {
   const target = { service: 'sqs' as const, resource: 'queue payflet-auth-requests.fifo', region: 'eu-west-2', prefix: 'payflet-' };
   const text = (err: unknown, t: Parameters<typeof describeAwsFailure>[1] = target) => describeAwsFailure(err, t)!.message;
 

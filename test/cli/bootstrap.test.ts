@@ -54,7 +54,7 @@ function runCli(args: string[], env: Record<string, string>): Promise<{ code: nu
 
 const baseEnv = (): Record<string, string> => ({ PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' });
 
-describe('Function: bootstrap', () => {
+describe('bootstrap', () => {
   // Not the defaults (10, and 200 for capture-requests), so "honoured" is observable.
   const MAX_RECEIVE = 7;
   const CAPTURE_MAX_RECEIVE = 150;

@@ -72,7 +72,7 @@ afterAll(async () => {
   }
 });
 
-describe('README: run the fleet yourself', () => {
+describe('the README recipe (run the fleet yourself)', () => {
   it('works as written: stack up, dev, then every send and read in order', async () => {
     const commands = recipeCommands();
     expect(commands.map((c) => c.join(' '))).toEqual([

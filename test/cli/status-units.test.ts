@@ -14,7 +14,7 @@ import {
 import { breakerRows, cloudWatchAgeReader, type FleetStatus, type MetricDataInput } from '../../cli/commands/status-snapshot.js';
 import { formatAge, renderStatus, statusLine } from '../../cli/commands/status.js';
 
-describe('Unit: ops endpoints (--ops, PAYFLEET_OPS_URLS)', () => {
+describe('ops endpoints (--ops, PAYFLEET_OPS_URLS)', () => {
   it('reads name=url pairs, trims a trailing slash, and keeps the order given', () => {
     expect(opsTargetsFromEnv('auth=http://127.0.0.1:9401/, capture=https://capture.internal:9400,')).toEqual([
       { name: 'auth', url: 'http://127.0.0.1:9401' },
@@ -38,7 +38,7 @@ describe('Unit: ops endpoints (--ops, PAYFLEET_OPS_URLS)', () => {
   });
 });
 
-describe('Unit: Prometheus text', () => {
+describe('Prometheus text', () => {
   it('reads names, escaped label values, special values and timestamps; skips comments', () => {
     const samples = parseMetricsText(
       [
@@ -94,7 +94,7 @@ describe('Unit: Prometheus text', () => {
   });
 });
 
-describe('Unit: CloudWatch age of the oldest message', () => {
+describe('CloudWatch age of the oldest message', () => {
   it('asks GetMetricData for each queue’s 1-minute maximum, newest first, and takes the newest datapoint', async () => {
     let asked: MetricDataInput | undefined;
     const reader = cloudWatchAgeReader(
@@ -123,7 +123,7 @@ describe('Unit: CloudWatch age of the oldest message', () => {
   });
 });
 
-describe('Unit: status output', () => {
+describe('status output', () => {
   const status: FleetStatus = {
     at: '2026-11-26T10:00:00.000Z',
     prefix: 'p-',

@@ -88,7 +88,7 @@ const failing = (i: SummaryInput) =>
     .filter((c) => !c.ok)
     .map((c) => c.name);
 
-describe('Function: checkInvariants', () => {
+describe('checkInvariants', () => {
   it('passes a run where every guarantee held, and renders PASS lines', () => {
     const checks = checkInvariants(healthy());
     expect(checks.filter((c) => !c.ok)).toEqual([]);

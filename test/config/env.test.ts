@@ -24,7 +24,7 @@ function problemsOf(fn: () => unknown): readonly string[] {
   throw new Error('expected a ConfigError, got none');
 }
 
-describe('Function: parseEnv(workerEnvSchema)', () => {
+describe('parseEnv(workerEnvSchema)', () => {
   it('applies the documented defaults and returns a deeply frozen object', () => {
     const env = parseEnv(workerEnvSchema, { ...LOCAL });
     expect(env).toMatchObject({
@@ -177,7 +177,7 @@ describe('Function: parseEnv(workerEnvSchema)', () => {
   });
 });
 
-describe('Function: duration / parseDurationMs', () => {
+describe('duration / parseDurationMs', () => {
   it.each([
     ['60 minutes', 3_600_000],
     ['90s', 90_000],

@@ -162,7 +162,7 @@ describe('Connector: sandbox', () => {
   });
 });
 
-describe('Module: processor registry', () => {
+describe('processor registry', () => {
   it('returns configured connectors and refuses unknown or unconfigured ones', async () => {
     const registry = createProcessorRegistry({ stripe: { apiKey: 'sk_test_x', baseUrl: 'http://127.0.0.1:9' } });
     expect(registry.get('sandbox').name).toBe('sandbox');

@@ -33,7 +33,7 @@ function capture(): { stream: Writable; text: () => string } {
   return { stream, text: () => chunks.join('') };
 }
 
-describe('Class: SensitiveCard', () => {
+describe('SensitiveCard', () => {
   it('serialises to the marker only', () => {
     const c = card();
     expect(JSON.stringify({ card: c })).toBe('{"card":"[SensitiveCard]"}');

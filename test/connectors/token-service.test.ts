@@ -21,7 +21,7 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
-describe('Module: token-service client', () => {
+describe('token-service client', () => {
   let sandbox: TokenServiceSandbox;
   let client: TokenServiceClient;
 
@@ -150,7 +150,7 @@ describe('Module: token-service client', () => {
   });
 });
 
-describe('Module: http (sent / not sent / ambiguous)', () => {
+describe('http (sent / not sent / ambiguous)', () => {
   let server: StartedHttpServer;
   let seen = 0;
   /** Paths of the requests the server received, in order. */

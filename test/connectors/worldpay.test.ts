@@ -53,7 +53,7 @@ function cannedConnector(status: number, body: string): WorldpayConnector {
 const worldpayError = (code: string, text: string) =>
   `<?xml version="1.0"?>\n${WORLDPAY_DOCTYPE}\n<paymentService version="1.4" merchantCode="M"><reply><error code="${code}"><![CDATA[${text}]]></error></reply></paymentService>`;
 
-describe('Module: worldpay connector', () => {
+describe('worldpay connector', () => {
   let sandbox: WorldpaySandbox;
   /** Generous deadline: these tests must not time out by accident on a loaded machine. */
   let wp: WorldpayConnector;
@@ -89,7 +89,7 @@ describe('Module: worldpay connector', () => {
   });
   afterEach(() => sandbox.faults.reset());
 
-  describe('Method: authorise', () => {
+  describe('authorise', () => {
     it('AUTHORISED -> approved; processorRef is the orderCode; untrusted text survives XML escaping', async () => {
       const req = authReq('4444333322221111');
       const out = await wp.authorise(req);
@@ -296,7 +296,7 @@ describe('Module: worldpay connector', () => {
     });
   });
 
-  describe('Method: capture / void', () => {
+  describe('capture / void', () => {
     async function authorised(number = '4444333322221111'): Promise<AuthoriseRequest> {
       const req = authReq(number);
       expect(await wp.authorise(req)).toMatchObject({ kind: 'approved' });
@@ -425,7 +425,7 @@ describe('Module: worldpay connector', () => {
   });
 });
 
-describe('Module: worldpay sandbox', () => {
+describe('worldpay sandbox', () => {
   let sandbox: WorldpaySandbox;
   const post = (body: string, auth = true) =>
     fetch(sandbox.endpoint, {

@@ -16,7 +16,7 @@ function failAs(b: CircuitBreaker, key: string, hint: { retryAfterMs?: number } 
   return runInAttemptScope(scope(key), async () => b.failed(b.admit(), hint));
 }
 
-describe('Class: CircuitBreaker', () => {
+describe('CircuitBreaker', () => {
   it('opens after failureThreshold failures in a row and refuses calls without sending them', async () => {
     const clock = manualClock(1_000_000);
     const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 3, openMs: 1000, now: clock.now });
@@ -183,7 +183,7 @@ describe('Class: CircuitBreaker', () => {
   });
 });
 
-describe('Function: dependencyOutage', () => {
+describe('dependencyOutage', () => {
   it('is true inside an attempt that hit a breaker which is now open, false otherwise', async () => {
     const b = new CircuitBreaker({ name: 'stripe', failureThreshold: 2, distinctKeys: 1 });
     const results: boolean[] = [];
@@ -206,7 +206,7 @@ describe('Function: dependencyOutage', () => {
   });
 });
 
-describe('Class: Breakers', () => {
+describe('Breakers', () => {
   it('creates one breaker per dependency with its defaults, reports transitions and snapshots', async () => {
     const breakers = new Breakers();
     const seen: string[] = [];

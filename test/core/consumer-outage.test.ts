@@ -47,7 +47,7 @@ async function visibleAndInFlight(q: TestQueues): Promise<[number, number]> {
   return [Number(a.Attributes?.ApproximateNumberOfMessages), Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible)];
 }
 
-describe('Class: FifoConsumer > outages', () => {
+describe('FifoConsumer (outages)', () => {
   it('parks messages that hit a down dependency instead of spending their attempts: with maxAttempts 1, none is retried or dead-lettered, each is received once, group order holds', async () => {
     const q = await freshQueues('park');
     const breakers = new Breakers({ failureThreshold: 3, openMs: 50, maxOpenMs: 200 });

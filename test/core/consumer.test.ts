@@ -16,7 +16,7 @@ afterAll(() => stack.close());
 const consumerFor = testConsumer;
 const msg = testMessage;
 
-describe('Class: FifoConsumer', () => {
+describe('FifoConsumer', () => {
   it('keeps order within each of 64 groups at concurrency 32, while one slow group does not stall the others', async () => {
     const q = await freshQueues('order');
     const perGroup = 6;

@@ -182,7 +182,7 @@ describe.concurrent('Command: payfleet stack up', () => {
   });
 });
 
-describe('Function: parseJavaMajor', () => {
+describe('parseJavaMajor', () => {
   it.each([
     ['openjdk version "17.0.15" 2025-04-15\nOpenJDK Runtime Environment (build 17.0.15+6-Debian-1deb12u1)', 17],
     ['java version "1.8.0_392"\nJava(TM) SE Runtime Environment (build 1.8.0_392-b08)', 8],
@@ -199,7 +199,7 @@ describe('Function: parseJavaMajor', () => {
   });
 });
 
-describe('Function: requireJava17', () => {
+describe('requireJava17', () => {
   it('throws JavaMissingError with install instructions when JAVA_HOME points nowhere', () => {
     let caught: unknown;
     try {

@@ -63,7 +63,7 @@ afterEach(async () => {
   for (let m = await client.nextMessage({}); m; m = await client.nextMessage({})) await client.deleteMessage(m.messageResponseId);
 });
 
-describe('Class: LhvClient against the sandbox', () => {
+describe('LhvClient against the sandbox', () => {
   it('heartbeat: 2xx resolves; an injected 503 is a RetryableError', async () => {
     await client.heartbeat();
     sandbox.faults.update({ rate5xx: 1, status5xx: 503, paths: ['/heartbeat'] });
@@ -305,7 +305,7 @@ describe('Class: LhvClient against the sandbox', () => {
   });
 });
 
-describe('Function: createLhvClient configuration', () => {
+describe('createLhvClient configuration', () => {
   it('refuses plain http to a non-loopback host, https without cert/key, and bad limits', () => {
     expect(() => createLhvClient({ baseUrl: 'http://connect.lhv.com', timeoutMs: 1000, maxConnections: 1 })).toThrow(ConfigError);
     expect(() => createLhvClient({ baseUrl: 'https://connect.lhv.com', timeoutMs: 1000, maxConnections: 1 })).toThrow(

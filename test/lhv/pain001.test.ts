@@ -48,7 +48,7 @@ function expectInvalid(fn: () => unknown, reason: RegExp): void {
   throw new Error('expected a TerminalError');
 }
 
-describe('Function: buildPain001 / parsePain001', () => {
+describe('buildPain001 / parsePain001', () => {
   it('round-trips a batch: header, debtor, every transaction keyed by paymentId', () => {
     const b = batch([
       payout(1),
@@ -171,7 +171,7 @@ describe('Function: buildPain001 / parsePain001', () => {
   });
 });
 
-describe('Function: parsePain001 validation (what the sandbox bank answers 400 with)', () => {
+describe('parsePain001 validation (what the sandbox bank answers 400 with)', () => {
   const good = () => buildPain001(batch([payout(1), payout(2)]));
   const reason = (xml: string): string => {
     try {

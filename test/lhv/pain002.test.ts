@@ -29,7 +29,7 @@ const LHV_STYLE = `<?xml version="1.0" encoding="UTF-8"?>
   </ns2:CstmrPmtStsRpt>
 </ns2:Document>`;
 
-describe('Function: parsePain002', () => {
+describe('parsePain002', () => {
   it('reads original MsgId, group status and per-transaction status with reasons', () => {
     const r = parsePain002(LHV_STYLE);
     expect(r.originalMsgId).toBe('0f8fad5bd9cb469fa16570867728950e');
@@ -87,7 +87,7 @@ describe('Function: parsePain002', () => {
   });
 });
 
-describe('Function: buildPain002', () => {
+describe('buildPain002', () => {
   it('round-trips through the parser, escaping text and capping AddtlInf at 105 chars', () => {
     const xml = buildPain002({
       msgId: 'm1',

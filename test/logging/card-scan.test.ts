@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { findCardData } from '../support/card-scan.js';
 
-describe('Function: findCardData (the suite-wide log scan run at teardown)', () => {
+describe('findCardData (the suite-wide log scan run at teardown)', () => {
   it('finds card numbers and CVC fields, and not masked numbers, timestamps or ids', () => {
     expect(findCardData('{"msg":"declined 4242424242424242"}')).toEqual(['card number ending 4242']);
     expect(findCardData('card 4000 0000 0000 0002 exp 12/30')).toEqual(['card number ending 0002']);

@@ -23,7 +23,7 @@ function capture(level = 'info'): { log: Logger; raw: string[]; lines: () => Rec
 
 const last4 = (pan: string) => `${'*'.repeat(pan.length - 4)}${pan.slice(-4)}`;
 
-describe('Function: createLogger (PAN masking)', () => {
+describe('createLogger (PAN masking)', () => {
   it('masks a PAN in msg, in nested fields, in arrays, and in an Error message and stack', () => {
     const c = capture();
     c.log.info(`declined card ${VISA} at gateway`);
@@ -85,7 +85,7 @@ describe('Function: createLogger (PAN masking)', () => {
   });
 });
 
-describe('Function: createLogger (sensitive keys)', () => {
+describe('createLogger (sensitive keys)', () => {
   const SENSITIVE = ['cvc', 'cvv', 'number', 'card', 'apiKey', 'authorization', 'password', 'secret'] as const;
 
   it('censors sensitive keys at any depth, whatever their value', () => {
@@ -169,7 +169,7 @@ describe('Function: createLogger (sensitive keys)', () => {
   });
 });
 
-describe('Function: maskPans', () => {
+describe('maskPans', () => {
   it.each([
     [VISA, last4(VISA)],
     [AMEX, last4(AMEX)],
@@ -198,7 +198,7 @@ describe('Function: maskPans', () => {
   });
 });
 
-describe('Function: maskPans (epoch-millisecond timestamps)', () => {
+describe('maskPans (epoch-millisecond timestamps)', () => {
   // 1764127207280 (2025-11-26T03:20:07.280Z) passes the Luhn check, like one timestamp in ten.
   const MS = '1764127207280';
   const masked = last4(MS);

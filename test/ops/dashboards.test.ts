@@ -96,7 +96,7 @@ interface GrafanaPanel {
   targets?: { refId: string; expr: string; legendFormat?: string; datasource?: { uid: string } }[];
 }
 
-describe('Unit: promqlRefs', () => {
+describe('promqlRefs', () => {
   it('finds metric names and their matcher labels, skipping functions, aggregations, keywords, ranges and variables', () => {
     const refs = promqlRefs(
       'histogram_quantile(0.99, sum by (le, queue) (rate(payfleet_processing_seconds_bucket{job=~"$job", queue!="x,y"}[$__rate_interval]))) > bool 1 and on (queue) up == 0',

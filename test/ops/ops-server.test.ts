@@ -15,7 +15,7 @@ const get = async (path: string) => {
   return { status: r.status, text: await r.text() };
 };
 
-describe('Class: OpsServer', () => {
+describe('OpsServer', () => {
   it('serves live, ready with real checks, and metrics; readiness follows the checks and draining', async () => {
     let sqsUp = false;
     const metrics = createMetrics('test');
