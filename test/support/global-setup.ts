@@ -6,6 +6,7 @@ import { startEmbeddedStack, type EmbeddedStack } from '../../cli/embedded/stack
 import { findCardData } from './card-scan.js';
 
 let stack: EmbeddedStack | undefined;
+let vitestProject: TestProject | undefined;
 
 /**
  * Every process a test starts (test/support/processes.ts) writes its whole output here. After the
@@ -23,6 +24,7 @@ process.env.PAYFLEET_TEST_LOG_DIR = LOG_DIR;
  * a unique prefix, so files run in parallel without touching each other.
  */
 export async function setup(project: TestProject): Promise<void> {
+  vitestProject = project;
   // Which Node the run is on (npm test: the one in node_modules/.bin; the test forks inherit it).
   process.stdout.write(`[node] tests run on Node ${process.version} (${process.execPath})\n`);
   stack = await startEmbeddedStack();
@@ -46,7 +48,10 @@ export async function teardown(): Promise<void> {
     throw new Error(`card data in the logs of ${problems.length} place(s) (kept in ${LOG_DIR}):\n  ${problems.slice(0, 20).join('\n  ')}`);
   }
   process.stdout.write(`[log scan] ${files} process logs, ${(bytes / 1024 / 1024).toFixed(1)} MiB: no card number or CVC\n`);
-  rmSync(LOG_DIR, { recursive: true, force: true });
+  // A failed run keeps every process's output for whoever has to find out why.
+  const failed = vitestProject?.vitest.state.getCountOfFailedTests() ?? 0;
+  if (failed > 0) process.stdout.write(`[logs] ${failed} test(s) failed: the processes' logs are kept in ${LOG_DIR}\n`);
+  else rmSync(LOG_DIR, { recursive: true, force: true });
 }
 
 declare module 'vitest' {
