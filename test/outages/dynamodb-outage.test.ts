@@ -8,7 +8,7 @@ import { authRequest, readCharge } from '../support/charges.js';
 import type { WorkerProcess } from '../support/processes.js';
 import { drain, eventually, sendAll, sleep } from '../support/sqs.js';
 import type { TestStack } from '../support/stack.js';
-import { metricValue, setupOutageStack, workerMetrics } from './support.js';
+import { metricValue, OUTAGE_BUDGET_ENV, setupOutageStack, workerMetrics } from './support.js';
 
 /**
  * DynamoDB goes away under load for longer than a message's whole retry budget, then comes back.
@@ -33,10 +33,7 @@ beforeAll(async () => {
   stack = await setupOutageStack('ddbout', dynamo.endpoint, 4);
   sb = await startAuthSandboxes();
   worker = startAuthWorker(stack, sb, {
-    PAYFLEET_MAX_ATTEMPTS: '3',
-    PAYFLEET_RETRY_BASE_MS: '100',
-    PAYFLEET_RETRY_MAX_MS: '400',
-    PAYFLEET_CONCURRENCY: '8',
+    ...OUTAGE_BUDGET_ENV,
   });
   await worker.waitForLine((l) => l.msg === 'worker started', 60_000);
 }, 180_000);

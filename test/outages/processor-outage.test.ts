@@ -6,7 +6,7 @@ import type { WorkerProcess } from '../support/processes.js';
 import { drain, eventually, sendAll, sleep } from '../support/sqs.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { setupTestStack, type TestStack } from '../support/stack.js';
-import { metricValue, workerMetrics } from './support.js';
+import { metricValue, OUTAGE_BUDGET_ENV, workerMetrics } from './support.js';
 
 /**
  * Outages of the far sides the auth worker calls, each longer than a message's whole retry budget
@@ -27,10 +27,7 @@ beforeAll(async () => {
   stripeLink = await startFaultProxy(sb.stripe.url);
   worker = startAuthWorker(stack, sb, {
     STRIPE_API_BASE_URL: stripeLink.url,
-    PAYFLEET_MAX_ATTEMPTS: '3',
-    PAYFLEET_RETRY_BASE_MS: '100',
-    PAYFLEET_RETRY_MAX_MS: '400',
-    PAYFLEET_CONCURRENCY: '8',
+    ...OUTAGE_BUDGET_ENV,
   });
   await worker.waitForLine((l) => l.msg === 'worker started', 60_000);
 }, 120_000);

@@ -50,3 +50,22 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   }
   return undefined;
 }
+
+/**
+ * The worker settings of the outage tests: a retry budget of 3 attempts at 100-400 ms (about a
+ * second), which every outage here outlasts many times over.
+ *
+ * The lease is longer than the auth tests' 3 s on purpose. Each DynamoDB attempt's deadline comes
+ * from the lease (every call must end below it): a 3 s lease leaves 366 ms per attempt, which a
+ * loaded 2-core machine exceeds now and then. With only 3 attempts, three slow answers in a row
+ * would then exhaust a message's budget before anything is down. A slow emulator is not the outage
+ * under test: the 10 s lease gives each attempt about 2 s.
+ */
+export const OUTAGE_BUDGET_ENV: Readonly<Record<string, string>> = Object.freeze({
+  PAYFLEET_MAX_ATTEMPTS: '3',
+  PAYFLEET_RETRY_BASE_MS: '100',
+  PAYFLEET_RETRY_MAX_MS: '400',
+  PAYFLEET_CONCURRENCY: '8',
+  PAYFLEET_LEASE_MS: '10000',
+  PAYFLEET_LEASE_RENEW_MS: '3000',
+});
