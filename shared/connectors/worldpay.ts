@@ -17,7 +17,15 @@
  */
 import type { Logger } from 'pino';
 import { silentLogger } from '../log/logger.js';
-import { createHttpClient, HttpAmbiguousError, HttpNotSentError, parseRetryAfterMs, type HttpClient, type HttpGuard } from './http.js';
+import { DependencyUnavailableError } from '../core/breaker.js';
+import {
+  createHttpClient,
+  HttpAmbiguousError,
+  HttpNotSentError,
+  parseRetryAfterMs,
+  type HttpClient,
+  type HttpGuard,
+} from './http.js';
 import type {
   AuthoriseOutcome,
   AuthoriseRequest,
@@ -159,6 +167,9 @@ export function createWorldpayConnector(options: WorldpayConnectorOptions): Worl
       // one that was never sent is safe to repeat.
       if (e instanceof HttpAmbiguousError) return { done: { kind: 'ambiguous', reason: `${op} ${orderCode}: ${cause(e)}` } };
       if (e instanceof HttpNotSentError) return { done: err('WORLDPAY_UNREACHABLE', true, `${op} ${orderCode}: ${cause(e)}`) };
+      // Refused by Worldpay's open breaker (nothing sent): an outage, not this charge's failure. It
+      // goes up as it is, so the consumer parks the message instead of the charge being given up.
+      if (e instanceof DependencyUnavailableError) throw e;
       // HTTP_INVALID_REQUEST (a header undici refused): a bug or bad config, never fixed by retrying.
       return { done: err('WORLDPAY_UNREACHABLE', false, `${op} ${orderCode}: request rejected by the HTTP client`) };
     }

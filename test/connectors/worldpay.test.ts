@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpClient } from '../../shared/connectors/http.js';
+import { DependencyUnavailableError } from '../../shared/core/breaker.js';
 import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { AuthoriseRequest } from '../../shared/connectors/types.js';
 import { createWorldpayConnector, type WorldpayConnector } from '../../shared/connectors/worldpay.js';
@@ -49,6 +50,43 @@ function cannedConnector(status: number, body: string): WorldpayConnector {
   };
   return createWorldpayConnector({ baseUrl: http.baseUrl, merchantCode: 'M', username: 'u', password: 'p', http });
 }
+
+/** A connector whose client is refused by an open breaker on every request (nothing sent). */
+function refusedConnector(): WorldpayConnector {
+  const http: HttpClient = {
+    baseUrl: 'http://refused.invalid/jsp/merchant/xml/paymentService.jsp',
+    request: async () => {
+      throw new DependencyUnavailableError('worldpay', 1000);
+    },
+    close: async () => undefined,
+  };
+  return createWorldpayConnector({ baseUrl: http.baseUrl, merchantCode: 'M', username: 'u', password: 'p', http });
+}
+
+describe('worldpay connector with its breaker open', () => {
+  // Seen in the demo: a capture refused by the open breaker became a non-retryable
+  // WORLDPAY_UNREACHABLE, so the charge was given up as CAPTURE_ERROR and dead-lettered during an
+  // outage. The refusal must reach the consumer as it is, which parks the message.
+  it('lets the refusal through as DependencyUnavailableError for authorise, capture, void and lookup, never as a final error', async () => {
+    const wp = refusedConnector();
+    const req = authReq('4444333322221111');
+    const cap = {
+      chargeId: req.chargeId,
+      processorRef: req.idempotencyKey,
+      amount: req.amount,
+      currency: req.currency,
+      idempotencyKey: 'k',
+    };
+    await expect(wp.authorise(req)).rejects.toBeInstanceOf(DependencyUnavailableError);
+    await expect(wp.capture(cap)).rejects.toBeInstanceOf(DependencyUnavailableError);
+    await expect(
+      wp.void({ chargeId: req.chargeId, processorRef: req.idempotencyKey, idempotencyKey: 'v' }),
+    ).rejects.toBeInstanceOf(DependencyUnavailableError);
+    await expect(
+      wp.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: req.amount, currency: req.currency }),
+    ).rejects.toBeInstanceOf(DependencyUnavailableError);
+  });
+});
 
 const worldpayError = (code: string, text: string) =>
   `<?xml version="1.0"?>\n${WORLDPAY_DOCTYPE}\n<paymentService version="1.4" merchantCode="M"><reply><error code="${code}"><![CDATA[${text}]]></error></reply></paymentService>`;
