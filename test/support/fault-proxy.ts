@@ -224,8 +224,12 @@ export async function startFaultProxy(upstream: string, options: { port?: number
     const picked = pick(entry);
     if (picked) {
       entry.fault = picked.rule.fault;
-      bump((byFault[picked.rule.fault] ??= {}), entry.operation);
-      if (picked.rule.fault !== 'lose') return refuseAsAws(res, entry, picked.rule.fault, picked.rule.conflictItem ?? picked.nth);
+      byFault[picked.rule.fault] ??= {};
+      bump(byFault[picked.rule.fault]!, entry.operation);
+      if (picked.rule.fault !== 'lose') {
+        refuseAsAws(res, entry, picked.rule.fault, picked.rule.conflictItem ?? picked.nth);
+        return;
+      }
     }
     const lose = picked ? (picked.rule.how ?? 'hang') : undefined;
     count('forwarded', entry.operation);
