@@ -117,7 +117,7 @@ export async function allCaptured(stack: TestStack, ids: readonly string[], prox
       for (const c of charges) statuses[c?.status ?? '(none)'] = (statuses[c?.status ?? '(none)'] ?? 0) + 1;
       return charges.every((c) => c?.status === 'CAPTURED');
     },
-    300_000,
+    Number(process.env.FAULT_WAIT_MS ?? 300_000),
     `all ${ids.length} charges to be CAPTURED`,
   ).catch((err: Error) => {
     const tails = workers.map((w) => w.raw().slice(-3000)).join('\n---\n');
