@@ -12,7 +12,9 @@
  *    from readiness to N succeeded (summed over the processes' /metrics).
  * 3. capture at 1, 2 and 4 processes: N CaptureRequested for the charges the auth round authorised.
  * Readings come from each worker's own /metrics: processing latency (histogram, bucket upper bounds),
- * AWS calls, CPU seconds and resident memory.
+ * AWS calls by service and operation, DynamoDB write/read capacity units as DynamoDB reported them
+ * (ReturnConsumedCapacity: TOTAL), CPU seconds and resident memory. A second table prints, per
+ * worker round, calls per message by operation (DynamoDB and SQS) and WRU/RRU per message.
  */
 import { randomUUID } from 'node:crypto';
 import { SendMessageBatchCommand, type Message } from '@aws-sdk/client-sqs';
@@ -20,7 +22,7 @@ import { Consumer } from 'sqs-consumer';
 import { FifoConsumer } from '../shared/core/consumer.js';
 import { silentLogger } from '../shared/log/logger.js';
 import { startTokenServiceSandbox } from '../cli/sandbox/token-service-server.js';
-import { fmt, quantile, scrape, startBenchStack, startWorker, sum, until } from './harness.js';
+import { costPerMessage, fmt, fmtCalls, quantile, scrape, startBenchStack, startWorker, sum, until, type CostPerMessage } from './harness.js';
 import { preload } from './support.js';
 
 const N = Number(process.env.BENCH_CHARGES ?? 1500);
@@ -53,6 +55,8 @@ interface Row {
   readonly awsPerMsg: number;
   readonly cpuMsPerMsg: number;
   readonly rssMb: number;
+  /** Worker rounds only: calls per message by operation, WRU/RRU per message. */
+  readonly cost?: CostPerMessage;
 }
 
 const PROCESSES = (process.env.BENCH_PROCESSES ?? '1,2,4').split(',').map(Number);
@@ -157,6 +161,7 @@ async function main() {
         const after = await all();
         const cpu = sum(after, 'payfleet_process_cpu_seconds_total') - sum(before, 'payfleet_process_cpu_seconds_total');
         const calls = sum(after, 'payfleet_aws_calls_total') - sum(before, 'payfleet_aws_calls_total');
+        const cost = costPerMessage(before, after, N);
         rows.push({
           name: `${phase} worker, sandbox processor, ${procs} process${procs > 1 ? 'es' : ''} x concurrency ${CONCURRENCY}`,
           perSec: (N / ms) * 1000,
@@ -165,6 +170,7 @@ async function main() {
           awsPerMsg: calls / N,
           cpuMsPerMsg: (cpu * 1000) / N,
           rssMb: sum(after, 'payfleet_process_resident_memory_bytes') / 1024 / 1024 / procs,
+          cost,
         });
         await Promise.all(workers.map((w) => w.stop()));
       }
@@ -179,6 +185,16 @@ async function main() {
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.name} | ${fmt(r.perSec)} | ${fmt(r.perSec / base, 2)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.awsPerMsg, 2)} | ${fmt(r.cpuMsPerMsg, 2)} | ${fmt(r.rssMb)} |`);
+  }
+  // Counted, not estimated: each worker's own call counter by operation, and DynamoDB's own
+  // consumed-capacity figures (heartbeats, lease renewals and pollers included, per message).
+  console.log('\nPer message, from the workers\' counters:\n');
+  console.log('| worker round | DynamoDB calls/msg | by operation | SQS calls/msg | by operation | WRU/msg | RRU/msg |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    if (!r.cost) continue;
+    const c = r.cost;
+    console.log(`| ${r.name} | ${fmt(c.dynamodbCalls, 2)} | ${fmtCalls(c.calls.dynamodb)} | ${fmt(c.sqsCalls, 2)} | ${fmtCalls(c.calls.sqs)} | ${fmt(c.wru, 1)} | ${fmt(c.rru, 1)} |`);
   }
 }
 

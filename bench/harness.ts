@@ -1,7 +1,10 @@
 /**
  * Shared harness for worker benchmarks: the embedded stack, a fresh bootstrapped prefix, worker
  * processes started exactly as on ECS (`payfleet worker <name>`), and readings from each worker's
- * own /metrics (messages succeeded, latency histogram, AWS calls, CPU, memory).
+ * own /metrics (messages succeeded, latency histogram, AWS calls by service and operation, DynamoDB
+ * capacity units consumed, CPU, memory). Workers started here count consumed capacity
+ * (PAYFLEET_DYNAMODB_CONSUMED_CAPACITY=true), so write and read units per message are DynamoDB's own
+ * figures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -52,7 +55,14 @@ export async function startWorker(name: string, env: Record<string, string>): Pr
   const port = await freePort();
   const child = spawn(process.execPath, ['bin/payfleet.js', 'worker', name], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PAYFLEET_LOG_LEVEL: 'warn', ...env, PAYFLEET_OPS_PORT: String(port) },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      PAYFLEET_LOG_LEVEL: 'warn',
+      PAYFLEET_DYNAMODB_CONSUMED_CAPACITY: 'true',
+      ...env,
+      PAYFLEET_OPS_PORT: String(port),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // Keep the tail of the worker's log so a failed start says why.
@@ -107,6 +117,45 @@ export function sum(samples: Samples, metric: string, ...match: string[]): numbe
   }
   return total;
 }
+
+/** Per value of `label`, the increase of `metric` from `before` to `after` (samples matching all of `match`). */
+export function deltaBy(before: Samples, after: Samples, metric: string, label: string, ...match: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  const re = new RegExp(`${label}="([^"]*)"`);
+  for (const [k, v] of after) {
+    if (!k.startsWith(`${metric}{`) || !match.every((m) => k.includes(m))) continue;
+    const value = re.exec(k)?.[1];
+    if (value === undefined) continue;
+    out.set(value, (out.get(value) ?? 0) + v - (before.get(k) ?? 0));
+  }
+  return out;
+}
+
+/** What one message cost in AWS terms, from a worker's own counters between two readings. */
+export interface CostPerMessage {
+  /** Calls per message by operation (`UpdateItem`, `ReceiveMessage`, ...), per service. */
+  readonly calls: { readonly dynamodb: ReadonlyMap<string, number>; readonly sqs: ReadonlyMap<string, number> };
+  readonly dynamodbCalls: number;
+  readonly sqsCalls: number;
+  /** DynamoDB write / read capacity units per message (NaN when the workers did not count them). */
+  readonly wru: number;
+  readonly rru: number;
+}
+
+export function costPerMessage(before: Samples, after: Samples, messages: number): CostPerMessage {
+  const per = (m: Map<string, number>) =>
+    new Map([...m].filter(([, v]) => v > 0).map(([op, v]) => [op.replace(/Command$/, ''), v / messages] as const).sort((a, b) => b[1] - a[1]));
+  const dynamodb = per(deltaBy(before, after, 'payfleet_aws_calls_total', 'command', 'service="dynamodb"'));
+  const sqs = per(deltaBy(before, after, 'payfleet_aws_calls_total', 'command', 'service="sqs"'));
+  const counted = [...after.keys()].some((k) => k.startsWith('payfleet_dynamodb_capacity_units_total'));
+  const units = (kind: string) =>
+    counted ? (sum(after, 'payfleet_dynamodb_capacity_units_total', `kind="${kind}"`) - sum(before, 'payfleet_dynamodb_capacity_units_total', `kind="${kind}"`)) / messages : Number.NaN;
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  return { calls: { dynamodb, sqs }, dynamodbCalls: total(dynamodb), sqsCalls: total(sqs), wru: units('write'), rru: units('read') };
+}
+
+/** `UpdateItem 2.00, TransactWriteItems 2.00, GetItem 1.00` */
+export const fmtCalls = (m: ReadonlyMap<string, number>) => [...m].map(([op, v]) => `${op} ${v.toFixed(2)}`).join(', ') || '-';
 
 /** Approximate quantile from a Prometheus histogram's cumulative buckets (upper bound of the bucket). */
 export function quantile(samples: Samples, histogram: string, q: number, ...match: string[]): number {

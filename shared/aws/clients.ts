@@ -4,6 +4,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { AwsConfig } from '../config/common.js';
+import { countConsumedCapacity, type CapacityCounter } from './capacity.js';
 import { createDeadlineHandler, DEFAULT_AWS_DEADLINES, type AwsDeadlines, type AwsService } from './request-handler.js';
 
 export interface AwsClients {
@@ -21,6 +22,12 @@ export interface AwsClientOptions {
   readonly maxSockets?: number;
   /** Static credentials, used by the embedded stack (emulators accept any). */
   readonly credentials?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * Count the DynamoDB capacity every call consumes into this counter (asks for
+   * `ReturnConsumedCapacity: TOTAL`; capacity.ts). Given only when AwsConfig.consumedCapacity is on.
+   * @default not counted
+   */
+  readonly consumedCapacity?: CapacityCounter;
 }
 
 function handlerFor(service: AwsService, deadlines: AwsDeadlines, maxSockets: number) {
@@ -58,6 +65,7 @@ export function createAwsClients(config: AwsConfig, options: AwsClientOptions = 
     ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
     requestHandler: handlerFor('dynamodb', deadlines, maxSockets),
   });
+  if (options.consumedCapacity) countConsumedCapacity(dynamodb, options.consumedCapacity);
   const doc = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
     unmarshallOptions: { wrapNumbers: false },

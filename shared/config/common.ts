@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DEFAULT_AWS_DEADLINES, type AwsDeadlines } from '../aws/request-handler.js';
 import { ConfigError } from '../errors.js';
-import { int, parseEnv, url } from './env.js';
+import { bool, int, parseEnv, url } from './env.js';
 
 /** Variables every process that talks to AWS reads. */
 export const awsEnvShape = {
@@ -33,6 +33,11 @@ export const awsEnvShape = {
   PAYFLEET_SQS_RECEIVE_MARGIN_MS: int(DEFAULT_AWS_DEADLINES.sqsReceiveMarginMs, { min: 100, max: 120_000 }),
   /** Attempts of one AWS call, the first included (the SDK's maxAttempts). @default 3 */
   PAYFLEET_AWS_MAX_ATTEMPTS: int(DEFAULT_AWS_DEADLINES.maxAttempts, { min: 1, max: 10 }),
+  /**
+   * Ask DynamoDB for the capacity each call consumes (ReturnConsumedCapacity: TOTAL) and export it
+   * as payfleet_dynamodb_capacity_units_total: for benchmarks and cost investigations. @default false
+   */
+  PAYFLEET_DYNAMODB_CONSUMED_CAPACITY: bool(false),
 } as const;
 
 const NO_ENDPOINT_PROBLEM =
@@ -83,6 +88,8 @@ export interface AwsConfig {
   readonly dynamodbEndpoint: string | undefined;
   /** Per-attempt deadlines of AWS calls. @default DEFAULT_AWS_DEADLINES (5 s; ReceiveMessage: its wait + 5 s; 3 attempts) */
   readonly deadlines?: AwsDeadlines;
+  /** Count DynamoDB's consumed capacity (PAYFLEET_DYNAMODB_CONSUMED_CAPACITY). @default false */
+  readonly consumedCapacity?: boolean;
 }
 
 type AwsDeadlineEnv = Pick<
@@ -118,6 +125,7 @@ export function toAwsConfig(env: z.output<typeof awsEnvSchema>): AwsConfig {
     sqsEndpoint,
     dynamodbEndpoint,
     deadlines: toAwsDeadlines(env),
+    ...(env.PAYFLEET_DYNAMODB_CONSUMED_CAPACITY ? { consumedCapacity: true } : {}),
   });
 }
 

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { GetQueueAttributesCommand, GetQueueUrlCommand, type Message, type SQSClient } from '@aws-sdk/client-sqs';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
+import { createCapacityCounter } from '../aws/capacity.js';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { describeAwsFailure } from '../aws/errors.js';
 import { guardAwsClient } from '../aws/guard.js';
@@ -180,9 +181,12 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
   const lifecycle = new Lifecycle({ logger: log, forceAfterMs: config.forceExitMs });
   lifecycle.installSignalHandlers();
 
-  const clients = createAwsClients(config.aws, { maxSockets: config.consumer.concurrency + 20 });
   const names = resourceNames(config.aws.resourcePrefix);
   const metrics = createMetrics(spec.worker);
+  const clients = createAwsClients(config.aws, {
+    maxSockets: config.consumer.concurrency + 20,
+    ...(config.aws.consumedCapacity ? { consumedCapacity: createCapacityCounter(metrics.registry) } : {}),
+  });
   countAwsCalls(clients.sqs, 'sqs', metrics.awsCalls);
   countAwsCalls(clients.dynamodb, 'dynamodb', metrics.awsCalls);
   const breakers = new Breakers();

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, DynamoDBDocumentClient, GetCommand, PutCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
 import { awsOperation, startFaultProxy, type FaultProxy } from './fault-proxy.js';
@@ -79,6 +79,76 @@ describe('Fault proxy', () => {
     expect(await fates(42)).toBe(a);
     expect(a).toContain('ok');
     expect(a).toContain('lost');
+  });
+
+  describe('inject: a picked request is answered as DynamoDB refuses it, and never reaches the emulator', () => {
+    it.each([
+      ['throughput', 'ProvisionedThroughputExceededException', 400],
+      ['throttling', 'ThrottlingException', 400],
+      ['internal', 'InternalServerError', 500],
+      ['conflict', 'TransactionConflictException', 400],
+    ] as const)('%s on a single-item write: the SDK throws %s (%i), nothing is applied', async (fault, name, status) => {
+      const key = `proxy-inject-${fault}`;
+      proxy.inject([{ fault, operations: ['PutItem'], match: (r) => r.body.includes(key), first: 1 }]);
+      const err = await put(key).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ name, $metadata: { httpStatusCode: status } });
+      expect(await read(key)).toBeUndefined();
+      expect(proxy.requests.filter((r) => r.body.includes(key)).map((r) => [r.fate, r.fault])).toEqual([['injected', fault]]);
+      expect(proxy.stats().faults[fault]?.PutItem).toBeGreaterThanOrEqual(1);
+      await put(key); // `first: 1`: the next one passes
+      expect(await read(key)).toBeDefined();
+      proxy.inject(undefined);
+    });
+
+    it('conflict on a transaction: TransactionCanceledException with one TransactionConflict reason per the item count, rotating', async () => {
+      const keys = ['proxy-tx-a', 'proxy-tx-b', 'proxy-tx-c'];
+      const tx = () =>
+        doc.send(
+          new TransactWriteCommand({ TransactItems: keys.map((k) => ({ Put: { TableName: table(), Item: { leaseKey: k, fencingToken: 1 } } })) }),
+        );
+      proxy.inject([{ fault: 'conflict', operations: ['TransactWriteItems'], first: 2 }]);
+      const reasons: string[][] = [];
+      for (let i = 0; i < 2; i++) {
+        const err = (await tx().then(() => undefined, (e: unknown) => e)) as { name?: string; CancellationReasons?: { Code?: string }[] };
+        expect(err).toMatchObject({ name: 'TransactionCanceledException', $metadata: { httpStatusCode: 400 } });
+        reasons.push((err.CancellationReasons ?? []).map((r) => r.Code ?? ''));
+      }
+      expect(reasons).toEqual([
+        ['TransactionConflict', 'None', 'None'],
+        ['None', 'TransactionConflict', 'None'],
+      ]);
+      for (const k of keys) expect(await read(k)).toBeUndefined();
+      await tx();
+      for (const k of keys) expect(await read(k)).toBeDefined();
+      proxy.inject(undefined);
+    });
+
+    it('unprocessed: a BatchWriteItem comes back 200 with every item unprocessed, nothing applied', async () => {
+      const items = ['proxy-batch-a', 'proxy-batch-b'].map((k) => ({ PutRequest: { Item: { leaseKey: k, fencingToken: 1 } } }));
+      proxy.inject([{ fault: 'unprocessed', operations: ['BatchWriteItem'], first: 1 }]);
+      const out = await doc.send(new BatchWriteCommand({ RequestItems: { [table()]: items } }));
+      expect(out.UnprocessedItems?.[table()]).toEqual(items);
+      expect(await read('proxy-batch-a')).toBeUndefined();
+      proxy.inject(undefined);
+    });
+
+    it('every: picks the Nth matching request of each operation, counted per operation; first rule that matches counts it', async () => {
+      const key = 'proxy-every';
+      const update = () =>
+        doc.send(new UpdateCommand({ TableName: table(), Key: { leaseKey: key }, UpdateExpression: 'ADD n :one', ExpressionAttributeValues: { ':one': 1 } }));
+      proxy.inject([
+        { fault: 'internal', operations: ['UpdateItem', 'PutItem'], match: (r) => r.body.includes(key), every: 3 },
+        { fault: 'throttling', operations: ['UpdateItem'] }, // never reached for this key: the first rule takes it
+      ]);
+      const fates: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        fates.push(await update().then(() => 'ok', (e: { name?: string }) => e.name ?? '?'));
+        if (i === 1) await put(key).then(() => fates.push('put ok')); // a PutItem does not advance UpdateItem's count
+      }
+      expect(fates).toEqual(['ok', 'ok', 'put ok', 'InternalServerError', 'ok', 'ok', 'InternalServerError', 'ok']);
+      expect(await read(key)).toMatchObject({ n: 3 }); // the Put replaced the item after 2 updates; 3 more applied, the 2 refused did not
+      proxy.inject(undefined);
+    });
   });
 
   it('blackhole: nothing is forwarded, the client times out; pass heals it', async () => {

@@ -7,9 +7,20 @@
  *               (a request caught on one sees ECONNRESET), so new connections fail with
  *               ECONNREFUSED (until `pass()`)
  *   blackhole   accept and read each request, never forward it, never answer
- *   lose        (on top of pass) requests matching a rule are FORWARDED, the emulator applies
- *               them and answers, and that answer is then thrown away: the client sees no answer
- *               at all ('hang', the socket stays open) or a reset connection ('reset')
+ *
+ * and, on top of pass, fault RULES (`inject([...])`) that pick requests by operation, an optional
+ * predicate on the request (a table, a key) and a rate (every Nth matching call per operation, the
+ * first N, a seeded probability), and give each picked request one fault:
+ *
+ *   lose        the request is FORWARDED, the emulator applies it and answers, and that answer is
+ *               thrown away: the client sees no answer at all ('hang', the socket stays open) or a
+ *               reset connection ('reset')
+ *   throughput  NOT forwarded; answered as DynamoDB answers a refused request (aws-faults.ts):
+ *   throttling  ProvisionedThroughputExceededException / ThrottlingException (400),
+ *   internal    InternalServerError (500),
+ *   conflict    TransactionCanceledException with a TransactionConflict reason (a transaction) or
+ *               TransactionConflictException (a single-item write) (400),
+ *   unprocessed a BatchWriteItem answered 200 with every item in UnprocessedItems
  *
  * "Applied but never answered" is the fault that matters for exactly-once: the write happened,
  * the writer does not know it, and its retry must be recognised as the same request.
@@ -20,8 +31,9 @@
  *
  * The operation of a request is read from `x-amz-target` (JSON protocols: `DynamoDB_20120810.PutItem`,
  * `AmazonSQS.ReceiveMessage`) or the `Action` of a query-protocol body. Every request is kept in
- * `requests` (operation, body, fate) so a test can check that a retry was byte-identical.
+ * `requests` (operation, body, fate, fault) so a test can check that a retry was byte-identical.
  */
+import { synthesise, type SynthesisedFault } from './aws-faults.js';
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -45,6 +57,8 @@ export type RequestFate =
   | 'lost'
   /** never forwarded (blackhole) */
   | 'blackholed'
+  /** never forwarded; answered with a synthesised AWS error (`fault` says which) */
+  | 'injected'
   /** the upstream could not be reached (the client got a 502) */
   | 'upstream-error'
   /** still in flight */
@@ -53,24 +67,44 @@ export type RequestFate =
 export interface LoggedRequest extends ProxiedRequest {
   readonly seq: number;
   fate: RequestFate;
-  /** The upstream's HTTP status, when it answered. */
+  /** The upstream's HTTP status, when it answered (or the synthesised status of an injected fault). */
   status?: number;
+  /** The fault a rule gave this request, if any. */
+  fault?: Fault;
 }
 
-export interface LoseRule {
+/** What a rule does to a request it picks: lose the answer of an applied write, or refuse it as AWS would. */
+export type Fault = 'lose' | SynthesisedFault;
+
+/** Which requests a rule picks, and how often. Rates are counted per rule, per operation. */
+export interface FaultSelector {
   /** Only these operations (e.g. ['TransactWriteItems']). @default every operation */
   readonly operations?: readonly string[];
   /** A further filter, e.g. on the body (a table name, a key). @default none */
   readonly match?: (req: ProxiedRequest) => boolean;
-  /** Lose the answers of the first N matching requests after the rule is set, then pass. @default unlimited */
+  /** Pick every Nth matching request of each operation (3: the 3rd, 6th, ...). @default 1 (each) */
+  readonly every?: number;
+  /** Pick at most N requests after the rule is set, then pass. @default unlimited */
   readonly first?: number;
-  /** Lose each matching answer with this probability (seeded, reproducible). @default 1 */
+  /** Pick each (otherwise picked) request with this probability (seeded, reproducible). @default 1 */
   readonly probability?: number;
   /** Seed of the RNG used with `probability`. @default 1 */
   readonly seed?: number;
-  /** 'hang': never answer, keep the socket open; 'reset': destroy the socket. @default 'hang' */
-  readonly how?: 'hang' | 'reset';
 }
+
+export interface FaultRule extends FaultSelector {
+  readonly fault: Fault;
+  /** `lose` only. 'hang': never answer, keep the socket open; 'reset': destroy the socket. @default 'hang' */
+  readonly how?: 'hang' | 'reset';
+  /**
+   * `conflict` on TransactWriteItems only: the index of the item that reports TransactionConflict
+   * (modulo the item count). @default rotating: the Nth injected conflict names item N
+   */
+  readonly conflictItem?: number;
+}
+
+/** `loseAnswers(rule)`: a `lose` rule. */
+export type LoseRule = Omit<FaultRule, 'fault' | 'conflictItem'>;
 
 export interface FaultProxyStats {
   /** Requests seen per operation (every fate). */
@@ -81,6 +115,10 @@ export interface FaultProxyStats {
   readonly lost: Readonly<Record<string, number>>;
   /** Requests swallowed by the blackhole, per operation. */
   readonly blackholed: Readonly<Record<string, number>>;
+  /** Requests answered with a synthesised error (never forwarded), per operation. */
+  readonly injected: Readonly<Record<string, number>>;
+  /** Requests each fault was given (lose included), per fault, per operation. */
+  readonly faults: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }
 
 export interface FaultProxy {
@@ -90,13 +128,18 @@ export interface FaultProxy {
   readonly mode: ProxyMode;
   /** Every request seen, in arrival order (bodies included). */
   readonly requests: readonly LoggedRequest[];
-  /** Forward everything (also: start accepting again after `refuse()`). Keeps a lose rule. */
+  /** Forward everything (also: start accepting again after `refuse()`). Keeps the fault rules. */
   pass(): Promise<void>;
   /** Stop accepting connections; open ones are destroyed. */
   refuse(): Promise<void>;
   /** Accept requests and never answer them (they are answered by nothing, ever). */
   blackhole(): Promise<void>;
-  /** Lose the answers of matching requests after applying them; `undefined` clears the rule. */
+  /**
+   * Replace the fault rules (an empty list or `undefined` clears them). A request is judged by the
+   * first rule whose `operations` and `match` accept it; only that rule counts it.
+   */
+  inject(rules: readonly FaultRule[] | undefined): void;
+  /** Lose the answers of matching requests after applying them: `inject([{ fault: 'lose', ...rule }])`; `undefined` clears every rule. */
   loseAnswers(rule: LoseRule | undefined): void;
   stats(): FaultProxyStats;
   /** Stop the proxy and destroy every connection (held ones included). */
@@ -130,27 +173,65 @@ export async function startFaultProxy(upstream: string, options: { port?: number
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const sockets = new Set<Socket>();
   const requests: LoggedRequest[] = [];
-  const counters = { seen: {}, forwarded: {}, lost: {}, blackholed: {} } as Record<keyof FaultProxyStats, Record<string, number>>;
-  const count = (what: keyof FaultProxyStats, op: string | undefined) => {
+  type Counted = 'seen' | 'forwarded' | 'lost' | 'blackholed' | 'injected';
+  const counters: Record<Counted, Record<string, number>> = { seen: {}, forwarded: {}, lost: {}, blackholed: {}, injected: {} };
+  const byFault: Record<string, Record<string, number>> = {};
+  const bump = (r: Record<string, number>, op: string | undefined) => {
     const k = op ?? '(none)';
-    counters[what][k] = (counters[what][k] ?? 0) + 1;
+    r[k] = (r[k] ?? 0) + 1;
   };
+  const count = (what: Counted, op: string | undefined) => bump(counters[what], op);
   let mode: ProxyMode = 'pass';
-  let rule: { spec: LoseRule; left: number; random: () => number } | undefined;
+  interface ActiveRule {
+    readonly spec: FaultRule;
+    left: number;
+    readonly random: () => number;
+    /** Matching requests seen per operation (for `every`). */
+    readonly matched: Record<string, number>;
+    /** Requests this rule gave its fault (rotates the conflicting item). */
+    fired: number;
+  }
+  let rules: ActiveRule[] = [];
 
-  function shouldLose(req: ProxiedRequest): 'hang' | 'reset' | undefined {
-    if (!rule) return undefined;
-    const { spec } = rule;
-    if (spec.operations && !spec.operations.includes(req.operation ?? '')) return undefined;
-    if (spec.match && !spec.match(req)) return undefined;
-    if (rule.left <= 0) return undefined;
-    if (spec.probability !== undefined && rule.random() >= spec.probability) return undefined;
-    rule.left -= 1;
-    return spec.how ?? 'hang';
+  /** The rule that picks `req` (and how many it picked before), or undefined: pass it. */
+  function pick(req: ProxiedRequest): { rule: FaultRule; nth: number } | undefined {
+    const r = rules.find(
+      ({ spec }) => (!spec.operations || spec.operations.includes(req.operation ?? '')) && (!spec.match || spec.match(req)),
+    );
+    if (!r) return undefined;
+    const op = req.operation ?? '(none)';
+    r.matched[op] = (r.matched[op] ?? 0) + 1;
+    const { spec } = r;
+    if (r.matched[op] % Math.max(1, spec.every ?? 1) !== 0) return undefined;
+    if (r.left <= 0) return undefined;
+    if (spec.probability !== undefined && r.random() >= spec.probability) return undefined;
+    r.left -= 1;
+    r.fired += 1;
+    return { rule: spec, nth: r.fired - 1 };
+  }
+
+  /** Answer `entry` with DynamoDB's own refusal; nothing reaches the emulator. */
+  function refuseAsAws(res: ServerResponse, entry: LoggedRequest, fault: SynthesisedFault, conflictItem: number): void {
+    const a = synthesise(fault, entry.operation, entry.body, conflictItem);
+    entry.fate = 'injected';
+    entry.status = a.status;
+    count('injected', entry.operation);
+    res.writeHead(a.status, a.headers);
+    res.end(a.body);
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, entry: LoggedRequest, body: Buffer): void {
-    const lose = shouldLose(entry);
+    const picked = pick(entry);
+    if (picked) {
+      entry.fault = picked.rule.fault;
+      byFault[picked.rule.fault] ??= {};
+      bump(byFault[picked.rule.fault]!, entry.operation);
+      if (picked.rule.fault !== 'lose') {
+        refuseAsAws(res, entry, picked.rule.fault, picked.rule.conflictItem ?? picked.nth);
+        return;
+      }
+    }
+    const lose = picked ? (picked.rule.how ?? 'hang') : undefined;
     count('forwarded', entry.operation);
     const up = httpRequest(
       {
@@ -243,6 +324,15 @@ export async function startFaultProxy(upstream: string, options: { port?: number
   };
 
   const port = await listen(options.port ?? 0);
+  const inject = (specs: readonly FaultRule[] | undefined) => {
+    rules = (specs ?? []).map((spec) => ({
+      spec,
+      left: spec.first ?? Number.POSITIVE_INFINITY,
+      random: seededRandom(spec.seed ?? 1),
+      matched: {},
+      fired: 0,
+    }));
+  };
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -267,10 +357,9 @@ export async function startFaultProxy(upstream: string, options: { port?: number
       mode = 'blackhole';
       if (!server.listening) await listen(port);
     },
+    inject,
     loseAnswers(spec) {
-      rule = spec
-        ? { spec, left: spec.first ?? Number.POSITIVE_INFINITY, random: seededRandom(spec.seed ?? 1) }
-        : undefined;
+      inject(spec ? [{ ...spec, fault: 'lose' }] : undefined);
     },
     stats() {
       const copy = (r: Record<string, number>) => ({ ...r });
@@ -279,6 +368,8 @@ export async function startFaultProxy(upstream: string, options: { port?: number
         forwarded: copy(counters.forwarded),
         lost: copy(counters.lost),
         blackholed: copy(counters.blackholed),
+        injected: copy(counters.injected),
+        faults: Object.fromEntries(Object.entries(byFault).map(([f, r]) => [f, copy(r)])),
       };
     },
     async close() {
