@@ -9,8 +9,8 @@ import type { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { TokenServiceClient } from '../../shared/connectors/token-service.js';
 import type { AuthoriseOutcome, AuthoriseRequest, LookupOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
 import { deadLetterCodeOf, type Charge, type ChargeFields, type ChargeStatus } from '../../shared/charges/charge.js';
-import { chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
-import { createCharge, moveCharge } from '../../shared/charges/transition.js';
+import { chargeOf, chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
+import { chargeRow, moveCharge, openCharge } from '../../shared/charges/transition.js';
 import { authIdempotencyKey, authWorkItemKey } from './keys.js';
 import type { AuthorisationRequested } from './schema.js';
 import { finishVoid, mismatchOf, recordMismatch, voidNote } from './void.js';
@@ -85,7 +85,25 @@ export function createAuthHandler(deps: AuthDeps) {
   return async function handleAuthorisation(req: AuthorisationRequested, ctx: HandlerContext): Promise<HandlerResult> {
     const connector = deps.registry.get(req.processor);
     const log = ctx.log.child({ chargeId: req.chargeId, authRequestId: req.authRequestId, processor: req.processor });
-    const item = chargeRequestItem(deps.charges, req.chargeId, authWorkItemKey(req.authRequestId));
+    // Write 1 creates the charge AUTHORISATION_READY if it does not exist yet: the lock state is
+    // durable before anything else happens, and the row's lease and work item come with it.
+    const at = new Date(clock()).toISOString();
+    const create = chargeRow(
+      openCharge(
+        {
+          chargeId: req.chargeId,
+          gatewayAccountId: req.gatewayAccountId,
+          processor: req.processor,
+          amount: req.amount,
+          currency: req.currency,
+          reference: req.reference,
+          description: req.description,
+          live: deps.live,
+        },
+        { at, requestedAt: req.requestedAt, fields: { authRequestId: req.authRequestId, authIdempotencyKey: authIdempotencyKey(req.authRequestId) } },
+      ),
+    );
+    const item = chargeRequestItem(deps.charges, req.chargeId, authWorkItemKey(req.authRequestId), { create });
     return deps.once(item, { ...ctx, log }, (w) =>
       authorise({
         deps,
@@ -101,8 +119,9 @@ export function createAuthHandler(deps: AuthDeps) {
 
 async function authorise(run: AuthRun): Promise<WorkAnswer> {
   const { deps, req, w } = run;
-  const existing = await deps.charges.get(req.chargeId);
-  if (existing) {
+  const existing = chargeOf(w.entity);
+  if (!existing) throw new TypeError(`charge ${req.chargeId}: write 1 returned no charge`);
+  if (!w.created) {
     checkSameCharge(existing, req);
     if (!AUTHORISING.has(existing.status)) return alreadyPast(run, existing);
     if (existing.status === 'AUTHORISATION_READY' && existing.authRequestId && existing.authRequestId !== req.authRequestId) {
@@ -110,25 +129,33 @@ async function authorise(run: AuthRun): Promise<WorkAnswer> {
       throw new RetryableError('AUTHORISATION_IN_PROGRESS', 'another authorisation request for this charge is in progress');
     }
   }
-  const wasReady = existing?.status === 'AUTHORISATION_READY';
+  // READY and not opened by this attempt: an earlier attempt may have reached the processor.
+  const wasReady = !w.created && existing.status === 'AUTHORISATION_READY';
 
   let card: SensitiveCard;
   try {
     card = await deps.tokens.decrypt(req.paymentTokenId, w.signal);
   } catch (err) {
     // The token is gone but an earlier attempt may have reached the processor: look it up first.
-    if (err instanceof TerminalError && existing && wasReady) return withoutToken(run, existing, err);
+    if (err instanceof TerminalError && wasReady) return withoutToken(run, existing, err);
+    // Refused before any outbound call by the charge's very first attempt: leave no charge behind.
+    if (err instanceof TerminalError && w.created) await w.discard();
     throw err;
   }
   let charge: Charge;
   let outcome: Resolved;
   try {
-    charge = existing && wasReady ? existing : await commitReady(run, existing, card);
+    charge = existing.status === 'CREATED' ? await commitReady(run, existing, card) : withCard(existing, card);
     outcome = await askProcessor(run, charge, card, wasReady);
   } finally {
     card.dispose();
   }
   return finish(run, charge, outcome);
+}
+
+/** The card's brand and last digits, recorded with the outcome (write 1 ran before the token was decrypted). */
+function withCard(charge: Charge, card: SensitiveCard): Charge {
+  return { ...charge, cardBrand: charge.cardBrand ?? card.brand, cardLast4: charge.cardLast4 ?? card.last4 };
 }
 
 /**
@@ -177,25 +204,13 @@ async function withoutToken(run: AuthRun, charge: Charge, err: TerminalError): P
   return finish(run, charge, found);
 }
 
-/** Commit CREATED -> AUTHORISATION_READY (creating the charge if needed) before the processor is called. */
-async function commitReady(run: AuthRun, charge: Charge | undefined, card: SensitiveCard): Promise<Charge> {
-  const { deps, req, w } = run;
+/**
+ * Commit CREATED -> AUTHORISATION_READY before the processor is called: a charge left CREATED
+ * (written before write 1 created charges READY itself) costs this one more commit.
+ */
+async function commitReady(run: AuthRun, from: Charge, card: SensitiveCard): Promise<Charge> {
+  const { req, w } = run;
   const at = run.at();
-  const from =
-    charge ??
-    createCharge(
-      {
-        chargeId: req.chargeId,
-        gatewayAccountId: req.gatewayAccountId,
-        processor: req.processor,
-        amount: req.amount,
-        currency: req.currency,
-        reference: req.reference,
-        description: req.description,
-        live: deps.live,
-      },
-      { at, requestedAt: req.requestedAt },
-    );
   const ready = moveCharge(from, 'AUTHORISATION_READY', {
     at,
     fields: { authRequestId: req.authRequestId, authIdempotencyKey: authIdempotencyKey(req.authRequestId), cardBrand: card.brand, cardLast4: card.last4 },
