@@ -33,8 +33,10 @@ export interface AuthDeps {
   readonly hooks?: AuthHooks;
 }
 
-/** Points between the steps of a void where tests stop the process (see test/auth/crash-worker.ts). */
+/** Points between the steps where tests stop the process (see test/auth/crash-worker.ts). */
 export interface AuthHooks {
+  /** Write 1 made the charge AUTHORISATION_READY (durable); the processor has not been asked anything yet. */
+  readonly beforeProcessorCall?: (chargeId: string) => Promise<void>;
   /** AUTHORISATION_ERROR with a PENDING void is committed; the processor has not been asked to void yet. */
   readonly afterMismatchRecorded?: (chargeId: string) => Promise<void>;
   /** The processor answered the void; the answer is not committed yet. */
@@ -237,6 +239,7 @@ async function askProcessor(run: AuthRun, charge: Charge, card: SensitiveCard, w
     idempotencyKey: authIdempotencyKey(req.authRequestId),
     card,
   };
+  await run.deps.hooks?.beforeProcessorCall?.(req.chargeId);
   let outcome: AuthoriseOutcome;
   if (wasReady) {
     w.log.info('charge was AUTHORISATION_READY: resolving the earlier attempt before anything else');

@@ -28,6 +28,14 @@ export interface CaptureDeps {
   /** @default Date.now */
   readonly clock?: Clock;
   readonly captures?: Counter<'processor' | 'outcome'>;
+  /** Fault points for tests (a SIGKILL exactly between two steps); absent in production. */
+  readonly hooks?: CaptureHooks;
+}
+
+/** Points between the steps where tests stop the process (see test/capture/crash-worker.ts). */
+export interface CaptureHooks {
+  /** CAPTURE_READY is committed; the processor has not been asked anything yet. */
+  readonly beforeProcessorCall?: (chargeId: string) => Promise<void>;
 }
 
 /** One attempt at one capture request: what every step of it reads. */
@@ -133,6 +141,7 @@ async function capture(run: CaptureRun): Promise<WorkAnswer> {
   }
 
   const key = captureIdempotencyKey(charge.chargeId);
+  await deps.hooks?.beforeProcessorCall?.(charge.chargeId);
   let outcome: CaptureOutcome | undefined;
   if (wasReady) {
     w.log.info('charge was CAPTURE_READY: looking up the earlier attempt before capturing again');
