@@ -8,6 +8,7 @@ import {
   createMemoryIdempotencyStore,
   createMemoryLeaseStore,
   createMemoryOutcomeStore,
+  createMemoryRowWorkStore,
   createMemoryStores,
 } from '../../shared/core/memory-stores.js';
 import { resourceNames } from '../../shared/resources.js';
@@ -21,6 +22,7 @@ function memoryHarness(): StoreHarness {
       leases: createMemoryLeaseStore({ db, now, names }),
       idempotency: createMemoryIdempotencyStore({ db, now, names, newAttemptId }),
       outcomes: createMemoryOutcomeStore({ db, now, names, ledgerShards: 8 }),
+      rows: createMemoryRowWorkStore({ db, now, names, newAttemptId }),
     }),
     table: (k) => names.table(k),
     row: async (t, key) => db.get(t, key),
@@ -30,7 +32,7 @@ function memoryHarness(): StoreHarness {
   };
 }
 
-describeStoreConformance({ leases: 'MemoryLeaseStore', idempotency: 'MemoryIdempotencyStore', outcomes: 'MemoryOutcomeStore' }, memoryHarness);
+describeStoreConformance({ leases: 'MemoryLeaseStore', idempotency: 'MemoryIdempotencyStore', outcomes: 'MemoryOutcomeStore', rows: 'MemoryRowWorkStore' }, memoryHarness);
 
 describe('MemoryDatabase', () => {
   describe('get() / put()', () => {
