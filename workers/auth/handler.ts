@@ -68,12 +68,14 @@ const AUTHORISING: ReadonlySet<ChargeStatus> = new Set(['CREATED', 'AUTHORISATIO
 type Resolved = Exclude<AuthoriseOutcome, { kind: 'ambiguous' }>;
 
 /**
- * The auth worker's handler (docs/contract.md §2-§4), inside once() (charge lease, request's work item):
+ * The auth worker's handler (docs/contract.md §2-§4), inside once() on the charge's row lease — two
+ * DynamoDB writes for a new charge:
  *
- *   decrypt token ─ commit AUTHORISATION_READY (w.commit: item open) ─ authorise (or, if READY was
- *   already committed, look up / replay first) ─ dispose card ─ w.complete(outcome + event, verdict)
+ *   write 1 (once's open: charge created AUTHORISATION_READY + lease + work item, read back) ─ decrypt
+ *   token ─ authorise (or, if READY was left by an earlier attempt, look up / replay first) ─ dispose
+ *   card ─ write 2 w.complete(outcome + PAYMENT_CREATED and its event, verdict; lease released)
  *
- * AUTHORISATION_READY is committed before the processor is called, so whoever picks the charge up
+ * AUTHORISATION_READY is durable before the processor is called, so whoever picks the charge up
  * after a crash knows a request may have gone out and resolves it (lookup / idempotent replay under
  * the same key) instead of authorising blind. An approval for another amount is recorded with the
  * processor's reference and voided at the processor (void.ts), the same way round: PENDING first.
