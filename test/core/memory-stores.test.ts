@@ -54,3 +54,20 @@ describe('MemoryDatabase', () => {
     });
   });
 });
+
+describe('commit requests and the row lease', () => {
+  it("refuses an entity change that sets or removes the row lease's own attributes, and a release without a row lease", async () => {
+    const { outcomes } = createMemoryStores();
+    const change = (set: Record<string, unknown>, remove?: string[]) => ({
+      table: 'charges' as const,
+      key: { chargeId: 'c1' },
+      expectedVersion: 0,
+      set,
+      ...(remove ? { remove } : {}),
+    });
+    await expect(outcomes.commit({ changes: [change({ leaseOwner: 'me' })] })).rejects.toThrow(/leaseOwner belongs to the row lease/);
+    await expect(outcomes.commit({ changes: [change({ 'work:auth#r1': { status: 'COMPLETED' } })] })).rejects.toThrow(/work:auth#r1 belongs to the row lease/);
+    await expect(outcomes.commit({ changes: [change({ status: 'X' }, ['leaseToken'])] })).rejects.toThrow(/leaseToken belongs to the row lease/);
+    await expect(outcomes.commit({ changes: [change({ status: 'X' })], release: true })).rejects.toThrow(/only a row lease is released/);
+  });
+});
