@@ -177,6 +177,8 @@ export interface Charge {
   readonly eventSeq: number;
   readonly createdAt: string;
   readonly updatedAt: string;
+  /** When the authorisation was requested (PAYMENT_CREATED's requested_at, emitted with the first outcome). */
+  readonly requestedAt?: string;
   readonly history: readonly ChargeHistoryEntry[];
   /** The request that authorised (or is authorising) the charge. */
   readonly authRequestId?: string;

@@ -62,20 +62,54 @@ export function createCharge(fields: NewCharge, o: { readonly at: string; readon
     eventSeq: 0,
     createdAt: o.at,
     updatedAt: o.at,
+    requestedAt: o.requestedAt,
     history: [{ status: 'CREATED', at: o.at }],
   };
-  const event: NewEvent = {
+  return build(undefined, created, [creationEvent(created)]);
+}
+
+/**
+ * A new charge as write 1 of its authorisation creates it on the row (once()'s `row.create`):
+ * already AUTHORISATION_READY (CREATED and READY walked at `at`), version 1, and `eventSeq` 0 —
+ * its PAYMENT_CREATED is owed, and the first move out of it emits it ahead of its own event
+ * (in write 2, with the outcome), so the ledger still sees PAYMENT_CREATED as sequence 1.
+ */
+export function openCharge(fields: NewCharge, o: { readonly at: string; readonly requestedAt: string; readonly fields?: ChargeFields }): Charge {
+  return {
+    ...fields,
+    ...o.fields,
+    status: 'AUTHORISATION_READY',
+    version: 1,
+    eventSeq: 0,
+    createdAt: o.at,
+    updatedAt: o.at,
+    requestedAt: o.requestedAt,
+    history: [
+      { status: 'CREATED', at: o.at },
+      { status: 'AUTHORISATION_READY', at: o.at },
+    ],
+  };
+}
+
+/** The entity attributes of {@link openCharge}'s charge, as once()'s `row.create` takes them. */
+export function chargeRow(charge: Charge): Record<string, unknown> {
+  const { chargeId: _id, ...rest } = charge;
+  return rest as Record<string, unknown>;
+}
+
+/** PAYMENT_CREATED of a charge. */
+function creationEvent(charge: Charge): NewEvent {
+  return {
     eventType: CREATION_EVENT,
     details: {
-      amount: fields.amount,
-      currency: fields.currency,
-      reference: fields.reference,
-      description: fields.description,
-      processor: fields.processor,
-      requested_at: o.requestedAt,
+      amount: charge.amount,
+      currency: charge.currency,
+      reference: charge.reference,
+      description: charge.description,
+      processor: charge.processor,
+      requested_at: charge.requestedAt ?? charge.createdAt,
     },
   };
-  return build(undefined, created, [event]);
 }
 
 /**
@@ -102,7 +136,9 @@ export function amendCharge(from: Charge | ChargeMove, o: { readonly at: string;
 }
 
 function start(from: Charge | ChargeMove): [Charge | undefined, Charge, readonly NewEvent[]] {
-  return 'change' in from ? [from.before, from.after, from.events] : [from, from, []];
+  if ('change' in from) return [from.before, from.after, from.events];
+  // Opened by write 1 without its PAYMENT_CREATED (openCharge): the first move emits it first.
+  return [from, from, from.eventSeq === 0 ? [creationEvent(from)] : []];
 }
 
 /**

@@ -8,6 +8,7 @@ import { maskPans } from '../log/redact.js';
 import { TABLES } from '../resources.js';
 import { CommitTooLargeError, InvalidCommitError } from './errors.js';
 import type { CommitRequest, EntityChange } from './ports.js';
+import { isEngineAttribute, sameRow } from './row-lease.js';
 
 /** DynamoDB's limit on items in one transaction. */
 export const MAX_TRANSACT_ITEMS = 100;
@@ -33,7 +34,15 @@ export function validateCommit(req: CommitRequest): void {
   const problems: string[] = [];
   const seenItems = new Set<string>();
   const seenResources = new Set<string>();
-  let count = (req.lease ? 1 : 0) + (req.workItem ? 1 : 0);
+  const row = req.lease?.row;
+  if (req.release && !row) problems.push('release: only a row lease is released by a commit');
+  if (row && req.changes.length === 0 && !req.workItem && !req.release) problems.push('nothing to commit');
+  // A row lease rides on its row's item (one more item only when no change touches that row).
+  let count = row
+    ? req.changes.some((c) => sameRow(row, c))
+      ? 0
+      : 1
+    : (req.lease ? 1 : 0) + (req.workItem ? 1 : 0);
   req.changes.forEach((c: EntityChange, i) => {
     const at = `changes[${i}]`;
     const def = TABLES[c.table];
@@ -57,6 +66,10 @@ export function validateCommit(req: CommitRequest): void {
       problems.push(`${at}: expectedVersion must be an integer >= 0`);
     for (const k of [...Object.keys(c.set), ...(c.remove ?? [])]) {
       if (MANAGED.has(k)) problems.push(`${at}: ${k} is written by the commit, not by set/remove`);
+      if (isEngineAttribute(k)) problems.push(`${at}: ${k} belongs to the row lease, not to the entity`);
+    }
+    if (req.lease?.row && sameRow(req.lease.row, c) && c.expectedVersion === 0) {
+      problems.push(`${at}: the leased row exists already; it cannot be created by this commit`);
     }
     const events = c.events ?? [];
     const cur = c.currentEventSeq ?? 0;

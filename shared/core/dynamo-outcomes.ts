@@ -27,7 +27,8 @@ import { DEFAULT_WORK_ITEM_TTL_SEC } from './dynamo-idempotency.js';
 import { leaseFenceCheck, toHolder, unmarshallRaw } from './dynamo-leases.js';
 import { CommitOutcomeUnknownError, ConflictError, InvalidCommitError, LeaseLostError } from './errors.js';
 import { createOutbox, DEFAULT_LEDGER_SHARDS, type OutboxItem } from './outbox.js';
-import type { CommitConflictPart, CommitRequest, CommitResult, OutcomeStore } from './ports.js';
+import type { CommitConflictPart, CommitRequest, CommitResult, EntityChange, Lease, OutcomeStore } from './ports.js';
+import { LEASE_ACQUIRE_ID, LEASE_EXPIRES, LEASE_OWNER, LEASE_TOKEN, rowHolder, rowWorkItem, sameRow, workAttribute } from './row-lease.js';
 import { sleep } from './timers.js';
 
 export { MAX_TRANSACT_ITEMS } from './commit-request.js';
@@ -55,6 +56,102 @@ interface PartRef {
   readonly part: CommitConflictPart;
   readonly table: string;
   readonly key: Record<string, unknown>;
+  /** This item carries the row lease's fence: a refusal is diagnosed from the row it returns. */
+  readonly rowLease?: Lease | undefined;
+}
+
+/** The parts of one UpdateItem, merged from the entity change and the row lease. */
+interface Clauses {
+  readonly conditions: readonly string[];
+  readonly sets: readonly string[];
+  readonly removes: readonly string[];
+  readonly names: Readonly<Record<string, string>>;
+  readonly values: Readonly<Record<string, unknown>>;
+}
+
+/** The entity under its version (and its event sequence), with its attributes set and removed. */
+function entityClauses(change: EntityChange): Clauses {
+  const newEvents = change.events ?? [];
+  const cur = change.currentEventSeq ?? 0;
+  const names: Record<string, string> = { '#version': 'version' };
+  const values: Record<string, unknown> = { ':expected': change.expectedVersion, ':version': change.expectedVersion + 1 };
+  const sets = ['#version = :version'];
+  Object.entries(definedOnly(change.set))
+    .filter(([k]) => !(k in change.key))
+    .forEach(([k, v], i) => {
+      names[`#s${i}`] = k;
+      values[`:s${i}`] = v;
+      sets.push(`#s${i} = :s${i}`);
+    });
+  const conditions = ['#version = :expected'];
+  if (change.resource && newEvents.length > 0) {
+    // The caller's currentEventSeq must be the stored one, or the sequence would gap.
+    names['#seq'] = 'eventSeq';
+    Object.assign(values, { ':seq': cur + newEvents.length, ':curSeq': cur });
+    sets.push('#seq = :seq');
+    conditions.push(cur === 0 ? '(attribute_not_exists(#seq) OR #seq = :curSeq)' : '#seq = :curSeq');
+  }
+  const removes = (change.remove ?? []).map((k, i) => {
+    names[`#r${i}`] = k;
+    return `#r${i}`;
+  });
+  return { conditions, sets, removes, names, values };
+}
+
+/**
+ * The row lease's part of write 2: the fence (owner, token, unexpired by our clock), the work item
+ * completed if it is still our attempt's, and the lease released — all on the entity row.
+ */
+function rowClauses(req: CommitRequest, t: number): Clauses {
+  const lease = req.lease!;
+  const names: Record<string, string> = { '#lo': LEASE_OWNER, '#lt': LEASE_TOKEN, '#le': LEASE_EXPIRES };
+  const values: Record<string, unknown> = { ':lo': lease.owner, ':lt': lease.fencingToken, ':lnow': t };
+  const conditions = ['#lo = :lo', '#lt = :lt', '#le > :lnow'];
+  const sets: string[] = [];
+  const removes: string[] = [];
+  const w = req.workItem;
+  if (w) {
+    Object.assign(names, { '#wi': workAttribute(w.idempotencyKey), '#wa': 'attemptId', '#ws': 'status', '#wd': 'completedAtMs' });
+    Object.assign(values, { ':wa': w.attemptId, ':wip': 'IN_PROGRESS', ':wdone': 'COMPLETED' });
+    conditions.push('#wi.#wa = :wa', '#wi.#ws = :wip');
+    sets.push('#wi.#ws = :wdone', '#wi.#wd = :lnow');
+    if (w.result) {
+      names['#wr'] = 'result';
+      values[':wr'] = w.result;
+      sets.push('#wi.#wr = :wr');
+    }
+  }
+  if (req.release) {
+    names['#la'] = LEASE_ACQUIRE_ID;
+    values[':lzero'] = 0;
+    sets.push('#le = :lzero');
+    removes.push('#lo', '#la');
+  }
+  return { conditions, sets, removes, names, values };
+}
+
+function merge(a: Clauses, b: Clauses): Clauses {
+  return {
+    conditions: [...a.conditions, ...b.conditions],
+    sets: [...a.sets, ...b.sets],
+    removes: [...a.removes, ...b.removes],
+    names: { ...a.names, ...b.names },
+    values: { ...a.values, ...b.values },
+  };
+}
+
+function updateOf(table: string, key: Record<string, string>, c: Clauses) {
+  const set = c.sets.length ? `SET ${c.sets.join(', ')}` : '';
+  const remove = c.removes.length ? ` REMOVE ${c.removes.join(', ')}` : '';
+  return {
+    TableName: table,
+    Key: key,
+    ConditionExpression: c.conditions.join(' AND '),
+    UpdateExpression: `${set}${remove}`.trim(),
+    ExpressionAttributeNames: c.names,
+    ExpressionAttributeValues: c.values,
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+  };
 }
 
 interface Built {
@@ -84,11 +181,15 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
     const parts: PartRef[] = [];
     const events: OutboxItem[] = [];
     const versions: number[] = [];
-    if (req.lease) {
+    const row = req.lease?.row;
+    // A row lease: the fence, the work item and the release ride on the row's own Update.
+    const onRow = row ? rowClauses(req, t) : undefined;
+    const rowChange = row ? req.changes.findIndex((c) => sameRow(row, c)) : -1;
+    if (req.lease && !row) {
       items.push(leaseFenceCheck(names.table('leases'), req.lease, t));
       parts.push({ part: 'lease', table: names.table('leases'), key: { leaseKey: req.lease.key } });
     }
-    if (req.workItem) {
+    if (req.workItem && !row) {
       const w = req.workItem;
       const table = names.table('idempotency');
       items.push({
@@ -117,9 +218,14 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
       });
       parts.push({ part: 'workItem', table, key: { idempotencyKey: w.idempotencyKey } });
     }
+    if (row && onRow && rowChange < 0) {
+      // Nothing of the entity changes (a duplicate's verdict kept, a request refused): the row lease alone.
+      items.push({ Update: updateOf(names.table(row.table), row.key, onRow) });
+      parts.push({ part: 'lease', table: names.table(row.table), key: row.key, rowLease: req.lease });
+    }
     const eventItems: typeof items = [];
     const eventParts: PartRef[] = [];
-    for (const change of req.changes) {
+    for (const [index, change] of req.changes.entries()) {
       const table = names.table(change.table);
       const newEvents = change.events ?? [];
       const cur = change.currentEventSeq ?? 0;
@@ -143,41 +249,11 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
           },
         });
       } else {
-        const attrNames: Record<string, string> = { '#version': 'version' };
-        const values: Record<string, unknown> = { ':expected': change.expectedVersion, ':version': version };
-        const sets = ['#version = :version'];
-        Object.entries(definedOnly(change.set))
-          .filter(([k]) => !(k in change.key))
-          .forEach(([k, v], i) => {
-            attrNames[`#s${i}`] = k;
-            values[`:s${i}`] = v;
-            sets.push(`#s${i} = :s${i}`);
-          });
-        let condition = '#version = :expected';
-        if (change.resource && newEvents.length > 0) {
-          // The caller's currentEventSeq must be the stored one, or the sequence would gap.
-          attrNames['#seq'] = 'eventSeq';
-          Object.assign(values, { ':seq': cur + newEvents.length, ':curSeq': cur });
-          sets.push('#seq = :seq');
-          condition += cur === 0 ? ' AND (attribute_not_exists(#seq) OR #seq = :curSeq)' : ' AND #seq = :curSeq';
-        }
-        const removes = (change.remove ?? []).map((k, i) => {
-          attrNames[`#r${i}`] = k;
-          return `#r${i}`;
-        });
-        items.push({
-          Update: {
-            TableName: table,
-            Key: change.key,
-            ConditionExpression: condition,
-            UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
-            ExpressionAttributeNames: attrNames,
-            ExpressionAttributeValues: values,
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          },
-        });
+        const clauses = entityClauses(change);
+        const leased = index === rowChange && onRow ? onRow : undefined;
+        items.push({ Update: updateOf(table, change.key, leased ? merge(clauses, leased) : clauses) });
       }
-      parts.push({ part: 'entity', table, key: change.key });
+      parts.push({ part: 'entity', table, key: change.key, ...(index === rowChange ? { rowLease: req.lease } : {}) });
       if (change.resource && newEvents.length > 0) {
         for (const e of outbox.build(change.resource, cur, newEvents)) {
           events.push(e);
@@ -266,11 +342,35 @@ export function createDynamoOutcomeStore(options: DynamoOutcomeStoreOptions): Ou
   };
 }
 
+/**
+ * Which clause refused the row-lease item: its ALL_OLD row says whether the lease is still ours
+ * (owner, token, unexpired by the commit's clock), then whether the work item is still our attempt's;
+ * otherwise the entity's own condition (its version) refused.
+ */
+function diagnose(ref: PartRef | undefined, reason: { Code?: string; Item?: object }, req: CommitRequest): PartRef | undefined {
+  if (!ref?.rowLease || reason.Code !== 'ConditionalCheckFailed') return ref;
+  const row = reason.Item ? unmarshallRaw(reason.Item) : undefined;
+  const lease = ref.rowLease;
+  const h = row ? rowHolder(row) : undefined;
+  // The commit's own clock is not known here; an expiry in the past by any clock the row shows is
+  // only ever a lost lease, so a row whose owner and token are still ours was refused on its expiry.
+  if (!h || h.owner !== lease.owner || h.fencingToken !== lease.fencingToken) return { ...ref, part: 'lease' };
+  const w = req.workItem;
+  if (w && row) {
+    const item = rowWorkItem(row, w.idempotencyKey);
+    if (item?.attemptId !== w.attemptId || item.status !== 'IN_PROGRESS') return { ...ref, part: 'workItem' };
+  }
+  const change = req.changes.find((c) => sameRow(lease.row!, c));
+  const seqMoved = change?.events?.length && (row?.eventSeq ?? 0) !== (change.currentEventSeq ?? 0);
+  if (change && (row?.version !== change.expectedVersion || seqMoved)) return { ...ref, part: 'entity' };
+  return { ...ref, part: 'lease' };
+}
+
 function translateCancellation(err: unknown, parts: readonly PartRef[], req: CommitRequest): Error {
   const reasons = ((err as { CancellationReasons?: unknown }).CancellationReasons ?? []) as { Code?: string; Item?: object }[];
   const rank: Record<CommitConflictPart, number> = { lease: 0, workItem: 1, entity: 2, event: 3, extra: 4 };
   const failed = reasons
-    .map((r, i) => ({ code: r.Code ?? 'None', item: r.Item ? unmarshallRaw(r.Item) : undefined, ref: parts[i] }))
+    .map((r, i) => ({ code: r.Code ?? 'None', item: r.Item ? unmarshallRaw(r.Item) : undefined, ref: diagnose(parts[i], r, req) }))
     .filter(
       (f): f is { code: string; item: Record<string, unknown> | undefined; ref: PartRef } =>
         f.code !== 'None' && f.ref !== undefined,
@@ -285,7 +385,8 @@ function translateCancellation(err: unknown, parts: readonly PartRef[], req: Com
   }
   const { ref, code, item } = first;
   if (ref.part === 'lease' && code === 'ConditionalCheckFailed' && req.lease) {
-    return new LeaseLostError(req.lease, item ? toHolder(item) : undefined, { cause: err });
+    const holder = item ? (req.lease.row ? rowHolder(item) : toHolder(item)) : undefined;
+    return new LeaseLostError(req.lease, holder, { cause: err });
   }
   if (code === 'ConditionalCheckFailed' || code === 'TransactionConflict') {
     const reason = code === 'TransactionConflict' ? 'transaction' : 'condition';

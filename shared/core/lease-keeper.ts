@@ -55,6 +55,11 @@ export interface HeldLease {
   readonly signal: AbortSignal;
   /** Stop renewing and release the row. Idempotent. */
   release(): Promise<void>;
+  /**
+   * Stop renewing without writing anything: the lease was given back by the attempt's own last
+   * commit (a row lease is released in write 2), or its row is gone. Idempotent.
+   */
+  drop(): void;
 }
 
 export interface LeaseKeeper {
@@ -205,6 +210,13 @@ export function createLeaseKeeper(options: LeaseKeeperOptions): LeaseKeeper {
       },
       signal: entry.controller.signal,
       release: () => releaseEntry(entry),
+      drop: () => {
+        if (entry.releasing) return;
+        const wasLost = entry.controller.signal.aborted;
+        stop(entry);
+        if (!wasLost) entry.controller.abort(new LeaseLostError(entry.lease, undefined, { detail: 'released by its commit' }));
+        entry.releasing = Promise.resolve();
+      },
     };
   }
 

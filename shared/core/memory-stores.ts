@@ -28,7 +28,21 @@ import { toRecord } from './dynamo-idempotency.js';
 import { toHolder } from './dynamo-leases.js';
 import { ConflictError, LeaseLostError } from './errors.js';
 import { createOutbox, DEFAULT_LEDGER_SHARDS } from './outbox.js';
-import type { CommitResult, IdempotencyStore, LeaseStore, OutcomeStore, WorkItemState } from './ports.js';
+import type { CommitResult, IdempotencyStore, LeaseStore, OpenResult, OutcomeStore, RowWorkStore, WorkItemState } from './ports.js';
+import {
+  CREATED_BY,
+  entityOf,
+  LEASE_ACQUIRE_ID,
+  LEASE_ACQUIRED_AT,
+  LEASE_EXPIRES,
+  LEASE_OWNER,
+  LEASE_TOKEN,
+  rowHolder,
+  rowLeaseLive,
+  rowWorkItem,
+  sameRow,
+  workAttribute,
+} from './row-lease.js';
 
 type Item = Record<string, unknown>;
 
@@ -181,6 +195,88 @@ export function createMemoryIdempotencyStore(options: MemoryStoreOptions & { rea
   };
 }
 
+/**
+ * RowWorkStore over `db`: see dynamo-row-work.ts for write 1 and its answers. Lost answers never
+ * happen here, so an open is never recognised as a resend of our own.
+ */
+export function createMemoryRowWorkStore(options: MemoryStoreOptions & { readonly newAttemptId?: () => string }): RowWorkStore {
+  const { db } = options;
+  const now = options.now ?? systemClock;
+  const newAttemptId = options.newAttemptId ?? randomUUID;
+  return {
+    async open(req) {
+      assertLeaseMs(req.leaseMs);
+      const t = now();
+      const old = db.get(req.row.table, req.row.key);
+      if (!old && !req.create) return { status: 'missing' } satisfies OpenResult;
+      const item = old ? rowWorkItem(old, req.workKey) : undefined;
+      if (item?.status === 'COMPLETED') return { status: 'completed', record: item } satisfies OpenResult;
+      if (old && rowLeaseLive(old, t)) return { status: 'held', holder: rowHolder(old) } satisfies OpenResult;
+      const attemptId = newAttemptId();
+      const attempts = (item?.attempts ?? 0) + 1;
+      const attr = workAttribute(req.workKey);
+      const next: Item = { ...(old ? {} : { ...req.create, [CREATED_BY]: attemptId }), ...old, ...req.row.key };
+      next[LEASE_OWNER] = req.owner;
+      next[LEASE_ACQUIRE_ID] = attemptId;
+      next[LEASE_EXPIRES] = t + req.leaseMs;
+      next[LEASE_ACQUIRED_AT] = t;
+      next[LEASE_TOKEN] = num(old?.[LEASE_TOKEN]) + 1;
+      // progress is kept on takeover: it is the note the previous attempt left for this one.
+      next[attr] = { ...(old?.[attr] as Item | undefined), status: 'IN_PROGRESS', attemptId, attempts, startedAtMs: t };
+      db.put(req.row.table, next);
+      const stored = db.get(req.row.table, req.row.key)!;
+      return {
+        status: 'started',
+        lease: { key: req.leaseKey, owner: req.owner, fencingToken: num(stored[LEASE_TOKEN]), expiresAtMs: t + req.leaseMs, row: req.row },
+        attemptId,
+        attempts,
+        progress: rowWorkItem(stored, req.workKey)?.progress,
+        entity: entityOf(stored),
+        created: req.create !== undefined && stored[CREATED_BY] === attemptId,
+      } satisfies OpenResult;
+    },
+
+    async renew(lease, leaseMs) {
+      assertLeaseMs(leaseMs);
+      const row = lease.row ? db.get(lease.row.table, lease.row.key) : undefined;
+      if (!lease.row || !row || row[LEASE_OWNER] !== lease.owner || row[LEASE_TOKEN] !== lease.fencingToken) {
+        throw new LeaseLostError(lease, row ? rowHolder(row) : undefined);
+      }
+      const expiresAtMs = now() + leaseMs;
+      db.put(lease.row.table, { ...row, [LEASE_EXPIRES]: expiresAtMs });
+      return { ...lease, expiresAtMs };
+    },
+
+    async release(lease) {
+      const row = lease.row ? db.get(lease.row.table, lease.row.key) : undefined;
+      if (!lease.row || !row || row[LEASE_OWNER] !== lease.owner || row[LEASE_TOKEN] !== lease.fencingToken) return;
+      const { [LEASE_OWNER]: _o, [LEASE_ACQUIRE_ID]: _a, ...kept } = row;
+      db.put(lease.row.table, { ...kept, [LEASE_EXPIRES]: 0 });
+    },
+
+    async discard(lease, attemptId) {
+      const row = lease.row ? db.get(lease.row.table, lease.row.key) : undefined;
+      const ours =
+        row?.[LEASE_OWNER] === lease.owner &&
+        row[LEASE_TOKEN] === lease.fencingToken &&
+        lessThan(now(), row[LEASE_EXPIRES]) &&
+        row[CREATED_BY] === attemptId;
+      if (!lease.row || !row || !ours) throw new LeaseLostError(lease, row ? rowHolder(row) : undefined, { detail: 'discard refused' });
+      db.delete(lease.row.table, lease.row.key);
+    },
+
+    async inspect(row) {
+      const r = db.get(row.table, row.key);
+      return r ? rowHolder(r) : undefined;
+    },
+
+    async workItem(row, workKey) {
+      const r = db.get(row.table, row.key);
+      return r ? rowWorkItem(r, workKey) : undefined;
+    },
+  };
+}
+
 /** A successful commit is replayed, not re-applied, within this window (DynamoDB's token memory, as dynamo-outcomes.ts keeps it). */
 const REPLAY_MS = 9 * 60_000;
 
@@ -205,14 +301,43 @@ export function createMemoryOutcomeStore(options: MemoryStoreOptions & { readonl
       const t = now();
       const writes: [TableKey, Item][] = [];
 
-      if (req.lease) {
+      const leasedRow = req.lease?.row;
+      /** The row lease's own writes on its row: the work item completed, the lease released. */
+      let onRow: ((item: Item) => void) | undefined;
+      if (req.lease && leasedRow) {
+        const row = db.get(leasedRow.table, leasedRow.key);
+        const held =
+          row?.[LEASE_OWNER] === req.lease.owner && row[LEASE_TOKEN] === req.lease.fencingToken && lessThan(t, row[LEASE_EXPIRES]);
+        if (!held) throw new LeaseLostError(req.lease, row ? rowHolder(row) : undefined);
+        const w = req.workItem;
+        if (w) {
+          const item = rowWorkItem(row, w.idempotencyKey);
+          if (item?.attemptId !== w.attemptId || item.status !== 'IN_PROGRESS') throw conflict('workItem', leasedRow.table, leasedRow.key, row);
+        }
+        onRow = (item) => {
+          if (w) {
+            const attr = workAttribute(w.idempotencyKey);
+            item[attr] = { ...(item[attr] as Item), status: 'COMPLETED', completedAtMs: t, ...(w.result ? { result: w.result } : {}) };
+          }
+          if (req.release) {
+            delete item[LEASE_OWNER];
+            delete item[LEASE_ACQUIRE_ID];
+            item[LEASE_EXPIRES] = 0;
+          }
+        };
+        if (!req.changes.some((c) => sameRow(leasedRow, c))) {
+          const item = { ...row };
+          onRow(item);
+          writes.push([leasedRow.table, item]);
+        }
+      } else if (req.lease) {
         const row = db.get('leases', { leaseKey: req.lease.key });
         const held =
           row?.owner === req.lease.owner && row.fencingToken === req.lease.fencingToken && lessThan(t, row.expiresAtMs);
         // The fence: a lost lease explains every other refusal of the same request, so it is checked first.
         if (!held) throw new LeaseLostError(req.lease, row ? toHolder(row) : undefined);
       }
-      if (req.workItem) {
+      if (req.workItem && !leasedRow) {
         const w = req.workItem;
         const key = { idempotencyKey: w.idempotencyKey };
         const item = db.get('idempotency', key);
@@ -241,6 +366,7 @@ export function createMemoryOutcomeStore(options: MemoryStoreOptions & { readonl
           item.version = version;
           if (emits) item.eventSeq = cur + newEvents.length;
           for (const k of change.remove ?? []) delete item[k];
+          if (leasedRow && sameRow(leasedRow, change)) onRow?.(item);
           writes.push([change.table, item]);
         }
         versions.push(version);
@@ -262,6 +388,7 @@ export function createMemoryOutcomeStore(options: MemoryStoreOptions & { readonl
   };
 
   function conflict(part: 'workItem' | 'entity' | 'event', table: TableKey, key: Item, existing: Item | undefined): ConflictError {
+    if (part === 'workItem' && table !== 'idempotency') return new ConflictError({ part, key, table: tableName(options, table), reason: 'condition', ...(existing ? { existing } : {}) });
     return new ConflictError({ part, key, table: tableName(options, table), reason: 'condition', ...(existing ? { existing } : {}) });
   }
 }
@@ -269,10 +396,11 @@ export function createMemoryOutcomeStore(options: MemoryStoreOptions & { readonl
 /** The three stores of one process over `db` (a fresh database unless one is given). */
 export function createMemoryStores(
   options: Partial<MemoryStoreOptions> & { readonly newAttemptId?: () => string; readonly ledgerShards?: number } = {},
-): { db: MemoryDatabase; leases: LeaseStore; idempotency: IdempotencyStore; outcomes: OutcomeStore } {
+): { db: MemoryDatabase; leases: LeaseStore; idempotency: IdempotencyStore; outcomes: OutcomeStore; rows: RowWorkStore } {
   const o = { ...options, db: options.db ?? createMemoryDatabase() };
   return {
     db: o.db,
+    rows: createMemoryRowWorkStore(o),
     leases: createMemoryLeaseStore(o),
     idempotency: createMemoryIdempotencyStore(o),
     outcomes: createMemoryOutcomeStore(o),

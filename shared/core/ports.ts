@@ -21,7 +21,20 @@ export interface Lease {
   readonly fencingToken: number;
   /** Epoch ms, by the acquiring process' clock. */
   readonly expiresAtMs: number;
+  /**
+   * A row lease: the lease lives on this entity row itself (RowWorkStore), not in the leases
+   * table. Renew, release and the commit's fence then act on that row.
+   */
+  readonly row?: RowRef;
 }
+
+/** An entity row (a charge): the table and its key. */
+export interface RowRef {
+  readonly table: EntityTable;
+  readonly key: Record<string, string>;
+}
+
+export type EntityTable = 'charges' | 'payouts' | 'batches';
 
 export interface LeaseHolder {
   readonly owner: string | undefined;
@@ -94,6 +107,66 @@ export interface IdempotencyStore {
   get(idempotencyKey: string): Promise<WorkItemRecord | undefined>;
 }
 
+// ─────────────────── row leases: lease + work item on the entity row ───────────────────
+
+/**
+ * What write 1 of an attempt asks for: take the row's lease and begin (or take over) the request's
+ * work item on it, creating the row from `create` if it does not exist yet — one UpdateItem.
+ */
+export interface OpenRequest {
+  readonly row: RowRef;
+  /** The lease's name in errors, logs and the keeper (e.g. `charge#c1`). */
+  readonly leaseKey: string;
+  /** The request's work item (e.g. `auth#<authRequestId>`), kept on the row. */
+  readonly workKey: string;
+  readonly owner: string;
+  readonly leaseMs: number;
+  /**
+   * The entity to create if the row does not exist (every attribute but the key; `version` and
+   * `eventSeq` included). Absent: a missing row is reported `missing` and nothing is written.
+   */
+  readonly create?: Record<string, unknown>;
+}
+
+export type OpenResult =
+  /** Lease taken, work item begun (first attempt or taken over); `entity` is the row as write 1 left it. */
+  | {
+      readonly status: 'started';
+      readonly lease: Lease;
+      readonly attemptId: string;
+      readonly attempts: number;
+      readonly progress: Record<string, unknown> | undefined;
+      /** The entity's own attributes (lease and work items removed). */
+      readonly entity: Record<string, unknown>;
+      /** This very attempt created the row (from `create`). */
+      readonly created: boolean;
+    }
+  /** The work item is COMPLETED: a duplicate, answered from its kept result; nothing was written. */
+  | { readonly status: 'completed'; readonly record: WorkItemRecord }
+  /** Another attempt holds the row's lease (from the failed write's ALL_OLD). */
+  | { readonly status: 'held'; readonly holder: LeaseHolder }
+  /** No such row and nothing to create. */
+  | { readonly status: 'missing' };
+
+/**
+ * The row lease (docs/design.md "The row lease"): the lease (owner, fencing token, expiry) and the
+ * work items of the requests about an entity live on the entity's own row. `open` is write 1;
+ * the commit (OutcomeStore with `lease.row`) is write 2 — fenced by the row's own lease, completing
+ * the work item and releasing the lease in the same transaction. `renew`/`release` serve the keeper.
+ */
+export interface RowWorkStore extends Pick<LeaseStore, 'renew' | 'release'> {
+  open(request: OpenRequest): Promise<OpenResult>;
+  /**
+   * Delete a row this attempt created, before anything else was committed on it (a request refused
+   * before any outbound call: nothing of it should remain). Fenced like a commit. Throws LeaseLostError.
+   */
+  discard(lease: Lease, attemptId: string): Promise<void>;
+  /** The lease on a row (operators, tests). */
+  inspect(row: RowRef): Promise<LeaseHolder | undefined>;
+  /** A work item on a row (operators, tests). */
+  workItem(row: RowRef, workKey: string): Promise<WorkItemRecord | undefined>;
+}
+
 // ───────────────────────────── outbox ─────────────────────────────
 
 export type ResourceType = 'payment' | 'payout';
@@ -125,7 +198,7 @@ export interface StoredEvent {
 
 /** One entity a commit changes, under optimistic concurrency, with the ledger events it emits. */
 export interface EntityChange {
-  readonly table: 'charges' | 'payouts' | 'batches';
+  readonly table: EntityTable;
   readonly key: Record<string, string>;
   /** Version the caller read; 0 means "must not exist yet" (create). The commit writes expected+1. */
   readonly expectedVersion: number;
@@ -149,6 +222,11 @@ export interface CommitRequest {
   readonly workItem?: { readonly idempotencyKey: string; readonly attemptId: string; readonly result?: Record<string, unknown> };
   /** Entities and their events; all-or-nothing. At most 100 items in all (DynamoDB's limit). */
   readonly changes: readonly EntityChange[];
+  /**
+   * A row lease (`lease.row`) is released by this very commit (the attempt's last write). Requires
+   * `lease.row`; the work item, if any, is then the one on that row.
+   */
+  readonly release?: boolean;
 }
 
 export interface CommitResult {

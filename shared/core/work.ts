@@ -2,8 +2,9 @@ import { RetryableError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { systemClock, type Clock } from './clock.js';
 import type { HandlerContext, HandlerResult } from './consumer.js';
+import { LeaseHeldError } from './errors.js';
 import type { HeldLease, LeaseKeeper } from './lease-keeper.js';
-import type { CommitResult, EntityChange, IdempotencyStore, OutcomeStore, WorkItemRecord } from './ports.js';
+import type { CommitResult, EntityChange, IdempotencyStore, OutcomeStore, RowRef, RowWorkStore, WorkItemRecord } from './ports.js';
 
 // ─────────────────────── processOnce: the lease and the work item ───────────────────────
 
@@ -20,6 +21,13 @@ export interface WorkAttempt {
   readonly progress: Record<string, unknown> | undefined;
   /** Aborted on lease loss or shutdown: stop, do not commit. */
   readonly signal: AbortSignal;
+  /**
+   * A row lease's entity as write 1 left it (created from `item.row.create` if it was absent), so
+   * the work needs no read of its own. Undefined for work under a leases-table lease.
+   */
+  readonly entity?: Record<string, unknown>;
+  /** Write 1 of this very attempt created the row (row leases only). */
+  readonly created: boolean;
 }
 
 export type WorkOutcome<R> =
@@ -73,7 +81,7 @@ export async function processOnce<R>(
     hctx.setAttempts(state.attempts);
     const attempts = Math.max(1, state.attempts - (hctx.uncountedAttempts ?? 0));
     const signal = AbortSignal.any([held.signal, hctx.signal]);
-    const result = await work({ held, attemptId: state.attemptId, attempts, progress: state.record.progress, signal });
+    const result = await work({ held, attemptId: state.attemptId, attempts, progress: state.record.progress, signal, created: false });
     return { status: 'done', result };
   } finally {
     // Always give the lease back: the next message of this resource should not wait for expiry.
@@ -135,6 +143,11 @@ export interface WorkContext extends WorkAttempt {
    * dead-letter this delivery again exactly as a duplicate of it is (see {@link repeatedLetter}).
    */
   repeat(earlier: EarlierVerdict): Promise<Completed>;
+  /**
+   * Delete the row this attempt's write 1 created, before anything was committed on it (a request
+   * refused before any outbound call leaves nothing behind). Row leases only; throws otherwise.
+   */
+  discard(): Promise<void>;
 }
 
 /** One unit of exactly-once work: which lease fences it and which work item it completes. */
@@ -150,6 +163,21 @@ export interface OnceItem {
    * the code its later deliveries are dead-lettered with, if that status was a dead-lettered one.
    */
   readonly codeOfOlderItem?: (status: string) => Promise<string | undefined>;
+  /**
+   * The row lease: the lease and the work item live on this entity row (write 1 takes both and
+   * reads the row; write 2 commits, completes and releases). Without it, the leases and
+   * idempotency tables are used (three more calls per attempt).
+   */
+  readonly row?: RowItem;
+}
+
+/** Where a row-leased item lives and what write 1 does when the row is not there. */
+export interface RowItem {
+  readonly ref: RowRef;
+  /** The entity to create if absent (every attribute but the key, `version`/`eventSeq` included). */
+  readonly create?: Record<string, unknown>;
+  /** The error when the row is absent and nothing is created (e.g. "not authorised yet"). */
+  readonly missing?: () => Error;
 }
 
 /** The part of the consumer's context once() uses; `log` is the handler's (e.g. a child with the ids). */
@@ -170,29 +198,125 @@ export type Once = (item: OnceItem, ctx: OnceContext, work: (w: WorkContext) => 
 
 export interface OnceDeps extends AttemptDeps {
   readonly outcomes: OutcomeStore;
+  /** The row lease store, for items with `row` (the keeper's store must route row leases to it). */
+  readonly rows?: RowWorkStore;
+  /** Length of a row lease taken by write 1. @default attemptDeadlineMs */
+  readonly leaseMs?: number;
 }
 
 /** Build once() over the stores (the worker kit does, once per process). */
 export function createOnce(deps: OnceDeps): Once {
   return async (item, ctx, work) => {
-    const outcome = await processOnce(deps, item, ctx, (attempt) => work(workContext(deps.outcomes, item, attempt, ctx.log)));
+    if (item.row) {
+      const outcome = await processRowOnce(deps, item, item.row, ctx, work);
+      if (outcome.status === 'done') return outcome.result;
+      return replay(item, outcome.record, ctx.log);
+    }
+    const outcome = await processOnce(deps, item, ctx, (attempt) =>
+      work(workContext(deps.outcomes, item, attempt, ctx.log, { release: false, discard: undefined })),
+    );
     if (outcome.status === 'done') return outcome.result;
     return replay(item, outcome.record, ctx.log);
   };
 }
 
-function workContext(outcomes: OutcomeStore, item: OnceItem, attempt: WorkAttempt, log: Logger): WorkContext {
+/**
+ * once() on a row lease — two writes on the happy path:
+ *
+ *   write 1  rows.open: lease + work item on the entity row (+ the entity created), ALL_NEW = the read
+ *            completed: 'duplicate' (nothing written) · held: LeaseHeldError · missing: item.row.missing()
+ *   work(w)  w.commit: fenced on the row, lease kept · w.complete/repeat: write 2, which also completes
+ *            the work item and releases the lease — so no release call follows
+ *   a throw, a deferral: the lease is released (one more write, off the happy path)
+ */
+async function processRowOnce(
+  deps: OnceDeps,
+  item: OnceItem,
+  row: RowItem,
+  hctx: OnceContext,
+  work: (w: WorkContext) => Promise<WorkAnswer>,
+): Promise<WorkOutcome<WorkAnswer>> {
+  const now = deps.now ?? systemClock;
+  if (!deps.rows) throw new TypeError(`once(${item.leaseKey}): a row-leased item needs the row store`);
+  const rows = deps.rows;
+  const opened = await rows.open({
+    row: row.ref,
+    leaseKey: item.leaseKey,
+    workKey: item.idempotencyKey,
+    owner: deps.ownerId,
+    leaseMs: deps.leaseMs ?? deps.attemptDeadlineMs,
+    ...(row.create ? { create: row.create } : {}),
+  });
+  switch (opened.status) {
+    case 'completed':
+      return { status: 'duplicate', record: opened.record };
+    case 'held':
+      throw new LeaseHeldError(item.leaseKey, opened.holder, now());
+    case 'missing':
+      throw row.missing?.() ?? new RetryableError('ROW_MISSING', `${item.subject} does not exist`);
+    default:
+      break;
+  }
+  const held = deps.keeper.hold(opened.lease);
+  let gone = false;
+  try {
+    hctx.setAttempts(opened.attempts);
+    const attempts = Math.max(1, opened.attempts - (hctx.uncountedAttempts ?? 0));
+    const signal = AbortSignal.any([held.signal, hctx.signal]);
+    const attempt: WorkAttempt = {
+      held,
+      attemptId: opened.attemptId,
+      attempts,
+      progress: opened.progress,
+      signal,
+      entity: opened.entity,
+      created: opened.created,
+    };
+    const w = workContext(deps.outcomes, item, attempt, hctx.log, {
+      release: true,
+      onReleased: () => {
+        gone = true;
+      },
+      discard: async () => {
+        await rows.discard(held.lease, opened.attemptId);
+        gone = true;
+      },
+    });
+    return { status: 'done', result: await work(w) };
+  } finally {
+    // Released by write 2 (or the row discarded): stop the keeper, write nothing more.
+    if (gone) held.drop();
+    else await held.release();
+  }
+}
+
+interface RowMode {
+  /** complete()/repeat() release the lease in their commit (row leases). */
+  readonly release: boolean;
+  readonly onReleased?: () => void;
+  readonly discard: (() => Promise<void>) | undefined;
+}
+
+function workContext(outcomes: OutcomeStore, item: OnceItem, attempt: WorkAttempt, log: Logger, mode: RowMode): WorkContext {
   // `held.lease` is read at each write: the keeper renews it in between (same token, later expiry).
-  const completing = (changes: readonly EntityChange[], result: Record<string, unknown>) =>
-    outcomes.commit({
+  const completing = async (changes: readonly EntityChange[], result: Record<string, unknown>) => {
+    const r = await outcomes.commit({
       lease: attempt.held.lease,
       workItem: { idempotencyKey: item.idempotencyKey, attemptId: attempt.attemptId, result },
       changes,
+      ...(mode.release ? { release: true } : {}),
     });
+    mode.onReleased?.();
+    return r;
+  };
   return {
     ...attempt,
     log,
     commit: (changes) => outcomes.commit({ lease: attempt.held.lease, changes }),
+    discard: async () => {
+      if (!mode.discard) throw new TypeError(`${item.subject}: discard() needs a row lease`);
+      await mode.discard();
+    },
     complete: async (changes, verdict) => {
       const { status, ...answer } = verdict;
       await completing(changes, kept(status, answer));

@@ -20,6 +20,8 @@ import { createDynamoIdempotencyStore } from '../core/dynamo-idempotency.js';
 import { createDynamoLeaseStore } from '../core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../core/dynamo-outcomes.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../core/lease-keeper.js';
+import { createDynamoRowWorkStore } from '../core/dynamo-row-work.js';
+import { routeLeases } from '../core/row-lease.js';
 import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../core/ports.js';
 import { createOnce, type Once } from '../core/work.js';
 import { countAwsCalls, createMetrics, type CoreMetrics } from '../ops/metrics.js';
@@ -199,8 +201,10 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
     clients.doc.send(new GetCommand({ TableName: names.table('leases'), Key: { leaseKey: 'readiness-probe' } }), { abortSignal: signal }),
   );
   const leases = createDynamoLeaseStore({ doc: clients.doc, tableName: names.table('leases') });
+  // Row leases (a charge's lease on the charge row) are renewed and released on their row.
+  const rows = createDynamoRowWorkStore({ doc: clients.doc, names });
   const keeper = createLeaseKeeper({
-    store: leases,
+    store: routeLeases(leases, rows),
     leaseMs: config.lease.leaseMs,
     renewMs: config.lease.renewMs,
     onLost: (lease, reason) => {
@@ -251,7 +255,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
     keeper,
     idempotency,
     outcomes,
-    once: createOnce({ keeper, idempotency, outcomes, ownerId, attemptDeadlineMs: config.lease.leaseMs }),
+    once: createOnce({ keeper, idempotency, outcomes, rows, ownerId, attemptDeadlineMs: config.lease.leaseMs, leaseMs: config.lease.leaseMs }),
     stopping: stopping.signal,
     breakers,
     resilience,

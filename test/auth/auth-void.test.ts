@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { DeleteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import { createDynamoIdempotencyStore } from '../../shared/core/dynamo-idempotency.js';
 import { createDynamoLeaseStore } from '../../shared/core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../../shared/core/dynamo-outcomes.js';
+import { createDynamoRowWorkStore } from '../../shared/core/dynamo-row-work.js';
+import { routeLeases, workAttribute } from '../../shared/core/row-lease.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../../shared/core/lease-keeper.js';
 import { createOnce } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
@@ -33,8 +35,9 @@ const lines: Record<string, unknown>[] = [];
 beforeAll(async () => {
   stack = await setupTestStack('authvoid');
   const doc = stack.clients.doc;
+  const rows = createDynamoRowWorkStore({ doc, names: stack.names });
   keeper = createLeaseKeeper({
-    store: createDynamoLeaseStore({ doc, tableName: stack.names.table('leases') }),
+    store: routeLeases(createDynamoLeaseStore({ doc, tableName: stack.names.table('leases') }), rows),
     leaseMs: 20_000,
     renewMs: 5000,
   });
@@ -44,6 +47,7 @@ beforeAll(async () => {
       keeper,
       idempotency: createDynamoIdempotencyStore({ doc, tableName: stack.names.table('idempotency') }),
       outcomes: createDynamoOutcomeStore({ doc, names: stack.names, ledgerShards: 8 }),
+      rows,
       ownerId: 'auth-void-test',
       attemptDeadlineMs: 20_000,
     }),
@@ -71,6 +75,18 @@ afterAll(async () => {
 beforeEach(() => {
   lines.length = 0;
 });
+
+/** Drop a request's work item from its charge row (as if it expired, or was written before items lived there). */
+async function forgetWorkItem(chargeId: string, workKey: string): Promise<void> {
+  await stack.clients.doc.send(
+    new UpdateCommand({
+      TableName: stack.names.table('charges'),
+      Key: { chargeId },
+      UpdateExpression: 'REMOVE #w',
+      ExpressionAttributeNames: { '#w': workAttribute(workKey) },
+    }),
+  );
+}
 
 /** A processor that answers `authorise` with `answer` and each void with the next of `voids` (then voided). */
 function processor(answer: AuthoriseOutcome, voids: VoidOutcome[] = []) {
@@ -268,10 +284,10 @@ describe('auth worker', () => {
       await p.handle(req, ctx());
       await stack.clients.doc.send(
         new UpdateCommand({
-          TableName: stack.names.table('idempotency'),
-          Key: { idempotencyKey: `auth#${req.authRequestId}` },
-          UpdateExpression: 'SET #r = :r',
-          ExpressionAttributeNames: { '#r': 'result' },
+          TableName: stack.names.table('charges'),
+          Key: { chargeId: req.chargeId },
+          UpdateExpression: 'SET #w.#r = :r',
+          ExpressionAttributeNames: { '#w': workAttribute(`auth#${req.authRequestId}`), '#r': 'result' },
           ExpressionAttributeValues: { ':r': { status: 'AUTHORISATION_ERROR' } },
         }),
       );
@@ -282,9 +298,7 @@ describe('auth worker', () => {
       const p = processor(mismatch('ref-expired'));
       const req = request('r-expired');
       await p.handle(req, ctx());
-      await stack.clients.doc.send(
-        new DeleteCommand({ TableName: stack.names.table('idempotency'), Key: { idempotencyKey: `auth#${req.authRequestId}` } }),
-      );
+      await forgetWorkItem(req.chargeId, `auth#${req.authRequestId}`);
       const r = letter(await p.handle(req, ctx()));
       expect(r.code).toBe('AMOUNT_MISMATCH');
       expect(r.detail).toContain('is already AUTHORISATION_ERROR_CANCELLED (AMOUNT_MISMATCH)');
@@ -294,9 +308,7 @@ describe('auth worker', () => {
       const approved = processor({ kind: 'approved', processorRef: 'ref-ok2', amount: 1000, currency: 'GBP' });
       const ok = request('r-expired-ok');
       await approved.handle(ok, ctx());
-      await stack.clients.doc.send(
-        new DeleteCommand({ TableName: stack.names.table('idempotency'), Key: { idempotencyKey: `auth#${ok.authRequestId}` } }),
-      );
+      await forgetWorkItem(ok.chargeId, `auth#${ok.authRequestId}`);
       expect(await approved.handle(ok, ctx())).toEqual({ action: 'ack' });
     });
   });

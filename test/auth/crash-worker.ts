@@ -4,8 +4,9 @@
  *
  *   after-mismatch  AUTHORISATION_ERROR with a PENDING void is committed; no void asked for yet
  *   after-void      the processor answered the void; nothing of that answer committed
+ *   before-authorise  write 1 made the charge AUTHORISATION_READY; the processor not asked yet
  *
- * the two windows the void design must survive.
+ * the windows the void design and the row lease must survive.
  */
 import { main } from '../../workers/auth/main.js';
 
@@ -24,5 +25,7 @@ await main({
       ? { afterMismatchRecorded: crash(crashAt) }
       : crashAt === 'after-void'
         ? { afterVoidAnswered: crash(crashAt) }
-        : {},
+        : crashAt === 'before-authorise'
+          ? { beforeProcessorCall: crash(crashAt) }
+          : {},
 });

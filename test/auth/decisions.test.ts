@@ -39,7 +39,7 @@ interface Script {
 
 function setup(script: Script = {}) {
   stores = fakeOnceStores();
-  const calls = { authorise: 0, lookup: 0, voids: 0 };
+  const calls = { authorise: 0, lookup: 0, voids: 0, statusAtAuthorise: [] as unknown[] };
   const authorise = [...(script.authorise ?? [{ kind: 'approved', processorRef: 'pi_1', amount: 1000, currency: 'GBP' }])];
   const lookup = [...(script.lookup ?? [])];
   const voids = [...(script.voids ?? [])];
@@ -47,6 +47,8 @@ function setup(script: Script = {}) {
     name: 'sandbox',
     authorise: async () => {
       calls.authorise++;
+      // What is durable at the moment the processor is asked (the lock state must be).
+      calls.statusAtAuthorise.push(stores.db.get('charges', { chargeId: 'c1' })?.status);
       if (script.outage?.during === 'authorise') script.outage.breaker.failed(script.outage.breaker.admit());
       return (authorise.length > 1 ? authorise.shift() : authorise[0])!;
     },
@@ -173,16 +175,20 @@ describe('auth worker', () => {
     it.each(rows)(
       '$answer.kind (retryable: $answer.retryable, delivery $receiveCount) -> $status, $verdict.action',
       async (row) => {
-        const { handle } = setup({ authorise: [row.answer] });
+        const { calls, handle } = setup({ authorise: [row.answer] });
         expect(await handle(request(), ctx(row.receiveCount))).toEqual(row.verdict);
         expect(await charge()).toMatchObject({ status: row.status, ...row.fields });
         expect((await charge())!.history.map((h) => h.status)).toEqual(['CREATED', 'AUTHORISATION_READY', row.status]);
-        expect(eventTypes()).toHaveLength(2);
-        // READY before the call (item open), the outcome with the work item after it.
-        expect(stores.commits.map((c) => c.workItem?.result)).toEqual([
-          undefined,
-          expect.objectContaining({ status: row.status }),
+        // PAYMENT_CREATED is still sequence 1: owed by write 1, emitted ahead of the outcome's event.
+        expect(stores.events('c1').map((e) => [e.sequence, e.eventType])).toEqual([
+          [1, 'PAYMENT_CREATED'],
+          [2, expect.any(String)],
         ]);
+        // Two writes: write 1 (the row open) made the charge READY before the call, and one commit
+        // recorded the outcome, completed the work item and released the lease.
+        expect(stores.opens).toHaveLength(1);
+        expect(calls.statusAtAuthorise).toEqual(['AUTHORISATION_READY']);
+        expect(stores.commits.map((c) => [c.workItem?.result, c.release])).toEqual([[expect.objectContaining({ status: row.status }), true]]);
       },
     );
 
@@ -205,7 +211,8 @@ describe('auth worker', () => {
       const attempt = runInAttemptScope({ key: 'g', failed: new Set() }, () => handle(request(), ctx(MAX_ATTEMPTS)));
       await expect(attempt).rejects.toMatchObject({ kind: 'retryable', code: 'PROCESSOR_UNAVAILABLE' });
       expect((await charge())!.status).toBe('AUTHORISATION_READY');
-      expect(eventTypes()).toEqual(['PAYMENT_CREATED']);
+      // Nothing emitted yet: PAYMENT_CREATED is owed and goes out with the outcome.
+      expect(eventTypes()).toEqual([]);
       breaker.dispose();
     });
 

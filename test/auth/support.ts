@@ -60,6 +60,10 @@ export function startAuthWorker(stack: TestStack, sb: AuthSandboxes, extra: Reco
 }
 
 /** An auth worker that SIGKILLs itself at `crashAt` (test/auth/crash-worker.ts), once. */
-export function startCrashingAuthWorker(stack: TestStack, sb: AuthSandboxes, crashAt: 'after-mismatch' | 'after-void'): WorkerProcess {
+export function startCrashingAuthWorker(
+  stack: TestStack,
+  sb: AuthSandboxes,
+  crashAt: 'after-mismatch' | 'after-void' | 'before-authorise',
+): WorkerProcess {
   return startProcess('test/auth/crash-worker.ts', [], authEnv(stack, sb, { AUTH_TEST_CRASH_AT: crashAt }));
 }

@@ -10,6 +10,7 @@ import { manualClock } from '../../shared/core/clock.js';
 import { createDynamoIdempotencyStore } from '../../shared/core/dynamo-idempotency.js';
 import { createDynamoLeaseStore } from '../../shared/core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../../shared/core/dynamo-outcomes.js';
+import { createDynamoRowWorkStore } from '../../shared/core/dynamo-row-work.js';
 import { CommitTooLargeError, InvalidCommitError } from '../../shared/core/errors.js';
 import type { CommitRequest, EntityChange } from '../../shared/core/ports.js';
 import { EMBEDDED_CREDENTIALS } from '../../cli/embedded/stack.js';
@@ -54,6 +55,7 @@ function dynamoHarness(): StoreHarness {
       leases: createDynamoLeaseStore({ doc, tableName: table('leases'), now }),
       idempotency: createDynamoIdempotencyStore({ doc, tableName: table('idempotency'), now, newAttemptId }),
       outcomes: createDynamoOutcomeStore({ doc, names: stack.names, ledgerShards: 8, now }),
+      rows: createDynamoRowWorkStore({ doc, names: stack.names, now }),
     }),
     table,
     row: async (t, key) => (await doc.send(new GetCommand({ TableName: table(t), Key: key, ConsistentRead: true }))).Item,
@@ -74,7 +76,7 @@ function dynamoHarness(): StoreHarness {
 }
 
 describeStoreConformance(
-  { leases: 'DynamoLeaseStore', idempotency: 'DynamoIdempotencyStore', outcomes: 'DynamoOutcomeStore' },
+  { leases: 'DynamoLeaseStore', idempotency: 'DynamoIdempotencyStore', outcomes: 'DynamoOutcomeStore', rows: 'DynamoRowWorkStore' },
   dynamoHarness,
 );
 

@@ -8,6 +8,7 @@ import {
   createMemoryIdempotencyStore,
   createMemoryLeaseStore,
   createMemoryOutcomeStore,
+  createMemoryRowWorkStore,
   createMemoryStores,
 } from '../../shared/core/memory-stores.js';
 import { resourceNames } from '../../shared/resources.js';
@@ -21,6 +22,7 @@ function memoryHarness(): StoreHarness {
       leases: createMemoryLeaseStore({ db, now, names }),
       idempotency: createMemoryIdempotencyStore({ db, now, names, newAttemptId }),
       outcomes: createMemoryOutcomeStore({ db, now, names, ledgerShards: 8 }),
+      rows: createMemoryRowWorkStore({ db, now, names, newAttemptId }),
     }),
     table: (k) => names.table(k),
     row: async (t, key) => db.get(t, key),
@@ -30,7 +32,7 @@ function memoryHarness(): StoreHarness {
   };
 }
 
-describeStoreConformance({ leases: 'MemoryLeaseStore', idempotency: 'MemoryIdempotencyStore', outcomes: 'MemoryOutcomeStore' }, memoryHarness);
+describeStoreConformance({ leases: 'MemoryLeaseStore', idempotency: 'MemoryIdempotencyStore', outcomes: 'MemoryOutcomeStore', rows: 'MemoryRowWorkStore' }, memoryHarness);
 
 describe('MemoryDatabase', () => {
   describe('get() / put()', () => {
@@ -50,5 +52,22 @@ describe('MemoryDatabase', () => {
       expect(() => db.put('events', { resourceId: 'r' })).toThrow(/events: key needs resourceId \+ sequence/);
       expect(() => db.put('charges', { chargeId: 'c', at: new Date() })).toThrow(/not storable: Date/);
     });
+  });
+});
+
+describe('commit requests and the row lease', () => {
+  it("refuses an entity change that sets or removes the row lease's own attributes, and a release without a row lease", async () => {
+    const { outcomes } = createMemoryStores();
+    const change = (set: Record<string, unknown>, remove?: string[]) => ({
+      table: 'charges' as const,
+      key: { chargeId: 'c1' },
+      expectedVersion: 0,
+      set,
+      ...(remove ? { remove } : {}),
+    });
+    await expect(outcomes.commit({ changes: [change({ leaseOwner: 'me' })] })).rejects.toThrow(/leaseOwner belongs to the row lease/);
+    await expect(outcomes.commit({ changes: [change({ 'work:auth#r1': { status: 'COMPLETED' } })] })).rejects.toThrow(/work:auth#r1 belongs to the row lease/);
+    await expect(outcomes.commit({ changes: [change({ status: 'X' }, ['leaseToken'])] })).rejects.toThrow(/leaseToken belongs to the row lease/);
+    await expect(outcomes.commit({ changes: [change({ status: 'X' })], release: true })).rejects.toThrow(/only a row lease is released/);
   });
 });

@@ -12,16 +12,18 @@
  */
 import { describe } from 'vitest';
 import type { Clock } from '../../shared/core/clock.js';
-import type { IdempotencyStore, LeaseStore, OutcomeStore } from '../../shared/core/ports.js';
+import type { IdempotencyStore, LeaseStore, OutcomeStore, RowWorkStore } from '../../shared/core/ports.js';
 import type { TableKey } from '../../shared/resources.js';
 import { commitCases } from './stores.conformance.commit.js';
 import { idempotencyCases, leaseCases } from './stores.conformance.leases.js';
+import { rowCases } from './stores.conformance.rows.js';
 
 /** One process' stores over the harness' tables. */
 export interface StoreProcess {
   readonly leases: LeaseStore;
   readonly idempotency: IdempotencyStore;
   readonly outcomes: OutcomeStore;
+  readonly rows: RowWorkStore;
 }
 
 export type Row = Record<string, unknown>;
@@ -45,6 +47,7 @@ export interface StoreNames {
   readonly leases: string;
   readonly idempotency: string;
   readonly outcomes: string;
+  readonly rows: string;
 }
 
 /**
@@ -68,4 +71,5 @@ export function describeStoreConformance(names: StoreNames, harness: () => Store
   describe(names.leases, () => leaseCases(h));
   describe(names.idempotency, () => idempotencyCases(h));
   describe(names.outcomes, () => commitCases(h));
+  describe(names.rows, () => rowCases(h));
 }

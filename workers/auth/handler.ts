@@ -9,8 +9,8 @@ import type { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import type { TokenServiceClient } from '../../shared/connectors/token-service.js';
 import type { AuthoriseOutcome, AuthoriseRequest, LookupOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
 import { deadLetterCodeOf, type Charge, type ChargeFields, type ChargeStatus } from '../../shared/charges/charge.js';
-import { chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
-import { createCharge, moveCharge } from '../../shared/charges/transition.js';
+import { chargeOf, chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
+import { chargeRow, moveCharge, openCharge } from '../../shared/charges/transition.js';
 import { authIdempotencyKey, authWorkItemKey } from './keys.js';
 import type { AuthorisationRequested } from './schema.js';
 import { finishVoid, mismatchOf, recordMismatch, voidNote } from './void.js';
@@ -33,8 +33,10 @@ export interface AuthDeps {
   readonly hooks?: AuthHooks;
 }
 
-/** Points between the steps of a void where tests stop the process (see test/auth/crash-worker.ts). */
+/** Points between the steps where tests stop the process (see test/auth/crash-worker.ts). */
 export interface AuthHooks {
+  /** Write 1 made the charge AUTHORISATION_READY (durable); the processor has not been asked anything yet. */
+  readonly beforeProcessorCall?: (chargeId: string) => Promise<void>;
   /** AUTHORISATION_ERROR with a PENDING void is committed; the processor has not been asked to void yet. */
   readonly afterMismatchRecorded?: (chargeId: string) => Promise<void>;
   /** The processor answered the void; the answer is not committed yet. */
@@ -66,12 +68,14 @@ const AUTHORISING: ReadonlySet<ChargeStatus> = new Set(['CREATED', 'AUTHORISATIO
 type Resolved = Exclude<AuthoriseOutcome, { kind: 'ambiguous' }>;
 
 /**
- * The auth worker's handler (docs/contract.md §2-§4), inside once() (charge lease, request's work item):
+ * The auth worker's handler (docs/contract.md §2-§4), inside once() on the charge's row lease — two
+ * DynamoDB writes for a new charge:
  *
- *   decrypt token ─ commit AUTHORISATION_READY (w.commit: item open) ─ authorise (or, if READY was
- *   already committed, look up / replay first) ─ dispose card ─ w.complete(outcome + event, verdict)
+ *   write 1 (once's open: charge created AUTHORISATION_READY + lease + work item, read back) ─ decrypt
+ *   token ─ authorise (or, if READY was left by an earlier attempt, look up / replay first) ─ dispose
+ *   card ─ write 2 w.complete(outcome + PAYMENT_CREATED and its event, verdict; lease released)
  *
- * AUTHORISATION_READY is committed before the processor is called, so whoever picks the charge up
+ * AUTHORISATION_READY is durable before the processor is called, so whoever picks the charge up
  * after a crash knows a request may have gone out and resolves it (lookup / idempotent replay under
  * the same key) instead of authorising blind. An approval for another amount is recorded with the
  * processor's reference and voided at the processor (void.ts), the same way round: PENDING first.
@@ -85,7 +89,25 @@ export function createAuthHandler(deps: AuthDeps) {
   return async function handleAuthorisation(req: AuthorisationRequested, ctx: HandlerContext): Promise<HandlerResult> {
     const connector = deps.registry.get(req.processor);
     const log = ctx.log.child({ chargeId: req.chargeId, authRequestId: req.authRequestId, processor: req.processor });
-    const item = chargeRequestItem(deps.charges, req.chargeId, authWorkItemKey(req.authRequestId));
+    // Write 1 creates the charge AUTHORISATION_READY if it does not exist yet: the lock state is
+    // durable before anything else happens, and the row's lease and work item come with it.
+    const at = new Date(clock()).toISOString();
+    const create = chargeRow(
+      openCharge(
+        {
+          chargeId: req.chargeId,
+          gatewayAccountId: req.gatewayAccountId,
+          processor: req.processor,
+          amount: req.amount,
+          currency: req.currency,
+          reference: req.reference,
+          description: req.description,
+          live: deps.live,
+        },
+        { at, requestedAt: req.requestedAt, fields: { authRequestId: req.authRequestId, authIdempotencyKey: authIdempotencyKey(req.authRequestId) } },
+      ),
+    );
+    const item = chargeRequestItem(deps.charges, req.chargeId, authWorkItemKey(req.authRequestId), { create });
     return deps.once(item, { ...ctx, log }, (w) =>
       authorise({
         deps,
@@ -101,8 +123,9 @@ export function createAuthHandler(deps: AuthDeps) {
 
 async function authorise(run: AuthRun): Promise<WorkAnswer> {
   const { deps, req, w } = run;
-  const existing = await deps.charges.get(req.chargeId);
-  if (existing) {
+  const existing = chargeOf(w.entity);
+  if (!existing) throw new TypeError(`charge ${req.chargeId}: write 1 returned no charge`);
+  if (!w.created) {
     checkSameCharge(existing, req);
     if (!AUTHORISING.has(existing.status)) return alreadyPast(run, existing);
     if (existing.status === 'AUTHORISATION_READY' && existing.authRequestId && existing.authRequestId !== req.authRequestId) {
@@ -110,25 +133,33 @@ async function authorise(run: AuthRun): Promise<WorkAnswer> {
       throw new RetryableError('AUTHORISATION_IN_PROGRESS', 'another authorisation request for this charge is in progress');
     }
   }
-  const wasReady = existing?.status === 'AUTHORISATION_READY';
+  // READY and not opened by this attempt: an earlier attempt may have reached the processor.
+  const wasReady = !w.created && existing.status === 'AUTHORISATION_READY';
 
   let card: SensitiveCard;
   try {
     card = await deps.tokens.decrypt(req.paymentTokenId, w.signal);
   } catch (err) {
     // The token is gone but an earlier attempt may have reached the processor: look it up first.
-    if (err instanceof TerminalError && existing && wasReady) return withoutToken(run, existing, err);
+    if (err instanceof TerminalError && wasReady) return withoutToken(run, existing, err);
+    // Refused before any outbound call by the charge's very first attempt: leave no charge behind.
+    if (err instanceof TerminalError && w.created) await w.discard();
     throw err;
   }
   let charge: Charge;
   let outcome: Resolved;
   try {
-    charge = existing && wasReady ? existing : await commitReady(run, existing, card);
+    charge = existing.status === 'CREATED' ? await commitReady(run, existing, card) : withCard(existing, card);
     outcome = await askProcessor(run, charge, card, wasReady);
   } finally {
     card.dispose();
   }
   return finish(run, charge, outcome);
+}
+
+/** The card's brand and last digits, recorded with the outcome (write 1 ran before the token was decrypted). */
+function withCard(charge: Charge, card: SensitiveCard): Charge {
+  return { ...charge, cardBrand: charge.cardBrand ?? card.brand, cardLast4: charge.cardLast4 ?? card.last4 };
 }
 
 /**
@@ -177,25 +208,13 @@ async function withoutToken(run: AuthRun, charge: Charge, err: TerminalError): P
   return finish(run, charge, found);
 }
 
-/** Commit CREATED -> AUTHORISATION_READY (creating the charge if needed) before the processor is called. */
-async function commitReady(run: AuthRun, charge: Charge | undefined, card: SensitiveCard): Promise<Charge> {
-  const { deps, req, w } = run;
+/**
+ * Commit CREATED -> AUTHORISATION_READY before the processor is called: a charge left CREATED
+ * (written before write 1 created charges READY itself) costs this one more commit.
+ */
+async function commitReady(run: AuthRun, from: Charge, card: SensitiveCard): Promise<Charge> {
+  const { req, w } = run;
   const at = run.at();
-  const from =
-    charge ??
-    createCharge(
-      {
-        chargeId: req.chargeId,
-        gatewayAccountId: req.gatewayAccountId,
-        processor: req.processor,
-        amount: req.amount,
-        currency: req.currency,
-        reference: req.reference,
-        description: req.description,
-        live: deps.live,
-      },
-      { at, requestedAt: req.requestedAt },
-    );
   const ready = moveCharge(from, 'AUTHORISATION_READY', {
     at,
     fields: { authRequestId: req.authRequestId, authIdempotencyKey: authIdempotencyKey(req.authRequestId), cardBrand: card.brand, cardLast4: card.last4 },
@@ -222,6 +241,7 @@ async function askProcessor(run: AuthRun, charge: Charge, card: SensitiveCard, w
     idempotencyKey: authIdempotencyKey(req.authRequestId),
     card,
   };
+  await run.deps.hooks?.beforeProcessorCall?.(req.chargeId);
   let outcome: AuthoriseOutcome;
   if (wasReady) {
     w.log.info('charge was AUTHORISATION_READY: resolving the earlier attempt before anything else');

@@ -7,7 +7,7 @@ import type { Once, WorkAnswer, WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import type { CaptureOutcome, ProcessorConnector } from '../../shared/connectors/types.js';
 import { captureAttemptsFromHistory, deadLetterCodeOf, type Charge } from '../../shared/charges/charge.js';
-import { chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
+import { chargeOf, chargeRequestItem, type ChargeRepository } from '../../shared/charges/repo.js';
 import { moveCharge, type ChargeMove } from '../../shared/charges/transition.js';
 import type { CaptureRequested } from './schema.js';
 
@@ -28,6 +28,14 @@ export interface CaptureDeps {
   /** @default Date.now */
   readonly clock?: Clock;
   readonly captures?: Counter<'processor' | 'outcome'>;
+  /** Fault points for tests (a SIGKILL exactly between two steps); absent in production. */
+  readonly hooks?: CaptureHooks;
+}
+
+/** Points between the steps where tests stop the process (see test/capture/crash-worker.ts). */
+export interface CaptureHooks {
+  /** CAPTURE_READY is committed; the processor has not been asked anything yet. */
+  readonly beforeProcessorCall?: (chargeId: string) => Promise<void>;
 }
 
 /** One attempt at one capture request: what every step of it reads. */
@@ -65,7 +73,10 @@ export function createCaptureHandler(deps: CaptureDeps) {
   const clock = deps.clock ?? systemClock;
   return async function handleCapture(req: CaptureRequested, ctx: HandlerContext): Promise<HandlerResult> {
     const log = ctx.log.child({ chargeId: req.chargeId, captureRequestId: req.captureRequestId });
-    const item = chargeRequestItem(deps.charges, req.chargeId, captureWorkItemKey(req.captureRequestId));
+    // No charge yet: write 1 creates nothing and the request waits (retried with backoff, bounded).
+    const item = chargeRequestItem(deps.charges, req.chargeId, captureWorkItemKey(req.captureRequestId), {
+      missing: () => new RetryableError('NOT_YET_AUTHORISED', 'charge not found yet'),
+    });
     return deps.once(item, { ...ctx, log }, (w) => capture({ deps, req, w, at: () => new Date(clock()).toISOString() }));
   };
 }
@@ -84,7 +95,7 @@ export function createCaptureHandler(deps: CaptureDeps) {
  */
 async function capture(run: CaptureRun): Promise<WorkAnswer> {
   const { deps, req, w } = run;
-  let charge = await deps.charges.get(req.chargeId);
+  let charge = chargeOf(w.entity);
   if (!charge || charge.status === 'CREATED' || charge.status === 'AUTHORISATION_READY') {
     // The authorisation has not been recorded yet: retry with backoff rather than lose the request.
     throw new RetryableError('NOT_YET_AUTHORISED', charge ? `charge is ${charge.status}` : 'charge not found yet');
@@ -116,17 +127,21 @@ async function capture(run: CaptureRun): Promise<WorkAnswer> {
   if (!processorRef) throw new TerminalError('NOT_CAPTURABLE', 'authorised charge has no processor reference');
   const connector = deps.registry.get(charge.processor);
 
-  if (charge.status === 'AUTHORISATION_SUCCESS') {
-    charge = await commitOpen(run, moveCharge(charge, 'CAPTURE_APPROVED', { at: run.at(), fields: { captureRequestId: req.captureRequestId } }));
-  }
+  // AUTHORISATION_SUCCESS -> CAPTURE_APPROVED -> CAPTURE_READY is one commit (with
+  // USER_APPROVED_FOR_CAPTURE): both states are in the history, one write is made.
+  const approved =
+    charge.status === 'AUTHORISATION_SUCCESS'
+      ? moveCharge(charge, 'CAPTURE_APPROVED', { at: run.at(), fields: { captureRequestId: req.captureRequestId } })
+      : charge;
   const wasReady = charge.status === 'CAPTURE_READY';
   if (!wasReady) {
     const attempts = captureAttemptsFromHistory(charge.history);
-    if (attempts >= deps.settings.maxRetries) return abandon(run, charge, attempts);
-    charge = await commitOpen(run, moveCharge(charge, 'CAPTURE_READY', { at: run.at() }));
+    if (attempts >= deps.settings.maxRetries) return abandon(run, approved, attempts);
+    charge = await commitOpen(run, moveCharge(approved, 'CAPTURE_READY', { at: run.at() }));
   }
 
   const key = captureIdempotencyKey(charge.chargeId);
+  await deps.hooks?.beforeProcessorCall?.(charge.chargeId);
   let outcome: CaptureOutcome | undefined;
   if (wasReady) {
     w.log.info('charge was CAPTURE_READY: looking up the earlier attempt before capturing again');
@@ -151,12 +166,12 @@ async function commitOpen(run: CaptureRun, move: ChargeMove): Promise<Charge> {
 }
 
 /** The history already holds the maximum attempts: give the capture up, acknowledged, with an alert. */
-async function abandon(run: CaptureRun, charge: Charge, attempts: number): Promise<WorkAnswer> {
+async function abandon(run: CaptureRun, from: Charge | ChargeMove, attempts: number): Promise<WorkAnswer> {
   const { deps, w } = run;
-  const move = moveCharge(charge, 'CAPTURE_ERROR', { at: run.at(), details: { attempts, reason: 'too many retries' } });
+  const move = moveCharge(from, 'CAPTURE_ERROR', { at: run.at(), details: { attempts, reason: 'too many retries' } });
   const done = await w.complete([move.change], { status: move.after.status, action: 'ack' });
   w.log.error({ alert: 'CAPTURE_ABANDONED', attempts, status: move.after.status }, 'capture abandoned after too many retries: charge is CAPTURE_ERROR');
-  deps.captures?.inc({ processor: charge.processor, outcome: 'CAPTURE_ERROR' });
+  deps.captures?.inc({ processor: move.after.processor, outcome: 'CAPTURE_ERROR' });
   return done;
 }
 

@@ -8,7 +8,7 @@ import {
 import { createChargeRepository } from '../../shared/charges/repo.js';
 import { defineWorker, runWorker, tableCheck } from '../../shared/runtime/worker-kit.js';
 import { createCaptureGauges } from './gauges.js';
-import { createCaptureHandler } from './handler.js';
+import { createCaptureHandler, type CaptureHooks } from './handler.js';
 import { createCaptureMetrics } from './metrics.js';
 import { parseCaptureRequested } from './schema.js';
 
@@ -38,7 +38,7 @@ export const captureEnvShape = {
 } as const;
 
 /** `payfleet worker capture`: CaptureRequested -> captured exactly once, with deferred retries. */
-export function captureWorker() {
+export function captureWorker(options: { readonly hooks?: CaptureHooks } = {}) {
   return defineWorker({
     worker: 'capture',
     env: captureEnvShape,
@@ -73,6 +73,7 @@ export function captureWorker() {
         registry,
         settings: { maxRetries: s.maxRetries, retryDelaySec: s.retryDelaySec },
         captures,
+        ...(options.hooks ? { hooks: options.hooks } : {}),
       });
       const gauges = createCaptureGauges({
         doc: kit.clients.doc,
@@ -104,7 +105,7 @@ export function captureWorker() {
   });
 }
 
-/** Run the capture worker in this process until SIGTERM. */
-export async function main(): Promise<void> {
-  await runWorker(captureWorker());
+/** Run the capture worker in this process until SIGTERM (`hooks`: test fault points, see test/capture/crash-worker.ts). */
+export async function main(options: { readonly hooks?: CaptureHooks } = {}): Promise<void> {
+  await runWorker(captureWorker(options));
 }
