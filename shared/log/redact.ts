@@ -34,11 +34,12 @@ const DIGIT_GROUPS = /(?<!\d)\d+(?:[ -]\d+)*(?!\d)/g;
  * UUIDs (SQS message ids, request ids) are hex, not card numbers, but about one in 350 has digit
  * groups that chain into a Luhn-valid 13-19 digit run ("a1a13358-5271-4254-8a56-…"). Masking those
  * would corrupt the very ids operators search for (`payfleet dlq show <messageId from the log>`),
- * so UUID-shaped tokens with at least one hex letter are left whole. A PAN is never written in the
- * 8-4-4-4-12 hex shape.
+ * so UUID-shaped tokens with at least one hex letter are left whole, and so are the same 32 hex
+ * digits without dashes (payout batch ids, the LHV idempotency key). A PAN is never written in
+ * either shape.
  */
 export const UUID_SHAPED =
-  /(?<![0-9a-z])(?=[0-9a-f-]{0,35}[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z])/gi;
+  /(?<![0-9a-z])(?:(?=[0-9a-f-]{0,35}[a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?=[0-9a-f]{0,31}[a-f])[0-9a-f]{32})(?![0-9a-z])/gi;
 
 /** 2015-01-01 and 2040-01-01 in epoch ms: "plausibly now" for a timestamp in a log line. */
 const EPOCH_MS_MIN = 1_420_070_400_000;

@@ -185,6 +185,11 @@ describe('maskPans', () => {
     ['2024-06-01T12:34:56.789Z', '2024-06-01T12:34:56.789Z'],
     ['4242  4242 4242 4242', '4242  4242 4242 4242'], // double space: not one number
     ['', ''],
+    // A 32-hex id (payout batch id) whose digits chain into a Luhn-valid 16-digit run stays whole...
+    ['00fe3103c4111111111175058d8ec24d', '00fe3103c4111111111175058d8ec24d'],
+    // ...but only a whole 32-hex token with a letter in it: shorter or longer hex, or digits only, are searched.
+    ['fe3103c4111111111175058', 'fe3103c************5058'],
+    ['00000000000000004111111111175058', '00000000000000004111111111175058'], // 32 digits: longer than any PAN
   ])('%j -> %j', (input, output) => {
     expect(maskPans(input)).toBe(output);
   });
