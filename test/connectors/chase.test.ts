@@ -118,6 +118,8 @@ describe('Connector: chase — authorise', () => {
     fake.faults.update({ rate5xx: 1 });
     expect(await chase.authorise(req)).toMatchObject({ kind: 'error', retryable: true, code: 'PROCESSOR_ERROR' });
     fake.faults.reset();
+    // Chase answered: nothing is left processing, so "nothing found" is final at once (no 70 s wait).
+    expect(await chase.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: 1250, currency: 'GBP', original: req })).toEqual({ kind: 'not_found' });
     approved(await chase.authorise(req));
     approved(await chase.authorise(req));
     expect(statsOf(req.chargeId)).toMatchObject({ created: 1, authorised: 1, replays: 1 });
