@@ -247,7 +247,8 @@ export function deployBlockers(config: DeploymentConfig): string[] {
   if (!config.lhvDebtorName || !config.lhvDebtorIban)
     blockers.push('lhvDebtorName / lhvDebtorIban are not set: payout has no account to pay from');
   if (config.worldpay && !config.worldpayApiBaseUrl) blockers.push('worldpayApiBaseUrl is not set while worldpay=true');
-  if (config.chase && (!config.chaseApiBaseUrl || !config.chaseTokenUrl)) blockers.push('chaseApiBaseUrl / chaseTokenUrl are not set while chase=true');
+  if (config.chase && (!config.chaseApiBaseUrl || !config.chaseTokenUrl))
+    blockers.push('chaseApiBaseUrl / chaseTokenUrl are not set while chase=true');
   return blockers;
 }
 

@@ -87,7 +87,10 @@ export interface ChaseSandbox {
   readonly held: number;
   /** Revoke every token issued so far. */
   expireTokens(): void;
-  stats(): { totals: ChaseChargeStats & { requests: number; tokens: number; unauthorised: number }; charges: Record<string, ChaseChargeStats> };
+  stats(): {
+    totals: ChaseChargeStats & { requests: number; tokens: number; unauthorised: number };
+    charges: Record<string, ChaseChargeStats>;
+  };
   close(): Promise<void>;
 }
 
@@ -107,7 +110,17 @@ type Payment = {
 type Answer = { status: number; body: unknown; transactionId?: string };
 
 const PAYMENT_PATH = /^\/payments\/([^/]+)(\/captures)?$/;
-const fresh = () => ({ received: 0, created: 0, authorised: 0, declined: 0, captured: 0, voided: 0, refunds: 0, refunded: 0, replays: 0 });
+const fresh = () => ({
+  received: 0,
+  created: 0,
+  authorised: 0,
+  declined: 0,
+  captured: 0,
+  voided: 0,
+  refunds: 0,
+  refunded: 0,
+  replays: 0,
+});
 
 export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Promise<ChaseSandbox> {
   const clientId = options.clientId ?? CHASE_SANDBOX_DEFAULTS.clientId;
@@ -117,7 +130,8 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
   const error = (code: string, message: string) => ({ responseStatus: 'ERROR', responseCode: code, responseMessage: message });
   const faults = new FaultInjector({
     config: options.faults,
-    renderError: (status) => (status === 429 ? error('TOO_MANY_REQUESTS', 'Too many requests') : error('SYSTEM_ERROR', 'Internal error (sandbox fault)')),
+    renderError: (status) =>
+      status === 429 ? error('TOO_MANY_REQUESTS', 'Too many requests') : error('SYSTEM_ERROR', 'Internal error (sandbox fault)'),
   });
   const tokens = new Map<string, number>();
   const payments = new Map<string, Payment>();
@@ -130,7 +144,10 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
   let unauthorised = 0;
   const bump = (chargeId: string, field: keyof ChaseChargeStats, by = 1) => {
     let s = charges.get(chargeId);
-    if (!s) charges.set(chargeId, (s = fresh()));
+    if (!s) {
+      s = fresh();
+      charges.set(chargeId, s);
+    }
     s[field] += by;
   };
   const view = (p: Payment) => {
@@ -151,9 +168,11 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
       unauthorised += 1;
       return sendJson(res, 401, error('UNAUTHORIZED', 'Access token missing, invalid or expired'));
     }
-    if (req.headers['merchant-id'] !== merchantId) return sendJson(res, 403, error('FORBIDDEN', 'Unknown merchant-id for this client'));
+    if (req.headers['merchant-id'] !== merchantId)
+      return sendJson(res, 403, error('FORBIDDEN', 'Unknown merchant-id for this client'));
     const rid = req.headers['request-id'];
-    if (typeof rid !== 'string' || rid === '' || rid.length > 40) return sendJson(res, 400, error('INVALID_REQUEST_ID', 'request-id is required, at most 40 characters'));
+    if (typeof rid !== 'string' || rid === '' || rid.length > 40)
+      return sendJson(res, 400, error('INVALID_REQUEST_ID', 'request-id is required, at most 40 characters'));
 
     const plan = faults.plan(path, req.method);
     await faults.delay(plan, res);
@@ -200,7 +219,7 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     sendJson(res, answer.status, answer.body);
   };
 
-  function token(req: IncomingMessage, raw: string, res: ServerResponse): void {
+  function token(req: IncomingMessage, raw: string, res: ServerResponse) {
     const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const [id, secret] = basic ? Buffer.from(basic, 'base64').toString('utf8').split(':').map(decodeURIComponent) : [];
     const form = new URLSearchParams(raw);
@@ -209,7 +228,12 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     const t = `jpm_${randomBytes(16).toString('hex')}`;
     tokens.set(t, Date.now() + tokenTtlSec * 1000);
     issued += 1;
-    sendJson(res, 200, { access_token: t, token_type: 'Bearer', expires_in: tokenTtlSec, scope: form.get('scope') ?? 'jpm:payments' });
+    sendJson(res, 200, {
+      access_token: t,
+      token_type: 'Bearer',
+      expires_in: tokenTtlSec,
+      scope: form.get('scope') ?? 'jpm:payments',
+    });
   }
 
   function chargeOf(body: Record<string, unknown>): string {
@@ -217,12 +241,15 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
   }
 
   function authorise(rid: string, body: Record<string, unknown>): Answer {
-    const card = (body.paymentMethodType as { card?: { accountNumber?: unknown; expiry?: { month?: unknown; year?: unknown } } } | undefined)?.card;
+    const card = (
+      body.paymentMethodType as { card?: { accountNumber?: unknown; expiry?: { month?: unknown; year?: unknown } } } | undefined
+    )?.card;
     const number = typeof card?.accountNumber === 'string' ? card.accountNumber : '';
     const requested = body.amount;
     if (typeof requested !== 'number' || !Number.isInteger(requested) || requested <= 0 || typeof body.currency !== 'string')
       return { status: 400, body: error('INVALID_AMOUNT', 'amount and currency are required') };
-    if (body.captureMethod !== 'MANUAL' && body.captureMethod !== 'NOW') return { status: 400, body: error('INVALID_CAPTURE_METHOD', 'captureMethod must be MANUAL or NOW') };
+    if (body.captureMethod !== 'MANUAL' && body.captureMethod !== 'NOW')
+      return { status: 400, body: error('INVALID_CAPTURE_METHOD', 'captureMethod must be MANUAL or NOW') };
     if (!luhnValid(number)) return { status: 400, body: error('INVALID_ACCOUNT_NUMBER', 'Invalid card account number') };
     const chargeId = chargeOf(body);
     const decline = DECLINES.get(number);
@@ -242,7 +269,14 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     payments.set(p.transactionId, p);
     bump(chargeId, 'created');
     bump(chargeId, decline ? 'declined' : 'authorised');
-    return { status: 201, body: { ...view(p), paymentMethodType: { card: { maskedAccountNumber: `${number.slice(0, 6)}XXXXXX${number.slice(-4)}` } } }, transactionId: p.transactionId };
+    return {
+      status: 201,
+      body: {
+        ...view(p),
+        paymentMethodType: { card: { maskedAccountNumber: `${number.slice(0, 6)}XXXXXX${number.slice(-4)}` } },
+      },
+      transactionId: p.transactionId,
+    };
   }
 
   function modify(method: string, path: string, rid: string, body: Record<string, unknown>): Answer {
@@ -252,7 +286,8 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     if (!m) return { status: 404, body: error('NOT_FOUND', `no route ${method} ${path}`) };
     if (!p) return { status: 404, body: error('NOT_FOUND', 'Transaction not found') };
     if (method === 'POST' && m[2]) {
-      if (p.transactionState !== 'AUTHORIZED') return { status: 400, body: error('INVALID_TRANSACTION_STATE', `Payment is ${p.transactionState}`) };
+      if (p.transactionState !== 'AUTHORIZED')
+        return { status: 400, body: error('INVALID_TRANSACTION_STATE', `Payment is ${p.transactionState}`) };
       const amount = typeof body.amount === 'number' ? body.amount : p.amount;
       if (amount > p.amount) return { status: 400, body: error('INVALID_AMOUNT', 'Capture exceeds the authorised amount') };
       p.transactionState = 'CAPTURED';
@@ -262,7 +297,8 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     }
     if (method === 'PATCH' && !m[2]) {
       if (body.isVoid !== true) return { status: 400, body: error('INVALID_REQUEST', 'only isVoid is supported') };
-      if (p.transactionState !== 'AUTHORIZED') return { status: 400, body: error('INVALID_TRANSACTION_STATE', `Payment is ${p.transactionState}`) };
+      if (p.transactionState !== 'AUTHORIZED')
+        return { status: 400, body: error('INVALID_TRANSACTION_STATE', `Payment is ${p.transactionState}`) };
       p.transactionState = 'VOIDED';
       bump(p.chargeId, 'voided');
       return { status: 200, body: view(p), transactionId: p.transactionId };
@@ -271,16 +307,29 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
   }
 
   function refund(rid: string, body: Record<string, unknown>): Answer {
-    const ref = (body.paymentMethodType as { transactionReference?: { transactionReferenceId?: unknown } } | undefined)?.transactionReference?.transactionReferenceId;
+    const ref = (body.paymentMethodType as { transactionReference?: { transactionReferenceId?: unknown } } | undefined)
+      ?.transactionReference?.transactionReferenceId;
     const p = typeof ref === 'string' ? payments.get(ref) : undefined;
     if (!p) return { status: 404, body: error('NOT_FOUND', 'Referenced transaction not found') };
     const amount = typeof body.amount === 'number' ? body.amount : 0;
-    if (p.transactionState !== 'CAPTURED') return { status: 400, body: error('INVALID_TRANSACTION_STATE', `Payment is ${p.transactionState}`) };
-    if (amount <= 0 || p.refunded + amount > p.amount) return { status: 400, body: error('INVALID_AMOUNT', 'Refund exceeds the captured amount') };
+    if (p.transactionState !== 'CAPTURED')
+      return { status: 400, body: error('INVALID_TRANSACTION_STATE', `Payment is ${p.transactionState}`) };
+    if (amount <= 0 || p.refunded + amount > p.amount)
+      return { status: 400, body: error('INVALID_AMOUNT', 'Refund exceeds the captured amount') };
     p.refunded += amount;
     bump(p.chargeId, 'refunds');
     bump(p.chargeId, 'refunded', amount);
-    const r = { transactionId: randomBytes(12).toString('hex'), requestId: rid, transactionState: 'COMPLETED', responseStatus: 'SUCCESS', responseCode: 'APPROVED', responseMessage: 'Refund approved', amount, currency: p.currency, transactionReferenceId: p.transactionId };
+    const r = {
+      transactionId: randomBytes(12).toString('hex'),
+      requestId: rid,
+      transactionState: 'COMPLETED',
+      responseStatus: 'SUCCESS',
+      responseCode: 'APPROVED',
+      responseMessage: 'Refund approved',
+      amount,
+      currency: p.currency,
+      transactionReferenceId: p.transactionId,
+    };
     return { status: 201, body: r };
   }
 

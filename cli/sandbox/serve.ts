@@ -49,7 +49,13 @@ export interface SandboxServices {
   readonly chase: ChaseSandbox;
   readonly lhv: LhvSandbox;
   /** Base URL of each service, reachable from this host (0.0.0.0 shown as 127.0.0.1). */
-  readonly urls: { readonly tokenService: string; readonly stripe: string; readonly worldpay: string; readonly chase: string; readonly lhv: string };
+  readonly urls: {
+    readonly tokenService: string;
+    readonly stripe: string;
+    readonly worldpay: string;
+    readonly chase: string;
+    readonly lhv: string;
+  };
   /** Worker variables that point at these services (auth, capture and payout read their own subsets). */
   readonly env: Readonly<Record<string, string>>;
   /** Stop every server. Idempotent. */

@@ -16,7 +16,7 @@
  */
 import { z } from 'zod';
 import { systemClock, type Clock } from '../core/clock.js';
-import { createHttpClient, formEncode, HttpAmbiguousError, HttpNotSentError, type HttpClient, type HttpGuard } from './http.js';
+import { createHttpClient, formEncode, HttpAmbiguousError, HttpNotSentError, type HttpClient, type HttpGuard, type HttpResponse } from './http.js';
 
 export interface ChaseTokenOptions {
   /** `CHASE_TOKEN_URL`: the OAuth2 token endpoint (full URL). */
@@ -73,21 +73,33 @@ export function createChaseTokens(options: ChaseTokenOptions): ChaseTokens {
   const url = new URL(options.tokenUrl);
   const http =
     options.http ??
-    createHttpClient({ baseUrl: url.origin, timeoutMs: options.timeoutMs ?? 10_000, maxConnections: 2, ...options.guard, service: 'chase' });
+    createHttpClient({
+      baseUrl: url.origin,
+      timeoutMs: options.timeoutMs ?? 10_000,
+      maxConnections: 2,
+      ...options.guard,
+      service: 'chase',
+    });
   const where = `${url.origin}${url.pathname}`;
-  const basic = Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`).toString('base64');
+  const basic = Buffer.from(`${encodeURIComponent(options.clientId)}:${encodeURIComponent(options.clientSecret)}`).toString(
+    'base64',
+  );
   let cached: { token: string; refreshAt: number } | undefined;
   let inFlight: Promise<string> | undefined;
   let fetched = 0;
 
   async function fetchToken(signal?: AbortSignal): Promise<string> {
-    let res;
+    let res: HttpResponse;
     try {
       res = await http.request({
         method: 'POST',
         path: `${url.pathname}${url.search}`,
         operation: 'oauth-token',
-        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        headers: {
+          authorization: `Basic ${basic}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
         body: formEncode({ grant_type: 'client_credentials', scope: options.scope }),
         signal,
       });
@@ -100,13 +112,14 @@ export function createChaseTokens(options: ChaseTokenOptions): ChaseTokens {
     if (res.status === 400 || res.status === 401 || res.status === 403)
       throw new ChaseTokenError(`chase token endpoint ${where} refused the client credentials (HTTP ${res.status})`, 'refused');
     if (res.status !== 200) throw new ChaseTokenError(`chase token endpoint ${where} answered HTTP ${res.status}`, 'unavailable');
-    let parsed;
+    let parsed: ReturnType<typeof tokenAnswer.safeParse> | undefined;
     try {
       parsed = tokenAnswer.safeParse(JSON.parse(res.body));
     } catch {
       parsed = undefined;
     }
-    if (!parsed?.success) throw new ChaseTokenError(`chase token endpoint ${where} answered 200 with an unreadable body`, 'unavailable');
+    if (!parsed?.success)
+      throw new ChaseTokenError(`chase token endpoint ${where} answered 200 with an unreadable body`, 'unavailable');
     fetched += 1;
     const lifeMs = parsed.data.expires_in * 1000;
     // A token shorter-lived than twice the margin is used for half its life instead.
@@ -127,7 +140,11 @@ export function createChaseTokens(options: ChaseTokenOptions): ChaseTokens {
         inFlight,
         new Promise<never>((_, reject) => {
           if (signal.aborted) reject(new ChaseTokenError('aborted by caller while waiting for a token', 'unreachable'));
-          signal.addEventListener('abort', () => reject(new ChaseTokenError('aborted by caller while waiting for a token', 'unreachable')), { once: true });
+          signal.addEventListener(
+            'abort',
+            () => reject(new ChaseTokenError('aborted by caller while waiting for a token', 'unreachable')),
+            { once: true },
+          );
         }),
       ]);
     },

@@ -91,13 +91,30 @@ export const chaseOutcomes = {
         return { kind: 'approved', processorRef, amount, currency };
       }
       case 'DECLINED':
-        return { kind: 'declined', processorRef, code: p.responseCode ?? 'DECLINED', message: safe(p.responseMessage, 'declined') };
+        return {
+          kind: 'declined',
+          processorRef,
+          code: p.responseCode ?? 'DECLINED',
+          message: safe(p.responseMessage, 'declined'),
+        };
       case 'PENDING':
         return { kind: 'ambiguous', reason: 'chase reports the payment still processing', processorRef };
       case 'VOIDED':
-        return { kind: 'error', retryable: false, code: 'VOIDED', message: 'chase reports the authorisation voided', processorRef };
+        return {
+          kind: 'error',
+          retryable: false,
+          code: 'VOIDED',
+          message: 'chase reports the authorisation voided',
+          processorRef,
+        };
       default:
-        return { kind: 'error', retryable: false, code: p.responseCode ?? 'UNEXPECTED_STATUS', message: safe(p.responseMessage, `payment in state ${p.transactionState}`), processorRef };
+        return {
+          kind: 'error',
+          retryable: false,
+          code: p.responseCode ?? 'UNEXPECTED_STATUS',
+          message: safe(p.responseMessage, `payment in state ${p.transactionState}`),
+          processorRef,
+        };
     }
   },
 
@@ -115,13 +132,24 @@ export const chaseOutcomes = {
 
   voided(p: ChasePayment): VoidOutcome {
     if (p.transactionState === 'VOIDED') return { kind: 'voided' };
-    return { kind: 'error', retryable: false, code: 'NOT_VOIDABLE', message: `chase left the payment in state ${p.transactionState}` };
+    return {
+      kind: 'error',
+      retryable: false,
+      code: 'NOT_VOIDABLE',
+      message: `chase left the payment in state ${p.transactionState}`,
+    };
   },
 
   refund(p: ChasePayment): ChaseRefundOutcome {
-    if (CAPTURED.has(p.transactionState) || p.transactionState === 'REFUNDED') return { kind: 'refunded', processorRef: p.transactionId };
+    if (CAPTURED.has(p.transactionState) || p.transactionState === 'REFUNDED')
+      return { kind: 'refunded', processorRef: p.transactionId };
     if (p.transactionState === 'PENDING') return { kind: 'submitted', processorRef: p.transactionId };
-    return { kind: 'error', retryable: false, code: p.responseCode ?? 'REFUND_REFUSED', message: safe(p.responseMessage, `refund in state ${p.transactionState}`) };
+    return {
+      kind: 'error',
+      retryable: false,
+      code: p.responseCode ?? 'REFUND_REFUSED',
+      message: safe(p.responseMessage, `refund in state ${p.transactionState}`),
+    };
   },
 
   lookup(p: ChasePayment): LookupOutcome {
@@ -140,7 +168,12 @@ export const chaseOutcomes = {
       case 'DECLINED':
       case 'ERROR':
         // Final and not authorised: nothing is held for this request.
-        return { kind: 'declined', processorRef, code: p.responseCode ?? p.transactionState, message: safe(p.responseMessage, 'declined') };
+        return {
+          kind: 'declined',
+          processorRef,
+          code: p.responseCode ?? p.transactionState,
+          message: safe(p.responseMessage, 'declined'),
+        };
       default:
         return { kind: 'unknown', reason: `chase payment ${processorRef} in state ${p.transactionState}` };
     }
@@ -166,13 +199,26 @@ export const chaseOutcomes = {
     // A 401 that survived a token refresh, or a 403 for this merchant-id: a deployment fault that a
     // credentials fix (and bounded retries) outlasts.
     if (status === 401 || status === 403)
-      return { kind: 'error', retryable: true, code: 'PROCESSOR_UNAUTHORISED', message: `chase refused the credentials for this merchant (${status})` };
+      return {
+        kind: 'error',
+        retryable: true,
+        code: 'PROCESSOR_UNAUTHORISED',
+        message: `chase refused the credentials for this merchant (${status})`,
+      };
     return { kind: 'error', retryable: false, code: code ?? `HTTP_${status}`, message };
   },
 
   /** No answer: not sent (retry is safe), ambiguous (look it up), or no token (retry later). */
-  transport(sent: { kind: 'not_sent' | 'ambiguous' | 'no_token'; reason: string }): ErrorOutcome | { kind: 'ambiguous'; reason: string } {
+  transport(sent: {
+    kind: 'not_sent' | 'ambiguous' | 'no_token';
+    reason: string;
+  }): ErrorOutcome | { kind: 'ambiguous'; reason: string } {
     if (sent.kind === 'ambiguous') return { kind: 'ambiguous', reason: sent.reason };
-    return { kind: 'error', retryable: true, code: sent.kind === 'no_token' ? 'PROCESSOR_UNAUTHORISED' : 'PROCESSOR_UNREACHABLE', message: sent.reason };
+    return {
+      kind: 'error',
+      retryable: true,
+      code: sent.kind === 'no_token' ? 'PROCESSOR_UNAUTHORISED' : 'PROCESSOR_UNREACHABLE',
+      message: sent.reason,
+    };
   },
 };

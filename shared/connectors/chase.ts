@@ -26,7 +26,15 @@ import { silentLogger } from '../log/logger.js';
 import { createChaseTokens, ChaseTokenError, type ChaseTokens } from './chase-oauth.js';
 import { chaseOutcomes as o, paymentOf, type ChasePayment } from './chase-outcomes.js';
 import { createChaseWindow, type ChaseWindow } from './chase-window.js';
-import { createHttpClient, HttpAmbiguousError, HttpNotSentError, type HttpClient, type HttpGuard, type HttpMethod, type HttpResponse } from './http.js';
+import {
+  createHttpClient,
+  HttpAmbiguousError,
+  HttpNotSentError,
+  type HttpClient,
+  type HttpGuard,
+  type HttpMethod,
+  type HttpResponse,
+} from './http.js';
 import type {
   AuthoriseOutcome,
   AuthoriseRequest,
@@ -76,7 +84,13 @@ export interface ChaseRefundRequest {
 export type ChaseRefundOutcome =
   | { readonly kind: 'refunded'; readonly processorRef: string }
   | { readonly kind: 'submitted'; readonly processorRef: string }
-  | { readonly kind: 'error'; readonly retryable: boolean; readonly code: string; readonly message: string; readonly retryAfterMs?: number }
+  | {
+      readonly kind: 'error';
+      readonly retryable: boolean;
+      readonly code: string;
+      readonly message: string;
+      readonly retryAfterMs?: number;
+    }
   | { readonly kind: 'ambiguous'; readonly reason: string };
 
 /** The connector, its refund call and `close()`. */
@@ -102,7 +116,10 @@ export function buildChasePayment(req: AuthoriseRequest): Record<string, unknown
     amount: req.amount,
     currency: req.currency.toUpperCase(),
     merchantOrderNumber: req.chargeId.slice(0, 50),
-    merchant: { merchantSoftware: { companyName: 'payfleet', productName: 'payfleet', version: '1' }, softDescriptor: { dynamicDescriptor: req.description.slice(0, 22) } },
+    merchant: {
+      merchantSoftware: { companyName: 'payfleet', productName: 'payfleet', version: '1' },
+      softDescriptor: { dynamicDescriptor: req.description.slice(0, 22) },
+    },
     initiatorType: 'CARDHOLDER',
     accountOnFile: 'NOT_STORED',
     isAmountFinal: true,
@@ -117,13 +134,21 @@ export function buildChasePayment(req: AuthoriseRequest): Record<string, unknown
   };
 }
 
-type Sent = { ok: true; res: HttpResponse } | { ok: false; kind: 'not_sent' | 'ambiguous' | 'no_token'; reason: string; retryable?: boolean };
+type Sent =
+  | { ok: true; res: HttpResponse }
+  | { ok: false; kind: 'not_sent' | 'ambiguous' | 'no_token'; reason: string; retryable?: boolean };
 
 export function createChaseConnector(options: ChaseConnectorOptions): ChaseConnector {
   const log = (options.logger ?? silentLogger()).child({ processor: 'chase' });
   const http =
     options.http ??
-    createHttpClient({ baseUrl: options.baseUrl, timeoutMs: options.timeoutMs ?? 20_000, maxConnections: options.maxConnections ?? 32, ...options.guard, service: 'chase' });
+    createHttpClient({
+      baseUrl: options.baseUrl,
+      timeoutMs: options.timeoutMs ?? 20_000,
+      maxConnections: options.maxConnections ?? 32,
+      ...options.guard,
+      service: 'chase',
+    });
   const tokens =
     options.tokens ??
     createChaseTokens({
@@ -136,7 +161,14 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
   const window: ChaseWindow = createChaseWindow(options.clock ? { clock: options.clock } : {});
 
   /** One call with a token; a 401 refreshes the token once and repeats the call (Chase did nothing with it). */
-  async function call(op: string, method: HttpMethod, path: string, requestId: string, body?: unknown, signal?: AbortSignal): Promise<Sent> {
+  async function call(
+    op: string,
+    method: HttpMethod,
+    path: string,
+    requestId: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<Sent> {
     for (let attempt = 1; ; attempt += 1) {
       let token: string;
       try {
@@ -156,7 +188,14 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
       if (body !== undefined) headers['content-type'] = 'application/json';
       let res: HttpResponse;
       try {
-        res = await http.request({ method, path, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, operation: op });
+        res = await http.request({
+          method,
+          path,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal,
+          operation: op,
+        });
       } catch (err) {
         if (err instanceof HttpNotSentError) return { ok: false, kind: 'not_sent', reason: err.message };
         if (err instanceof HttpAmbiguousError) {
@@ -175,11 +214,19 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
   }
 
   /** A money-moving POST/PATCH under `key`: remembered in the window while its outcome is unknown. */
-  async function send(op: string, method: HttpMethod, path: string, key: string, body: unknown, signal?: AbortSignal): Promise<Sent> {
+  async function send(
+    op: string,
+    method: HttpMethod,
+    path: string,
+    key: string,
+    body: unknown,
+    signal?: AbortSignal,
+  ): Promise<Sent> {
     const rid = chaseRequestId(key);
     let sent = await call(op, method, path, rid, body, signal);
     // A gateway timeout is no answer: the request may still be processing behind the gateway.
-    if (sent.ok && sent.res.status === 504) sent = { ok: false, kind: 'ambiguous', reason: `chase answered 504 (gateway timeout) to ${op}` };
+    if (sent.ok && sent.res.status === 504)
+      sent = { ok: false, kind: 'ambiguous', reason: `chase answered 504 (gateway timeout) to ${op}` };
     if (!sent.ok && sent.kind === 'ambiguous') window.unanswered(rid);
     else if (sent.ok && o.inFlight(sent.res)) window.unanswered(rid);
     else if (sent.ok || sent.kind === 'not_sent') window.settled(rid);
@@ -190,8 +237,18 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
    * What Chase holds under request-id `rid`: the payment (or capture, void, refund transaction), or
    * `none` once that is conclusive, or `unknown`.
    */
-  async function byRequestId(rid: string, signal?: AbortSignal): Promise<{ kind: 'found'; p: ChasePayment } | { kind: 'none' } | { kind: 'unknown'; reason: string }> {
-    const sent = await call('lookup', 'GET', `/payments?requestIdentifier=${encodeURIComponent(rid)}`, randomUUID(), undefined, signal);
+  async function byRequestId(
+    rid: string,
+    signal?: AbortSignal,
+  ): Promise<{ kind: 'found'; p: ChasePayment } | { kind: 'none' } | { kind: 'unknown'; reason: string }> {
+    const sent = await call(
+      'lookup',
+      'GET',
+      `/payments?requestIdentifier=${encodeURIComponent(rid)}`,
+      randomUUID(),
+      undefined,
+      signal,
+    );
     if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
     const { res } = sent;
     const p = res.status === 200 ? paymentOf(res.body) : undefined;
@@ -199,12 +256,18 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
     if (res.status === 404 || (res.status === 200 && o.isEmpty(res.body))) {
       if (window.notFoundIsConclusive(rid)) return { kind: 'none' };
       const left = Math.ceil(window.remainingMs(rid) / 1000);
-      return { kind: 'unknown', reason: `chase has no record of request-id ${rid} yet; it may still be processing (conclusive in ${left} s, 70 s after sending)` };
+      return {
+        kind: 'unknown',
+        reason: `chase has no record of request-id ${rid} yet; it may still be processing (conclusive in ${left} s, 70 s after sending)`,
+      };
     }
     return { kind: 'unknown', reason: `chase lookup answered HTTP ${res.status}` };
   }
 
-  async function byTransactionId(id: string, signal?: AbortSignal): Promise<{ kind: 'found'; p: ChasePayment } | { kind: 'none' } | { kind: 'unknown'; reason: string }> {
+  async function byTransactionId(
+    id: string,
+    signal?: AbortSignal,
+  ): Promise<{ kind: 'found'; p: ChasePayment } | { kind: 'none' } | { kind: 'unknown'; reason: string }> {
     const sent = await call('lookup', 'GET', `/payments/${encodeURIComponent(id)}`, randomUUID(), undefined, signal);
     if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
     if (sent.res.status === 404) return { kind: 'none' };
@@ -243,28 +306,48 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
     if (earlier?.kind === 'found') return o.capture(earlier.p, processorRef);
     if (earlier?.kind === 'unknown') return { kind: 'ambiguous', reason: earlier.reason, processorRef };
     const path = `/payments/${encodeURIComponent(processorRef)}/captures`;
-    const sent = await send('capture', 'POST', path, req.idempotencyKey, { captureMethod: 'NOW', amount: req.amount, currency: req.currency.toUpperCase() }, signal);
+    const sent = await send(
+      'capture',
+      'POST',
+      path,
+      req.idempotencyKey,
+      { captureMethod: 'NOW', amount: req.amount, currency: req.currency.toUpperCase() },
+      signal,
+    );
     if (!sent.ok) return { ...o.transport(sent), processorRef };
     const { res } = sent;
     if (res.status === 200 || res.status === 201) {
       const p = paymentOf(res.body);
-      return p ? o.capture(p, processorRef) : { kind: 'ambiguous', reason: `chase answered ${res.status} with an unreadable body`, processorRef };
+      return p
+        ? o.capture(p, processorRef)
+        : { kind: 'ambiguous', reason: `chase answered ${res.status} with an unreadable body`, processorRef };
     }
     if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 409) {
       // Refused: perhaps because it is already captured (an earlier request-id, or Chase replaying a
       // capture it finished). The payment's own state says which.
       const now = await byTransactionId(processorRef, signal);
       if (now.kind === 'found' && o.isCaptured(now.p)) return { kind: 'captured', processorRef };
-      if (res.status === 404 || now.kind === 'none') return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'chase has no such payment', processorRef };
+      if (res.status === 404 || now.kind === 'none')
+        return { kind: 'error', retryable: false, code: 'NOT_CAPTURABLE', message: 'chase has no such payment', processorRef };
     }
     return { ...o.error(res), processorRef };
   }
 
-  async function voidAuth(req: { chargeId: string; processorRef: string; idempotencyKey: string }, signal?: AbortSignal): Promise<VoidOutcome> {
+  async function voidAuth(
+    req: { chargeId: string; processorRef: string; idempotencyKey: string },
+    signal?: AbortSignal,
+  ): Promise<VoidOutcome> {
     const earlier = await beforeResend(req.idempotencyKey, signal);
     if (earlier?.kind === 'found') return o.voided(earlier.p);
     if (earlier?.kind === 'unknown') return { kind: 'ambiguous', reason: earlier.reason };
-    const sent = await send('void', 'PATCH', `/payments/${encodeURIComponent(req.processorRef)}`, req.idempotencyKey, { isVoid: true }, signal);
+    const sent = await send(
+      'void',
+      'PATCH',
+      `/payments/${encodeURIComponent(req.processorRef)}`,
+      req.idempotencyKey,
+      { isVoid: true },
+      signal,
+    );
     if (!sent.ok) {
       const t = o.transport(sent);
       return t.kind === 'ambiguous' ? t : { kind: 'error', retryable: true, code: t.code, message: t.message };
@@ -283,7 +366,10 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
   }
 
   async function lookup(req: LookupRequest, signal?: AbortSignal): Promise<LookupOutcome> {
-    const found = req.processorRef !== undefined ? await byTransactionId(req.processorRef, signal) : await byRequestId(chaseRequestId(req.idempotencyKey), signal);
+    const found =
+      req.processorRef !== undefined
+        ? await byTransactionId(req.processorRef, signal)
+        : await byRequestId(chaseRequestId(req.idempotencyKey), signal);
     if (found.kind === 'unknown') return { kind: 'unknown', reason: found.reason };
     if (found.kind === 'none') return { kind: 'not_found' };
     if (req.processorRef === undefined) window.settled(chaseRequestId(req.idempotencyKey));
@@ -292,7 +378,8 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
     // that died): ask by the capture's request-id, so a later capture() knows whether it may re-send.
     if (outcome.kind === 'authorised' && req.processorRef !== undefined && req.original === undefined) {
       const cap = await byRequestId(chaseRequestId(req.idempotencyKey), signal);
-      if (cap.kind === 'found' && o.isCaptured(cap.p)) return { kind: 'captured', processorRef: outcome.processorRef, amount: outcome.amount, currency: outcome.currency };
+      if (cap.kind === 'found' && o.isCaptured(cap.p))
+        return { kind: 'captured', processorRef: outcome.processorRef, amount: outcome.amount, currency: outcome.currency };
       if (cap.kind === 'unknown') return { kind: 'unknown', reason: cap.reason };
     }
     return outcome;

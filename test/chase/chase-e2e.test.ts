@@ -29,7 +29,10 @@ beforeAll(async () => {
   sb = await startChaseSandboxes();
   auth = startChaseAuthWorker(stack, sb, clockFile);
   capture = startChaseCaptureWorker(stack, sb, 1);
-  await Promise.all([auth.waitForLine((l) => l.msg === 'worker started', 30_000), capture.waitForLine((l) => l.msg === 'worker started', 30_000)]);
+  await Promise.all([
+    auth.waitForLine((l) => l.msg === 'worker started', 30_000),
+    capture.waitForLine((l) => l.msg === 'worker started', 30_000),
+  ]);
 });
 afterAll(async () => {
   for (const p of [auth, capture]) p?.kill('SIGTERM');
@@ -39,25 +42,41 @@ afterAll(async () => {
 });
 
 async function authorise(chargeId: string, overrides: Record<string, unknown> = {}) {
-  const req = authRequest({ chargeId, processor: 'chase', paymentTokenId: `tok_${SANDBOX_CARDS.approve}_${chargeId}`, ...overrides });
-  await sendAll(stack.clients.sqs, stack.url(stack.names.queue('auth-requests')), [{ body: JSON.stringify(req), groupId: chargeId, dedupId: req.authRequestId }]);
+  const req = authRequest({
+    chargeId,
+    processor: 'chase',
+    paymentTokenId: `tok_${SANDBOX_CARDS.approve}_${chargeId}`,
+    ...overrides,
+  });
+  await sendAll(stack.clients.sqs, stack.url(stack.names.queue('auth-requests')), [
+    { body: JSON.stringify(req), groupId: chargeId, dedupId: req.authRequestId },
+  ]);
   return req;
 }
 
 async function requestCapture(chargeId: string) {
   const body = { type: 'CaptureRequested', captureRequestId: randomUUID(), chargeId, requestedAt: new Date().toISOString() };
-  await sendAll(stack.clients.sqs, stack.url(stack.names.queue('capture-requests')), [{ body: JSON.stringify(body), groupId: chargeId, dedupId: body.captureRequestId }]);
+  await sendAll(stack.clients.sqs, stack.url(stack.names.queue('capture-requests')), [
+    { body: JSON.stringify(body), groupId: chargeId, dedupId: body.captureRequestId },
+  ]);
 }
 
 async function statusOf(chargeId: string, wanted: string[], timeoutMs = 30_000) {
-  await eventually(async () => wanted.includes((await readCharge(stack, chargeId))?.status ?? ''), timeoutMs, `${chargeId} to be ${wanted.join(' or ')}`);
+  await eventually(
+    async () => wanted.includes((await readCharge(stack, chargeId))?.status ?? ''),
+    timeoutMs,
+    `${chargeId} to be ${wanted.join(' or ')}`,
+  );
   return (await readCharge(stack, chargeId))!;
 }
 
 const stats = (chargeId: string) => sb.chase.stats().charges[chargeId];
 /** How many times the auth worker started resolving `chargeId`'s earlier attempt (each one a lookup first). */
 const resolutions = (chargeId: string) =>
-  auth.lines.filter((l) => l.chargeId === chargeId && l.msg === 'charge was AUTHORISATION_READY: resolving the earlier attempt before anything else').length;
+  auth.lines.filter(
+    (l) =>
+      l.chargeId === chargeId && l.msg === 'charge was AUTHORISATION_READY: resolving the earlier attempt before anything else',
+  ).length;
 
 describe('Chase end to end', () => {
   it('approves: AUTHORISATION_SUCCESS with the transactionId, then captures once: CAPTURED', async () => {
@@ -70,7 +89,7 @@ describe('Chase end to end', () => {
     expect(stats('chase-ok')).toMatchObject({ created: 1, authorised: 1, captured: 1 });
   });
 
-  it('declines: AUTHORISATION_REJECTED with Chase\'s code, one payment, not dead-lettered', async () => {
+  it("declines: AUTHORISATION_REJECTED with Chase's code, one payment, not dead-lettered", async () => {
     await authorise('chase-decline', { paymentTokenId: `tok_${SANDBOX_CARDS.decline}` });
     const charge = await statusOf('chase-decline', ['AUTHORISATION_REJECTED', 'AUTHORISATION_ERROR']);
     expect(charge.status).toBe('AUTHORISATION_REJECTED');

@@ -3,7 +3,13 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { manualClock, type ManualClock } from '../../shared/core/clock.js';
-import { buildChasePayment, chaseRequestId, createChaseConnector, type ChaseConnector, type ChaseConnectorOptions } from '../../shared/connectors/chase.js';
+import {
+  buildChasePayment,
+  chaseRequestId,
+  createChaseConnector,
+  type ChaseConnector,
+  type ChaseConnectorOptions,
+} from '../../shared/connectors/chase.js';
 import { CHASE_PROCESSING_WINDOW_MS } from '../../shared/connectors/chase-window.js';
 import { createProcessorRegistry, processorEnvShape, processorRegistryConfigFromEnv } from '../../shared/connectors/registry.js';
 import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
@@ -18,7 +24,12 @@ const logged: string[] = [];
 /** A connector on the fake with its own manual clock; `timeoutMs` short for the tests where the fake never answers. */
 function connector(overrides: Partial<ChaseConnectorOptions> = {}): { chase: ChaseConnector; clock: ManualClock } {
   const clock = manualClock(Date.parse('2026-11-26T10:00:00Z'));
-  const sink = new Writable({ write: (chunk, _enc, done) => void (logged.push(String(chunk)), done()) });
+  const sink = new Writable({
+    write: (chunk, _enc, done) => {
+      logged.push(String(chunk));
+      done();
+    },
+  });
   const chase = createChaseConnector({
     baseUrl: fake.url,
     tokenUrl: fake.tokenUrl,
@@ -50,7 +61,8 @@ function request(overrides: Partial<Omit<AuthoriseRequest, 'card'>> & { number?:
   };
 }
 
-const statsOf = (chargeId: string) => fake.stats().charges[chargeId] ?? { received: 0, created: 0, authorised: 0, captured: 0, voided: 0, refunds: 0, replays: 0 };
+const statsOf = (chargeId: string) =>
+  fake.stats().charges[chargeId] ?? { received: 0, created: 0, authorised: 0, captured: 0, voided: 0, refunds: 0, replays: 0 };
 
 function approved(out: AuthoriseOutcome): string {
   if (out.kind !== 'approved') throw new Error(`expected approved, got ${JSON.stringify(out)}`);
@@ -98,7 +110,7 @@ describe('Connector: chase — authorise', () => {
     expect(statsOf(req.chargeId)).toMatchObject({ created: 1, authorised: 1 });
   });
 
-  it('declines (responseStatus DENIED) as a business result with Chase\'s code', async () => {
+  it("declines (responseStatus DENIED) as a business result with Chase's code", async () => {
     const { chase } = connector();
     const req = request({ number: '4000000000000002' });
     expect(await chase.authorise(req)).toMatchObject({ kind: 'declined', code: 'DECLINED' });
@@ -119,7 +131,15 @@ describe('Connector: chase — authorise', () => {
     expect(await chase.authorise(req)).toMatchObject({ kind: 'error', retryable: true, code: 'PROCESSOR_ERROR' });
     fake.faults.reset();
     // Chase answered: nothing is left processing, so "nothing found" is final at once (no 70 s wait).
-    expect(await chase.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: 1250, currency: 'GBP', original: req })).toEqual({ kind: 'not_found' });
+    expect(
+      await chase.lookup({
+        chargeId: req.chargeId,
+        idempotencyKey: req.idempotencyKey,
+        amount: 1250,
+        currency: 'GBP',
+        original: req,
+      }),
+    ).toEqual({ kind: 'not_found' });
     approved(await chase.authorise(req));
     approved(await chase.authorise(req));
     expect(statsOf(req.chargeId)).toMatchObject({ created: 1, authorised: 1, replays: 1 });
@@ -128,7 +148,12 @@ describe('Connector: chase — authorise', () => {
   it('a 429 is retryable with Retry-After', async () => {
     const { chase } = connector();
     fake.faults.update({ rate429: 1, retryAfterSec: 3 });
-    expect(await chase.authorise(request())).toMatchObject({ kind: 'error', retryable: true, code: 'RATE_LIMITED', retryAfterMs: 3000 });
+    expect(await chase.authorise(request())).toMatchObject({
+      kind: 'error',
+      retryable: true,
+      code: 'RATE_LIMITED',
+      retryAfterMs: 3000,
+    });
   });
 
   it('a timeout after the payment is ambiguous; the lookup by request-id finds it and a repeat is replayed: one payment', async () => {
@@ -137,7 +162,13 @@ describe('Connector: chase — authorise', () => {
     fake.faults.update({ rateTimeoutAfterSuccess: 1, paths: ['/payments'] });
     expect(await chase.authorise(req)).toMatchObject({ kind: 'ambiguous' });
     fake.faults.reset();
-    const found = await chase.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: 1250, currency: 'GBP', original: req });
+    const found = await chase.lookup({
+      chargeId: req.chargeId,
+      idempotencyKey: req.idempotencyKey,
+      amount: 1250,
+      currency: 'GBP',
+      original: req,
+    });
     expect(found).toMatchObject({ kind: 'authorised', amount: 1250, currency: 'GBP' });
     approved(await chase.authorise(req));
     expect(statsOf(req.chargeId)).toMatchObject({ received: 2, created: 1, replays: 1 });
@@ -151,7 +182,8 @@ describe('Connector: chase — the 70-second rule', () => {
     fake.hold();
     expect(await chase.authorise(req)).toMatchObject({ kind: 'ambiguous' });
     expect(fake.held).toBe(1);
-    const lookup = () => chase.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: 1250, currency: 'GBP', original: req });
+    const lookup = () =>
+      chase.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: 1250, currency: 'GBP', original: req });
     clock.advance(10_000);
     expect(await lookup()).toMatchObject({ kind: 'unknown', reason: expect.stringContaining('may still be processing') });
     // A repeat inside the window looks up instead of sending: Chase would process it as a second payment.
@@ -195,7 +227,13 @@ describe('Connector: chase — the 70-second rule', () => {
     const { chase, clock } = connector({ timeoutMs: 400 });
     const req = request();
     const ref = approved(await chase.authorise(req));
-    const cap = { chargeId: req.chargeId, processorRef: ref, amount: 1250, currency: 'GBP', idempotencyKey: `payfleet-capture-${req.chargeId}` };
+    const cap = {
+      chargeId: req.chargeId,
+      processorRef: ref,
+      amount: 1250,
+      currency: 'GBP',
+      idempotencyKey: `payfleet-capture-${req.chargeId}`,
+    };
     fake.faults.update({ rateTimeoutAfterSuccess: 1, paths: ['/payments/'] });
     expect(await chase.capture(cap)).toMatchObject({ kind: 'ambiguous' });
     fake.faults.reset();
@@ -211,17 +249,39 @@ describe('Connector: chase — capture, void, refund, lookup', () => {
     const { chase } = connector();
     const req = request();
     const ref = approved(await chase.authorise(req));
-    const cap = { chargeId: req.chargeId, processorRef: ref, amount: 1250, currency: 'GBP', idempotencyKey: `payfleet-capture-${req.chargeId}` };
+    const cap = {
+      chargeId: req.chargeId,
+      processorRef: ref,
+      amount: 1250,
+      currency: 'GBP',
+      idempotencyKey: `payfleet-capture-${req.chargeId}`,
+    };
     expect(await chase.capture(cap)).toEqual({ kind: 'captured', processorRef: ref });
     expect(await chase.capture(cap)).toEqual({ kind: 'captured', processorRef: ref });
     expect(await chase.capture({ ...cap, idempotencyKey: 'another' })).toEqual({ kind: 'captured', processorRef: ref });
     expect(statsOf(req.chargeId)).toMatchObject({ captured: 1 });
-    expect(await chase.lookup({ chargeId: req.chargeId, processorRef: ref, idempotencyKey: cap.idempotencyKey, amount: 1250, currency: 'GBP' })).toMatchObject({ kind: 'captured', processorRef: ref });
+    expect(
+      await chase.lookup({
+        chargeId: req.chargeId,
+        processorRef: ref,
+        idempotencyKey: cap.idempotencyKey,
+        amount: 1250,
+        currency: 'GBP',
+      }),
+    ).toMatchObject({ kind: 'captured', processorRef: ref });
   });
 
   it('a capture of an unknown payment is NOT_CAPTURABLE', async () => {
     const { chase } = connector();
-    expect(await chase.capture({ chargeId: 'c', processorRef: 'nope', amount: 1, currency: 'GBP', idempotencyKey: `k-${randomUUID()}` })).toMatchObject({
+    expect(
+      await chase.capture({
+        chargeId: 'c',
+        processorRef: 'nope',
+        amount: 1,
+        currency: 'GBP',
+        idempotencyKey: `k-${randomUUID()}`,
+      }),
+    ).toMatchObject({
       kind: 'error',
       retryable: false,
       code: 'NOT_CAPTURABLE',
@@ -236,18 +296,37 @@ describe('Connector: chase — capture, void, refund, lookup', () => {
     expect(await chase.void(v)).toEqual({ kind: 'voided' });
     expect(await chase.void({ ...v, idempotencyKey: 'other-void-key' })).toEqual({ kind: 'voided' });
     expect(statsOf(req.chargeId)).toMatchObject({ voided: 1 });
-    expect(await chase.lookup({ chargeId: req.chargeId, processorRef: ref, idempotencyKey: req.idempotencyKey, amount: 1250, currency: 'GBP', original: req })).toMatchObject({ kind: 'voided' });
+    expect(
+      await chase.lookup({
+        chargeId: req.chargeId,
+        processorRef: ref,
+        idempotencyKey: req.idempotencyKey,
+        amount: 1250,
+        currency: 'GBP',
+        original: req,
+      }),
+    ).toMatchObject({ kind: 'voided' });
   });
 
   it('refunds a captured payment once per request-id and refuses more than was captured', async () => {
     const { chase } = connector();
     const req = request();
     const ref = approved(await chase.authorise(req));
-    await chase.capture({ chargeId: req.chargeId, processorRef: ref, amount: 1250, currency: 'GBP', idempotencyKey: `cap-${randomUUID()}` });
+    await chase.capture({
+      chargeId: req.chargeId,
+      processorRef: ref,
+      amount: 1250,
+      currency: 'GBP',
+      idempotencyKey: `cap-${randomUUID()}`,
+    });
     const r = { processorRef: ref, amount: 1000, currency: 'GBP', idempotencyKey: `payfleet-refund-${randomUUID()}` };
     expect(await chase.refund(r)).toMatchObject({ kind: 'refunded' });
     expect(await chase.refund(r)).toMatchObject({ kind: 'refunded' });
-    expect(await chase.refund({ ...r, idempotencyKey: `payfleet-refund-${randomUUID()}` })).toMatchObject({ kind: 'error', retryable: false, code: 'INVALID_AMOUNT' });
+    expect(await chase.refund({ ...r, idempotencyKey: `payfleet-refund-${randomUUID()}` })).toMatchObject({
+      kind: 'error',
+      retryable: false,
+      code: 'INVALID_AMOUNT',
+    });
     expect(statsOf(req.chargeId)).toMatchObject({ refunds: 1, refunded: 1000 });
   });
 });
