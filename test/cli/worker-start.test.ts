@@ -49,7 +49,7 @@ describe('worker started: processors', () => {
     }
   });
 
-  it('capture with Stripe and half of Worldpay: lists sandbox and stripe, names the Worldpay variables still missing', async () => {
+  it('capture with Stripe, Chase and half of Worldpay: lists sandbox, stripe and chase, names the Worldpay variables still missing', async () => {
     const p = startProcess('bin/payfleet.js', ['worker', 'capture'], {
       ...stack.env,
       ...QUICK,
@@ -60,7 +60,7 @@ describe('worker started: processors', () => {
     });
     try {
       const started = await p.waitForLine((l) => l.msg === 'worker started', 60_000);
-      expect(started.processors).toEqual(['sandbox', 'stripe']);
+      expect(started.processors).toEqual(['sandbox', 'stripe', 'chase']);
       const warnings = p.lines.filter((l) => l.level === 'warn' && typeof l.processor === 'string');
       expect(warnings.map((w) => [w.processor, w.set])).toEqual([['worldpay', ['WORLDPAY_USERNAME', 'WORLDPAY_PASSWORD']]]);
     } finally {
