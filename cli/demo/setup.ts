@@ -28,6 +28,7 @@ export const DEMO_FAULTS: NonNullable<SandboxServeOptions['faults']> = {
   tokenService: { rate5xx: 0.03, seed: 11 },
   stripe: { rate5xx: 0.02, rateTimeoutAfterSuccess: 0.02, seed: 12 },
   worldpay: { rate5xx: 0.3, paths: ['/jsp/merchant/xml/paymentService.jsp/capture'], seed: 13 },
+  chase: { rate5xx: 0.02, rateTimeoutAfterSuccess: 0.02, seed: 15 },
   lhv: { rate5xx: 0.05, rateTimeoutAfterSuccess: 0.03, paths: ['/payment'], seed: 14 },
 };
 
