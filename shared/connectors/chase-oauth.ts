@@ -16,7 +16,15 @@
  */
 import { z } from 'zod';
 import { systemClock, type Clock } from '../core/clock.js';
-import { createHttpClient, formEncode, HttpAmbiguousError, HttpNotSentError, type HttpClient, type HttpGuard, type HttpResponse } from './http.js';
+import {
+  createHttpClient,
+  formEncode,
+  HttpAmbiguousError,
+  HttpNotSentError,
+  type HttpClient,
+  type HttpGuard,
+  type HttpResponse,
+} from './http.js';
 
 export interface ChaseTokenOptions {
   /** `CHASE_TOKEN_URL`: the OAuth2 token endpoint (full URL). */
@@ -136,17 +144,13 @@ export function createChaseTokens(options: ChaseTokenOptions): ChaseTokens {
         inFlight = undefined;
       });
       if (!signal) return inFlight;
-      return Promise.race([
-        inFlight,
-        new Promise<never>((_, reject) => {
-          if (signal.aborted) reject(new ChaseTokenError('aborted by caller while waiting for a token', 'unreachable'));
-          signal.addEventListener(
-            'abort',
-            () => reject(new ChaseTokenError('aborted by caller while waiting for a token', 'unreachable')),
-            { once: true },
-          );
-        }),
-      ]);
+      const shared = inFlight;
+      return new Promise<string>((resolve, reject) => {
+        const onAbort = () => reject(new ChaseTokenError('aborted by caller while waiting for a token', 'unreachable'));
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        shared.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+      });
     },
     invalidate(token) {
       if (cached?.token === token) cached = undefined;

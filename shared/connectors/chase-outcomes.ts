@@ -47,6 +47,13 @@ const safe = (m: string | null | undefined, fallback: string) => maskPans(m ?? f
 
 type ErrorOutcome = Extract<AuthoriseOutcome, { kind: 'error' }>;
 
+/** Why no token could be had, as the error code of the call that needed it. */
+const TOKEN_CODES = {
+  refused: 'PROCESSOR_UNAUTHORISED',
+  unavailable: 'PROCESSOR_ERROR',
+  unreachable: 'PROCESSOR_UNREACHABLE',
+} as const;
+
 export const chaseOutcomes = {
   /** "Nothing under this request-id": an empty 200 (Chase's "the payment status response returns as empty"). */
   isEmpty(body: string): boolean {
@@ -208,17 +215,14 @@ export const chaseOutcomes = {
     return { kind: 'error', retryable: false, code: code ?? `HTTP_${status}`, message };
   },
 
-  /** No answer: not sent (retry is safe), ambiguous (look it up), or no token (retry later). */
-  transport(sent: {
-    kind: 'not_sent' | 'ambiguous' | 'no_token';
-    reason: string;
-  }): ErrorOutcome | { kind: 'ambiguous'; reason: string } {
+  /** No answer: not sent (retry is safe), ambiguous (look it up), or no token (nothing sent: retry later). */
+  transport(
+    sent:
+      | { kind: 'not_sent' | 'ambiguous'; reason: string }
+      | { kind: 'no_token'; reason: string; why: 'unreachable' | 'refused' | 'unavailable' },
+  ): ErrorOutcome | { kind: 'ambiguous'; reason: string } {
     if (sent.kind === 'ambiguous') return { kind: 'ambiguous', reason: sent.reason };
-    return {
-      kind: 'error',
-      retryable: true,
-      code: sent.kind === 'no_token' ? 'PROCESSOR_UNAUTHORISED' : 'PROCESSOR_UNREACHABLE',
-      message: sent.reason,
-    };
+    const code = sent.kind !== 'no_token' ? 'PROCESSOR_UNREACHABLE' : TOKEN_CODES[sent.why];
+    return { kind: 'error', retryable: true, code, message: sent.reason };
   },
 };

@@ -136,7 +136,9 @@ export function buildChasePayment(req: AuthoriseRequest): Record<string, unknown
 
 type Sent =
   | { ok: true; res: HttpResponse }
-  | { ok: false; kind: 'not_sent' | 'ambiguous' | 'no_token'; reason: string; retryable?: boolean };
+  | { ok: false; kind: 'not_sent' | 'ambiguous'; reason: string }
+  /** No token, so nothing was sent; `why` says whether the credentials were refused. */
+  | { ok: false; kind: 'no_token'; reason: string; why: ChaseTokenError['kind'] };
 
 export function createChaseConnector(options: ChaseConnectorOptions): ChaseConnector {
   const log = (options.logger ?? silentLogger()).child({ processor: 'chase' });
@@ -176,7 +178,7 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
       } catch (err) {
         if (!(err instanceof ChaseTokenError)) throw err;
         log.warn({ op, reason: err.message }, 'no chase access token');
-        return { ok: false, kind: 'no_token', reason: err.message, retryable: true };
+        return { ok: false, kind: 'no_token', reason: err.message, why: err.kind };
       }
       const headers: Record<string, string> = {
         authorization: `Bearer ${token}`,
