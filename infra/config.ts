@@ -137,6 +137,12 @@ export const deploymentContextSchema = z
     worldpay: flag(true),
     /** WORLDPAY_API_BASE_URL. Required when worldpay is on. */
     worldpayApiBaseUrl: serviceUrl(),
+    /** Wire Chase (OAuth2 client id and secret, merchant id from Secrets Manager). @default false */
+    chase: flag(false),
+    /** CHASE_API_BASE_URL (Online Payments API v2). Required when chase is on. */
+    chaseApiBaseUrl: serviceUrl(),
+    /** CHASE_TOKEN_URL (the OAuth2 token endpoint). Required when chase is on. */
+    chaseTokenUrl: serviceUrl(),
     /** LHV_API_BASE_URL (LHV Connect). Required to deploy. */
     lhvApiBaseUrl: serviceUrl(),
     /** LHV_DEBTOR_NAME: holder of the account payouts are paid from. Required to deploy. */
@@ -241,6 +247,8 @@ export function deployBlockers(config: DeploymentConfig): string[] {
   if (!config.lhvDebtorName || !config.lhvDebtorIban)
     blockers.push('lhvDebtorName / lhvDebtorIban are not set: payout has no account to pay from');
   if (config.worldpay && !config.worldpayApiBaseUrl) blockers.push('worldpayApiBaseUrl is not set while worldpay=true');
+  if (config.chase && (!config.chaseApiBaseUrl || !config.chaseTokenUrl))
+    blockers.push('chaseApiBaseUrl / chaseTokenUrl are not set while chase=true');
   return blockers;
 }
 

@@ -23,6 +23,11 @@ export const SECRETS = {
     fields: ['merchantCode', 'username', 'password'],
     description: 'Worldpay XML Direct credentials',
   },
+  chase: {
+    name: 'chase',
+    fields: ['clientId', 'clientSecret', 'merchantId'],
+    description: 'J.P. Morgan Payments (Chase) OAuth2 client credentials and merchant id',
+  },
   lhv: {
     name: 'lhv-mtls',
     fields: ['certificatePem', 'privateKeyPem'],
@@ -73,6 +78,13 @@ function connectorEnvironment(config: DeploymentConfig, withTokenService: boolea
     secrets.WORLDPAY_MERCHANT_CODE = { secret: 'worldpay', field: 'merchantCode' };
     secrets.WORLDPAY_USERNAME = { secret: 'worldpay', field: 'username' };
     secrets.WORLDPAY_PASSWORD = { secret: 'worldpay', field: 'password' };
+  }
+  if (config.chase) {
+    environment.CHASE_API_BASE_URL = config.chaseApiBaseUrl ?? PLACEHOLDER_URL('chase');
+    environment.CHASE_TOKEN_URL = config.chaseTokenUrl ?? PLACEHOLDER_URL('chase-oauth');
+    secrets.CHASE_CLIENT_ID = { secret: 'chase', field: 'clientId' };
+    secrets.CHASE_CLIENT_SECRET = { secret: 'chase', field: 'clientSecret' };
+    secrets.CHASE_MERCHANT_ID = { secret: 'chase', field: 'merchantId' };
   }
   return { environment, secrets };
 }

@@ -17,23 +17,25 @@ interface SandboxOptions {
   tokenServicePort?: number;
   stripePort?: number;
   worldpayPort?: number;
+  chasePort?: number;
   lhvPort?: number;
   lhvResponseDelayMs?: number;
   json?: boolean;
 }
 
 /**
- * `payfleet sandbox`: the Payment Token Service, Stripe, Worldpay and LHV sandboxes in one process
+ * `payfleet sandbox`: the Payment Token Service, Stripe, Worldpay, Chase and LHV sandboxes in one process
  * (docker-compose's `sandbox` service; a local stand-in for every service the fleet calls).
  */
 export function registerSandbox(program: Command): void {
   program
     .command('sandbox')
-    .description('run the sandbox Payment Token Service, Stripe, Worldpay and LHV Connect in one process until Ctrl-C')
+    .description('run the sandbox Payment Token Service, Stripe, Worldpay, Chase and LHV Connect in one process until Ctrl-C')
     .option('--host <address>', 'interface to listen on (0.0.0.0 inside a container)', '127.0.0.1')
     .option('--token-service-port <port>', 'Payment Token Service port (default: a free port)', port)
     .option('--stripe-port <port>', 'Stripe port (default: a free port)', port)
     .option('--worldpay-port <port>', 'Worldpay port (default: a free port)', port)
+    .option('--chase-port <port>', 'Chase (J.P. Morgan Payments) port, token endpoint included (default: a free port)', port)
     .option('--lhv-port <port>', 'LHV Connect port (default: a free port)', port)
     .option('--lhv-response-delay-ms <ms>', 'delay before LHV makes a pain.002 report available', whole(3_600_000))
     .option('--json', 'print the URLs and worker variables as one JSON line')
@@ -51,6 +53,7 @@ serves GET /__sandbox/stats (what it actually did) and GET|POST|DELETE /__sandbo
         ...(opts.tokenServicePort !== undefined ? { tokenServicePort: opts.tokenServicePort } : {}),
         ...(opts.stripePort !== undefined ? { stripePort: opts.stripePort } : {}),
         ...(opts.worldpayPort !== undefined ? { worldpayPort: opts.worldpayPort } : {}),
+        ...(opts.chasePort !== undefined ? { chasePort: opts.chasePort } : {}),
         ...(opts.lhvPort !== undefined ? { lhvPort: opts.lhvPort } : {}),
         ...(opts.lhvResponseDelayMs !== undefined ? { lhv: { responseDelayMs: opts.lhvResponseDelayMs } } : {}),
       });
@@ -74,6 +77,7 @@ serves GET /__sandbox/stats (what it actually did) and GET|POST|DELETE /__sandbo
             ['Payment Token Service', services.urls.tokenService],
             ['Stripe', services.urls.stripe],
             ['Worldpay', services.urls.worldpay],
+            ['Chase', services.urls.chase],
             ['LHV Connect', services.urls.lhv],
           ],
         );

@@ -65,6 +65,7 @@ export function judge(x: {
   for (const e of events) perResource.set(String(e.resourceId), (perResource.get(String(e.resourceId)) ?? 0) + 1);
   const stripe = x.sandboxes.stripe.stats().charges;
   const worldpay = x.sandboxes.worldpay.stats().orders;
+  const chase = x.sandboxes.chase.stats().charges;
   const lhv = x.payoutsOn ? x.sandboxes.lhv.stats() : undefined;
   const haystacks = new Map<string, string>(x.logs);
   for (const [t, rows] of x.tables) haystacks.set(`${t} table`, JSON.stringify(rows));
@@ -82,6 +83,7 @@ export function judge(x: {
     payouts,
     stripe,
     worldpay,
+    chase,
     lhvInitiations: lhv?.initiationsPerPaymentId,
     lhvRequests: lhv?.initiations ?? 0,
     payoutShards: shards.size,

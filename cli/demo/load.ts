@@ -3,10 +3,10 @@
  * orchestrator sends it (demo/orchestrator.ts) and the summary judges the fleet against it
  * (demo/summary.ts).
  *
- * Good charges cycle through a fixed pattern so any `--charges n` >= 12 has every kind:
+ * Good charges cycle through a fixed pattern so any `--charges n` >= 14 has every kind:
  *
- *   sandbox / Stripe / Worldpay approvals that are then captured (Worldpay captures meet injected
- *   5xx answers and are retried), a Stripe authorisation left uncaptured, declines at each
+ *   sandbox / Stripe / Worldpay / Chase approvals that are then captured (Worldpay captures meet
+ *   injected 5xx answers and are retried), a Stripe authorisation left uncaptured, declines at each
  *   processor, and a sandbox card whose every capture fails (CAPTURE_ERROR after the retries).
  *
  * Bad messages are a fixed set, one per reason a worker dead-letters (docs/contract.md §6). Card numbers
@@ -17,7 +17,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { ChargeStatus } from '../../shared/charges/charge.js';
 
-export type Processor = 'sandbox' | 'stripe' | 'worldpay';
+export type Processor = 'sandbox' | 'stripe' | 'worldpay' | 'chase';
 
 /** One good authorisation (and maybe its capture). */
 export interface PlannedCharge {
@@ -124,6 +124,8 @@ export const CHARGE_PATTERN: readonly ChargeKind[] = [
   },
   { kind: 'sandbox approve + capture', processor: 'sandbox', card: '5555555555554444', capture: true, expect: ['CAPTURED'] },
   { kind: 'stripe approve + capture', processor: 'stripe', card: '4000056655665556', capture: true, expect: ['CAPTURED'] },
+  { kind: 'chase approve + capture', processor: 'chase', card: '4242424242424242', capture: true, expect: ['CAPTURED'] },
+  { kind: 'chase decline', processor: 'chase', card: '4000000000000002', capture: false, expect: ['AUTHORISATION_REJECTED'] },
 ];
 
 /** A valid IBAN for `country` + `bban` (ISO 7064 mod 97-10 check digits). */

@@ -28,6 +28,7 @@ export const DEMO_FAULTS: NonNullable<SandboxServeOptions['faults']> = {
   tokenService: { rate5xx: 0.03, seed: 11 },
   stripe: { rate5xx: 0.02, rateTimeoutAfterSuccess: 0.02, seed: 12 },
   worldpay: { rate5xx: 0.3, paths: ['/jsp/merchant/xml/paymentService.jsp/capture'], seed: 13 },
+  chase: { rate5xx: 0.02, rateTimeoutAfterSuccess: 0.02, seed: 15 },
   lhv: { rate5xx: 0.05, rateTimeoutAfterSuccess: 0.03, paths: ['/payment'], seed: 14 },
 };
 
@@ -60,6 +61,11 @@ export function workerEnv(name: DemoWorkerName, stack: EmbeddedStack, sb: Sandbo
     WORLDPAY_MERCHANT_CODE: sb.env.WORLDPAY_MERCHANT_CODE!,
     WORLDPAY_USERNAME: sb.env.WORLDPAY_USERNAME!,
     WORLDPAY_PASSWORD: sb.env.WORLDPAY_PASSWORD!,
+    CHASE_API_BASE_URL: sb.env.CHASE_API_BASE_URL!,
+    CHASE_TOKEN_URL: sb.env.CHASE_TOKEN_URL!,
+    CHASE_CLIENT_ID: sb.env.CHASE_CLIENT_ID!,
+    CHASE_CLIENT_SECRET: sb.env.CHASE_CLIENT_SECRET!,
+    CHASE_MERCHANT_ID: sb.env.CHASE_MERCHANT_ID!,
     PAYFLEET_PROCESSOR_TIMEOUT_MS: '2000',
   };
   switch (name) {

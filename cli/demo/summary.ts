@@ -37,6 +37,8 @@ export interface SummaryInput {
   readonly stripe: Readonly<Record<string, { created: number; authorised: number; captured: number }>>;
   /** Worldpay orders: orderCode -> authorisations and captures performed. */
   readonly worldpay: Readonly<Record<string, { authorisations: number; captures: number }>>;
+  /** Per-charge effect counters of the Chase sandbox (by merchantOrderNumber, the chargeId). */
+  readonly chase: Readonly<Record<string, { created: number; authorised: number; captured: number }>>;
   /** LHV initiations per paymentId (EndToEndId). */
   readonly lhvInitiations: Readonly<Record<string, number>> | undefined;
   readonly lhvRequests: number;
@@ -97,12 +99,16 @@ function finalStates(i: SummaryInput): Check {
   };
 }
 
-/** At most one authorisation and one capture per charge at Stripe and Worldpay (docs/contract.md §4.1). */
+/** At most one authorisation and one capture per charge at Stripe, Worldpay and Chase (docs/contract.md §4.1). */
 function noDoubleCharge(i: SummaryInput): Check {
   const problems: string[] = [];
   for (const [chargeId, s] of Object.entries(i.stripe)) {
     if (s.created > 1 || s.authorised > 1 || s.captured > 1)
       problems.push(`stripe ${chargeId}: ${s.created} intents, ${s.authorised} authorisations, ${s.captured} captures`);
+  }
+  for (const [chargeId, s] of Object.entries(i.chase)) {
+    if (s.created > 1 || s.authorised > 1 || s.captured > 1)
+      problems.push(`chase ${chargeId}: ${s.created} payments, ${s.authorised} authorisations, ${s.captured} captures`);
   }
   const orderToCharge = new Map<string, string>();
   for (const [chargeId, c] of i.charges) {
@@ -133,6 +139,8 @@ function noDoubleCharge(i: SummaryInput): Check {
     const status = i.charges.get(c.chargeId)?.status;
     if (c.processor === 'stripe' && status === 'CAPTURED' && i.stripe[c.chargeId]?.captured !== 1)
       problems.push(`stripe ${c.chargeId} is CAPTURED but Stripe captured it ${i.stripe[c.chargeId]?.captured ?? 0} times`);
+    if (c.processor === 'chase' && status === 'CAPTURED' && i.chase[c.chargeId]?.captured !== 1)
+      problems.push(`chase ${c.chargeId} is CAPTURED but Chase captured it ${i.chase[c.chargeId]?.captured ?? 0} times`);
     if (
       c.processor === 'worldpay' &&
       (status === 'CAPTURED' || status === 'CAPTURE_SUBMITTED') &&
@@ -146,12 +154,14 @@ function noDoubleCharge(i: SummaryInput): Check {
   const stripeCharges = Object.keys(i.stripe).length;
   const stripeCaptures = Object.values(i.stripe).reduce((n, s) => n + s.captured, 0);
   const wpCaptures = [...perCharge.values()].reduce((n, s) => n + s.captures, 0);
+  const chaseCharges = Object.keys(i.chase).length;
+  const chaseCaptures = Object.values(i.chase).reduce((n, s) => n + s.captured, 0);
   return {
-    name: 'no double charge (Stripe and Worldpay counters)',
+    name: 'no double charge (Stripe, Worldpay and Chase counters)',
     ok: problems.length === 0,
     detail:
       problems.length === 0
-        ? `Stripe: ${plural(stripeCharges, 'charge')}, ${stripeCaptures} captured once each; Worldpay: ${plural(perCharge.size, 'charge')}, ${wpCaptures} captured once each; none twice`
+        ? `Stripe: ${plural(stripeCharges, 'charge')}, ${stripeCaptures} captured once each; Worldpay: ${plural(perCharge.size, 'charge')}, ${wpCaptures} captured once each; Chase: ${plural(chaseCharges, 'charge')}, ${chaseCaptures} captured once each; none twice`
         : problems.slice(0, 3).join('; '),
   };
 }

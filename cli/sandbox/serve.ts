@@ -1,5 +1,5 @@
 /**
- * Every sandbox service in one process: the Payment Token Service, Stripe, Worldpay and LHV
+ * Every sandbox service in one process: the Payment Token Service, Stripe, Worldpay, Chase and LHV
  * Connect fakes. `payfleet sandbox` runs this (docker-compose's `sandbox` service), and `npm start`
  * runs it inside its orchestrator so the closing summary can read each fake's effect counters.
  *
@@ -7,6 +7,7 @@
  * the environment that points a worker at them with the sandboxes' own default credentials, which
  * are not secrets (they are in the sources and in docker-compose.yml).
  */
+import { CHASE_SANDBOX_DEFAULTS, startChaseSandbox, type ChaseSandbox } from './chase-server.js';
 import { startLhvSandbox, type LhvSandbox, type LhvSandboxOptions } from './lhv-server.js';
 import { startStripeSandbox, STRIPE_SANDBOX_DEFAULT_API_KEY, type StripeSandbox } from './stripe-server.js';
 import { startTokenServiceSandbox, TOKEN_SANDBOX_DEFAULT_API_KEY, type TokenServiceSandbox } from './token-service-server.js';
@@ -23,12 +24,15 @@ export interface SandboxServeOptions {
   /** @default 0 */
   readonly worldpayPort?: number;
   /** @default 0 */
+  readonly chasePort?: number;
+  /** @default 0 */
   readonly lhvPort?: number;
   /** Initial fault configs (faults.ts), per service. @default none */
   readonly faults?: {
     readonly tokenService?: Partial<FaultConfig>;
     readonly stripe?: Partial<FaultConfig>;
     readonly worldpay?: Partial<FaultConfig>;
+    readonly chase?: Partial<FaultConfig>;
     readonly lhv?: Partial<FaultConfig>;
   };
   /** LHV pain.002 timing (lhv-server.ts). @default responseDelayMs 0, followUpDelayMs 1000 */
@@ -37,14 +41,21 @@ export interface SandboxServeOptions {
   readonly worldpayCaptureSettleMs?: number;
 }
 
-/** The four running services. */
+/** The running services. */
 export interface SandboxServices {
   readonly tokens: TokenServiceSandbox;
   readonly stripe: StripeSandbox;
   readonly worldpay: WorldpaySandbox;
+  readonly chase: ChaseSandbox;
   readonly lhv: LhvSandbox;
   /** Base URL of each service, reachable from this host (0.0.0.0 shown as 127.0.0.1). */
-  readonly urls: { readonly tokenService: string; readonly stripe: string; readonly worldpay: string; readonly lhv: string };
+  readonly urls: {
+    readonly tokenService: string;
+    readonly stripe: string;
+    readonly worldpay: string;
+    readonly chase: string;
+    readonly lhv: string;
+  };
   /** Worker variables that point at these services (auth, capture and payout read their own subsets). */
   readonly env: Readonly<Record<string, string>>;
   /** Stop every server. Idempotent. */
@@ -56,7 +67,7 @@ function reachable(url: string): string {
   return url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//127.0.0.1:');
 }
 
-/** Start all four sandbox services. If one fails to start, the ones already started are closed. */
+/** Start every sandbox service. If one fails to start, the ones already started are closed. */
 export async function startSandboxServices(options: SandboxServeOptions = {}): Promise<SandboxServices> {
   const host = options.host ?? '127.0.0.1';
   const started: { close(): Promise<void> }[] = [];
@@ -87,6 +98,13 @@ export async function startSandboxServices(options: SandboxServeOptions = {}): P
         ...(options.faults?.worldpay ? { faults: options.faults.worldpay } : {}),
       }),
     );
+    const chase = track(
+      await startChaseSandbox({
+        host,
+        port: options.chasePort ?? 0,
+        ...(options.faults?.chase ? { faults: options.faults.chase } : {}),
+      }),
+    );
     const lhv = track(
       await startLhvSandbox({
         host,
@@ -99,6 +117,7 @@ export async function startSandboxServices(options: SandboxServeOptions = {}): P
       tokenService: reachable(tokens.url),
       stripe: reachable(stripe.url),
       worldpay: reachable(worldpay.url),
+      chase: reachable(chase.url),
       lhv: reachable(lhv.url),
     };
     const env = Object.freeze({
@@ -110,6 +129,11 @@ export async function startSandboxServices(options: SandboxServeOptions = {}): P
       WORLDPAY_MERCHANT_CODE: WORLDPAY_SANDBOX_DEFAULTS.merchantCode,
       WORLDPAY_USERNAME: WORLDPAY_SANDBOX_DEFAULTS.username,
       WORLDPAY_PASSWORD: WORLDPAY_SANDBOX_DEFAULTS.password,
+      CHASE_API_BASE_URL: urls.chase,
+      CHASE_TOKEN_URL: `${urls.chase}/oauth2/token`,
+      CHASE_CLIENT_ID: CHASE_SANDBOX_DEFAULTS.clientId,
+      CHASE_CLIENT_SECRET: CHASE_SANDBOX_DEFAULTS.clientSecret,
+      CHASE_MERCHANT_ID: CHASE_SANDBOX_DEFAULTS.merchantId,
       LHV_API_BASE_URL: urls.lhv,
     });
     let closing: Promise<void> | undefined;
@@ -117,6 +141,7 @@ export async function startSandboxServices(options: SandboxServeOptions = {}): P
       tokens,
       stripe,
       worldpay,
+      chase,
       lhv,
       urls,
       env,

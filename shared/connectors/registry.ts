@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { url } from '../config/env.js';
 import { TerminalError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { Clock } from '../core/clock.js';
+import { createChaseConnector } from './chase.js';
 import { createSandboxConnector, type SandboxConnectorOptions } from './sandbox.js';
 import { createStripeConnector, type StripeConnectorOptions } from './stripe.js';
 import type { HttpGuard } from './http.js';
@@ -26,6 +28,16 @@ export interface WorldpayRegistryOptions {
   readonly maxConnections?: number;
 }
 
+export interface ChaseRegistryOptions {
+  readonly baseUrl: string;
+  readonly tokenUrl: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly merchantId: string;
+  readonly timeoutMs?: number;
+  readonly maxConnections?: number;
+}
+
 export interface ProcessorRegistryConfig {
   /** The in-process sandbox processor; `false` disables it. @default enabled */
   readonly sandbox?: SandboxConnectorOptions | false;
@@ -33,6 +45,10 @@ export interface ProcessorRegistryConfig {
   readonly stripe?: StripeConnectorOptions;
   /** Worldpay; absent = not configured. */
   readonly worldpay?: WorldpayRegistryOptions;
+  /** Chase (J.P. Morgan Payments); absent = not configured. */
+  readonly chase?: ChaseRegistryOptions;
+  /** Time for connectors that reason about it (Chase's 70-second window, token expiry). @default Date.now */
+  readonly clock?: Clock;
   /** Passed to connectors that log (never card data). */
   readonly logger?: Logger;
   /** Each processor's circuit breaker and metrics (a worker passes its process' breakers). */
@@ -49,7 +65,7 @@ export interface ProcessorRegistry {
   close(): Promise<void>;
 }
 
-const KNOWN: ReadonlySet<string> = new Set<ProcessorName>(['sandbox', 'stripe', 'worldpay']);
+const KNOWN: ReadonlySet<string> = new Set<ProcessorName>(['sandbox', 'stripe', 'worldpay', 'chase']);
 
 /** Build the connectors named in `config`. */
 export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): ProcessorRegistry {
@@ -58,6 +74,8 @@ export function createProcessorRegistry(config: ProcessorRegistryConfig = {}): P
   const guard = (name: ProcessorName) => (config.guard ? { guard: config.guard(name) } : {});
   if (config.stripe) connectors.set('stripe', createStripeConnector({ logger: config.logger, ...guard('stripe'), ...config.stripe }));
   if (config.worldpay) connectors.set('worldpay', createWorldpayConnector({ logger: config.logger, ...guard('worldpay'), ...config.worldpay }));
+  if (config.chase)
+    connectors.set('chase', createChaseConnector({ logger: config.logger, ...guard('chase'), ...(config.clock ? { clock: config.clock } : {}), ...config.chase }));
   let closing: Promise<void> | undefined;
 
   return {
@@ -98,6 +116,15 @@ export const processorEnvShape = {
   WORLDPAY_MERCHANT_CODE: z.string().min(1).optional(),
   WORLDPAY_USERNAME: z.string().min(1).optional(),
   WORLDPAY_PASSWORD: z.string().min(1).optional(),
+  /** Chase Online Payments API v2 base; Chase is disabled unless this and the four below are set. */
+  CHASE_API_BASE_URL: url().optional(),
+  /** The OAuth2 token endpoint (client credentials). */
+  CHASE_TOKEN_URL: url().optional(),
+  CHASE_CLIENT_ID: z.string().min(1).optional(),
+  /** Never logged (nor the access tokens it buys). */
+  CHASE_CLIENT_SECRET: z.string().min(1).optional(),
+  /** Sent as the `merchant-id` header. */
+  CHASE_MERCHANT_ID: z.string().min(1).optional(),
   /** Deadline of one processor call; past it a sent request is ambiguous. @default 20000 */
   PAYFLEET_PROCESSOR_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(20_000),
   /** Keep-alive connections per processor. @default 32 */
@@ -123,7 +150,7 @@ export type ConnectorEnv = z.output<z.ZodObject<typeof connectorEnvShape>>;
 
 /**
  * What a worker that takes `processor` from its messages cannot serve: each processor a message may
- * name (sandbox, stripe, worldpay) that is not configured here, with the variables that would
+ * name (sandbox, stripe, worldpay, chase) that is not configured here, with the variables that would
  * configure it. The sandbox switched off on purpose (PAYFLEET_SANDBOX_PROCESSOR_ENABLED=false, as in
  * production) is a decision, not an omission, and is left out; so is a processor fully configured.
  * Messages naming one of these are dead-lettered UNKNOWN_PROCESSOR, so workers warn at start.
@@ -135,6 +162,8 @@ export function unconfiguredProcessors(env: Partial<Record<keyof ProcessorEnv, u
   if (stripe.length > 0) out.push({ processor: 'stripe', set: stripe });
   const worldpay = missing(['WORLDPAY_API_BASE_URL', 'WORLDPAY_MERCHANT_CODE', 'WORLDPAY_USERNAME', 'WORLDPAY_PASSWORD']);
   if (worldpay.length > 0) out.push({ processor: 'worldpay', set: worldpay });
+  const chase = missing(['CHASE_API_BASE_URL', 'CHASE_TOKEN_URL', 'CHASE_CLIENT_ID', 'CHASE_CLIENT_SECRET', 'CHASE_MERCHANT_ID']);
+  if (chase.length > 0) out.push({ processor: 'chase', set: chase });
   return out;
 }
 
@@ -162,10 +191,22 @@ export function processorRegistryConfigFromEnv(env: ProcessorEnv): ProcessorRegi
           ...common,
         }
       : undefined;
+  const chase =
+    env.CHASE_API_BASE_URL && env.CHASE_TOKEN_URL && env.CHASE_CLIENT_ID && env.CHASE_CLIENT_SECRET && env.CHASE_MERCHANT_ID
+      ? {
+          baseUrl: env.CHASE_API_BASE_URL,
+          tokenUrl: env.CHASE_TOKEN_URL,
+          clientId: env.CHASE_CLIENT_ID,
+          clientSecret: env.CHASE_CLIENT_SECRET,
+          merchantId: env.CHASE_MERCHANT_ID,
+          ...common,
+        }
+      : undefined;
   return {
     sandbox: env.PAYFLEET_SANDBOX_PROCESSOR_ENABLED ? {} : false,
     stripe: env.STRIPE_API_KEY ? { apiKey: env.STRIPE_API_KEY, baseUrl: env.STRIPE_API_BASE_URL, ...common } : undefined,
     worldpay,
+    chase,
   };
 }
 

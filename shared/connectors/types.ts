@@ -1,6 +1,6 @@
 /**
  * The processor port: one interface every card processor connector implements (sandbox, stripe,
- * worldpay, more to come). Connectors speak HTTP/XML to the processor; callers (auth and capture
+ * worldpay, chase). Connectors speak HTTP/XML to the processor; callers (auth and capture
  * workers) only ever see these types.
  *
  * Outcomes are values, not exceptions: the worker must treat an ambiguous outcome differently
@@ -12,7 +12,7 @@
  */
 import type { SensitiveCard } from './sensitive-card.js';
 
-export type ProcessorName = 'sandbox' | 'stripe' | 'worldpay';
+export type ProcessorName = 'sandbox' | 'stripe' | 'worldpay' | 'chase';
 
 export interface AuthoriseRequest {
   readonly chargeId: string;
@@ -25,7 +25,7 @@ export interface AuthoriseRequest {
   readonly description: string;
   /**
    * Derived from `authRequestId` by the worker and reused on every retry of that request
-   * (Stripe `Idempotency-Key`, Worldpay `orderCode`).
+   * (Stripe `Idempotency-Key`, Worldpay `orderCode`, Chase `request-id` derived from it).
    */
   readonly idempotencyKey: string;
   readonly card: SensitiveCard;

@@ -12,7 +12,7 @@ import { createFleet, scanAll, startSandboxes, type Fleet, type Sandboxes, type 
  * The fleet's guarantees together, under faults (docs/contract.md §4; issue 10). Sizes are bounded for
  * CI.
  *
- * Load: CHAOS_CHARGES charges across the sandbox, Stripe-shaped and Worldpay-shaped processors
+ * Load: CHAOS_CHARGES charges across the sandbox, Stripe-, Worldpay- and Chase-shaped processors
  * (1 in 10 declined), every AuthorisationRequested and CaptureRequested sent twice under different
  * deduplication ids; CHAOS_PAYOUTS payouts (raw and SNS-wrapped, each sent twice, some rejected by
  * the bank); bad messages of every kind. Faults: 5xx, 429, latency and timeouts-after-success at
@@ -50,7 +50,7 @@ afterAll(async () => {
 
 interface ChargePlan {
   readonly chargeId: string;
-  readonly processor: 'sandbox' | 'stripe' | 'worldpay';
+  readonly processor: 'sandbox' | 'stripe' | 'worldpay' | 'chase';
   /**
    * Acceptable final statuses. Worldpay confirms captures later (CAPTURE_SUBMITTED), but when a
    * capture's answer was lost the retry's inquiry may find it already settled: CAPTURED is right too.
@@ -64,7 +64,7 @@ function planCharges(): { plans: ChargePlan[]; auth: OutgoingMessage[]; capture:
   const capture: OutgoingMessage[] = [];
   for (let i = 0; i < CHARGES; i++) {
     const chargeId = `chaos-${i}`;
-    const processor = (['sandbox', 'stripe', 'stripe', 'worldpay'] as const)[i % 4]!;
+    const processor = (['sandbox', 'stripe', 'chase', 'stripe', 'worldpay'] as const)[i % 5]!;
     const decline = i % 10 === 3;
     const card = decline ? (processor === 'worldpay' ? '4000000000000002' : SANDBOX_CARDS.decline) : processor === 'worldpay' ? '4444333322221111' : SANDBOX_CARDS.approve;
     const authRequestId = randomUUID();
@@ -147,6 +147,7 @@ describe('the whole fleet under faults and SIGKILL', () => {
     const faults = { latencyMs: 5, latencyJitterMs: 40, rate5xx: 0.03, rate429: 0.02, rateTimeoutAfterSuccess: 0.02 };
     sb.stripe.faults.update(faults);
     sb.worldpay.faults.update(faults);
+    sb.chase.faults.update(faults);
     sb.tokens.faults.update({ rate5xx: 0.02 });
     sb.lhv.faults.update({ rate5xx: 0.03, rateResetAfterSuccess: 0.05, paths: ['/payment'] });
 
@@ -213,7 +214,7 @@ describe('the whole fleet under faults and SIGKILL', () => {
     }
     const busyMs = Date.now() - t0;
     // Heal the network, let duplicates still queued drain, then stop the survivors gracefully.
-    for (const s of [sb.stripe, sb.worldpay, sb.tokens, sb.lhv]) s.faults.update({ latencyMs: 0, latencyJitterMs: 0, rate5xx: 0, rate429: 0, rateTimeoutAfterSuccess: 0, rateResetAfterSuccess: 0 });
+    for (const s of [sb.stripe, sb.worldpay, sb.chase, sb.tokens, sb.lhv]) s.faults.update({ latencyMs: 0, latencyJitterMs: 0, rate5xx: 0, rate429: 0, rateTimeoutAfterSuccess: 0, rateResetAfterSuccess: 0 });
     await fleet.resumed(); // the last paused worker wakes up and finds its leases gone
     // Let duplicates still queued, and work a woken worker handed back, drain: no message left, visible or in flight.
     await eventually(async () => (await queueDepths()).every((n) => n === 0), 120_000, 'every queue drained');
@@ -238,7 +239,12 @@ describe('the whole fleet under faults and SIGKILL', () => {
     // 2. At most one effect per charge and per payout, counted at the sandboxes.
     const stripe = sb.stripe.stats();
     const worldpay = sb.worldpay.stats();
+    const chase = sb.chase.stats();
     for (const p of plans) {
+      if (p.processor === 'chase') {
+        expect(chase.charges[p.chargeId]?.created, `Chase payments of ${p.chargeId}`).toBe(1);
+        expect(chase.charges[p.chargeId]?.captured ?? 0, `Chase captures of ${p.chargeId}`).toBe(p.final.includes('CAPTURED') ? 1 : 0);
+      }
       if (p.processor === 'stripe') {
         expect(stripe.charges[p.chargeId]?.created, `PaymentIntents of ${p.chargeId}`).toBe(1);
         expect(stripe.charges[p.chargeId]?.captured ?? 0, `Stripe captures of ${p.chargeId}`).toBe(p.final.includes('CAPTURED') ? 1 : 0);
@@ -280,7 +286,7 @@ describe('the whole fleet under faults and SIGKILL', () => {
     expect(sent).toBeGreaterThanOrEqual(WITH_PAYOUTS ? 2000 : 1500);
     console.info(
       `[chaos] ${sent} messages sent (${CHARGES} charges, ${PAYOUTS} payouts, ${bad.length} bad), ${kills} SIGKILLs, ${pauses} SIGSTOP pauses past the lease, done in ${busyMs} ms; ` +
-        `ledger: ${report.unique} events, ${report.duplicates.length} duplicate deliveries; stripe replays ${stripe.totals.replays}; worldpay duplicate submits ${worldpay.totals.duplicates}`,
+        `ledger: ${report.unique} events, ${report.duplicates.length} duplicate deliveries; stripe replays ${stripe.totals.replays}; chase replays ${chase.totals.replays}; worldpay duplicate submits ${worldpay.totals.duplicates}`,
     );
   }, 600_000);
 });

@@ -4,6 +4,7 @@
  * oracle's readings (tables, sandbox counters, DLQ, the reference Ledger consumer).
  */
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { startChaseSandbox, type ChaseSandbox } from '../../cli/sandbox/chase-server.js';
 import { startLhvSandbox, type LhvSandbox } from '../../cli/sandbox/lhv-server.js';
 import { startStripeSandbox, type StripeSandbox } from '../../cli/sandbox/stripe-server.js';
 import { startTokenServiceSandbox, type TokenServiceSandbox } from '../../cli/sandbox/token-service-server.js';
@@ -15,23 +16,26 @@ export interface Sandboxes {
   readonly tokens: TokenServiceSandbox;
   readonly stripe: StripeSandbox;
   readonly worldpay: WorldpaySandbox;
+  readonly chase: ChaseSandbox;
   readonly lhv: LhvSandbox;
   close(): Promise<void>;
 }
 
 export async function startSandboxes(chargeIdOfOrder: (orderCode: string) => string | undefined): Promise<Sandboxes> {
-  const [tokens, stripe, worldpay, lhv] = await Promise.all([
+  const [tokens, stripe, worldpay, chase, lhv] = await Promise.all([
     startTokenServiceSandbox(),
     startStripeSandbox(),
     startWorldpaySandbox({ chargeIdOf: (o) => chargeIdOfOrder(o.orderCode) }),
+    startChaseSandbox(),
     startLhvSandbox({ port: 0, followUpDelayMs: 200 }),
   ]);
   return {
     tokens,
     stripe,
     worldpay,
+    chase,
     lhv,
-    close: async () => void (await Promise.all([tokens.close(), stripe.close(), worldpay.close(), lhv.close()])),
+    close: async () => void (await Promise.all([tokens.close(), stripe.close(), worldpay.close(), chase.close(), lhv.close()])),
   };
 }
 
@@ -62,11 +66,18 @@ export function workerEnv(stack: TestStack, sb: Sandboxes, name: WorkerName): Re
     WORLDPAY_MERCHANT_CODE: sb.worldpay.merchantCode,
     WORLDPAY_USERNAME: sb.worldpay.username,
     WORLDPAY_PASSWORD: sb.worldpay.password,
+    CHASE_API_BASE_URL: sb.chase.url,
+    CHASE_TOKEN_URL: sb.chase.tokenUrl,
+    CHASE_CLIENT_ID: sb.chase.clientId,
+    CHASE_CLIENT_SECRET: sb.chase.clientSecret,
+    CHASE_MERCHANT_ID: sb.chase.merchantId,
     PAYFLEET_PROCESSOR_TIMEOUT_MS: '3000',
   };
   switch (name) {
     case 'auth':
-      return { ...common, ...processors, PAYMENT_TOKEN_SERVICE_URL: sb.tokens.url, PAYMENT_TOKEN_SERVICE_API_KEY: sb.tokens.apiKey, PAYMENT_TOKEN_SERVICE_TIMEOUT_MS: '8000' };
+      // Chase's 70-second rule: a charge whose answer was lost waits 70 s from the first empty lookup
+      // of the process that holds it, and SIGKILLs restart that clock; the attempt budget must outlast it.
+      return { ...common, PAYFLEET_RETRY_MAX_MS: '8000', ...processors, PAYMENT_TOKEN_SERVICE_URL: sb.tokens.url, PAYMENT_TOKEN_SERVICE_API_KEY: sb.tokens.apiKey, PAYMENT_TOKEN_SERVICE_TIMEOUT_MS: '8000' };
     case 'capture':
       return {
         ...common,

@@ -173,7 +173,7 @@ describe('payfleet send', () => {
 });
 
 describe('payfleet sandbox', () => {
-  it('starts the four sandbox services in one process, prints their URLs, and stops on SIGTERM', async () => {
+  it('starts the five sandbox services in one process, prints their URLs, and stops on SIGTERM', async () => {
     const child = spawn(process.execPath, ['bin/payfleet.js', 'sandbox', '--json'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_NO_WARNINGS: '1' },
@@ -193,10 +193,12 @@ describe('payfleet sandbox', () => {
         });
       });
       const info = JSON.parse(line) as { urls: Record<string, string>; env: Record<string, string> };
-      expect(Object.keys(info.urls).sort()).toEqual(['lhv', 'stripe', 'tokenService', 'worldpay']);
+      expect(Object.keys(info.urls).sort()).toEqual(['chase', 'lhv', 'stripe', 'tokenService', 'worldpay']);
       expect(info.env).toMatchObject({
         PAYMENT_TOKEN_SERVICE_URL: info.urls.tokenService,
         STRIPE_API_BASE_URL: info.urls.stripe,
+        CHASE_API_BASE_URL: info.urls.chase,
+        CHASE_TOKEN_URL: `${info.urls.chase}/oauth2/token`,
         LHV_API_BASE_URL: info.urls.lhv,
       });
       for (const url of Object.values(info.urls)) expect((await fetch(`${url}/__sandbox/stats`)).status).toBe(200);

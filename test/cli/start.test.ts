@@ -42,7 +42,7 @@ describe('payfleet start (npm start)', () => {
     expect(summary.node).toBe(process.version);
     expect(summary.checks.map((c) => c.name)).toEqual([
       'every good message reached its final state',
-      'no double charge (Stripe and Worldpay counters)',
+      'no double charge (Stripe, Worldpay and Chase counters)',
       'no double payout (LHV initiations per payment)',
       'every event delivered (Ledger consumer: once, in order)',
       'every bad message in a DLQ with its reason',

@@ -37,6 +37,7 @@ function healthy(): SummaryInput {
   const charges = new Map<string, { status: string; processor: string; processorRef?: string; authIdempotencyKey?: string }>();
   const stripe: Record<string, { created: number; authorised: number; captured: number }> = {};
   const worldpay: Record<string, { authorisations: number; captures: number }> = {};
+  const chase: Record<string, { created: number; authorised: number; captured: number }> = {};
   for (const c of plan.charges) {
     const status = c.expect[0]!;
     charges.set(c.chargeId, {
@@ -49,6 +50,7 @@ function healthy(): SummaryInput {
     const captured = status === 'CAPTURED' || status === 'CAPTURE_SUBMITTED' ? 1 : 0;
     if (c.processor === 'stripe') stripe[c.chargeId] = { created: 1, authorised: approved ? 1 : 0, captured };
     if (c.processor === 'worldpay') worldpay[`key-${c.chargeId}`] = { authorisations: approved ? 1 : 0, captures: captured };
+    if (c.processor === 'chase') chase[c.chargeId] = { created: 1, authorised: approved ? 1 : 0, captured };
   }
   for (const b of plan.bad) if (b.charge) charges.set(b.charge.chargeId, { status: b.charge.expect, processor: 'stripe' });
   const payouts = new Map(plan.payouts.map((p) => [p.paymentId, p.expect as string | undefined]));
@@ -63,6 +65,7 @@ function healthy(): SummaryInput {
     payouts,
     stripe,
     worldpay,
+    chase,
     lhvInitiations: Object.fromEntries(plan.payouts.map((p) => [p.paymentId, 1])),
     lhvRequests: 3,
     payoutShards: 4,
@@ -100,7 +103,7 @@ describe('checkInvariants', () => {
     const a = healthy();
     const stripeCharge = plan.charges.find((c) => c.processor === 'stripe' && c.expect.includes('CAPTURED'))!;
     (a.stripe as Record<string, { created: number; authorised: number; captured: number }>)[stripeCharge.chargeId]!.captured = 2;
-    expect(failing(a)).toEqual(['no double charge (Stripe and Worldpay counters)']);
+    expect(failing(a)).toEqual(['no double charge (Stripe, Worldpay and Chase counters)']);
 
     const b = healthy();
     const wp = plan.charges.find((c) => c.processor === 'worldpay')!;
@@ -109,7 +112,12 @@ describe('checkInvariants', () => {
       authorisations: 1,
       captures: 0,
     };
-    expect(failing(b)).toEqual(['no double charge (Stripe and Worldpay counters)']);
+    expect(failing(b)).toEqual(['no double charge (Stripe, Worldpay and Chase counters)']);
+
+    const c = healthy();
+    const chaseCharge = plan.charges.find((x) => x.processor === 'chase' && x.expect.includes('CAPTURED'))!;
+    (c.chase as Record<string, { created: number; authorised: number; captured: number }>)[chaseCharge.chargeId]!.created = 2;
+    expect(failing(c)).toEqual(['no double charge (Stripe, Worldpay and Chase counters)']);
   });
 
   it('fails "no double payout" on a second initiation, and final states on a missing payout', () => {

@@ -18,6 +18,15 @@ afterAll(() => stack?.close());
 /** Short long polls: each test stops its worker, which lets its open long poll finish first. */
 const QUICK = { PAYFLEET_OPS_PORT: '0', PAYFLEET_WAIT_TIME_SEC: '1', AWS_SQS_MESSAGE_MAXIMUM_WAIT_TIME_IN_SECONDS: '1' };
 
+/** Chase is not called at start either (its token is fetched on first use). */
+const CHASE = {
+  CHASE_API_BASE_URL: 'http://127.0.0.1:9',
+  CHASE_TOKEN_URL: 'http://127.0.0.1:9/oauth2/token',
+  CHASE_CLIENT_ID: 'c',
+  CHASE_CLIENT_SECRET: 's',
+  CHASE_MERCHANT_ID: 'm',
+};
+
 /** The token service is not called at start; any URL will do. */
 const TOKEN_SERVICE = { PAYMENT_TOKEN_SERVICE_URL: 'http://127.0.0.1:9', PAYMENT_TOKEN_SERVICE_API_KEY: 'k' };
 
@@ -31,6 +40,7 @@ describe('worker started: processors', () => {
       expect(warnings.map((w) => [w.processor, w.set])).toEqual([
         ['stripe', ['STRIPE_API_KEY']],
         ['worldpay', ['WORLDPAY_API_BASE_URL', 'WORLDPAY_MERCHANT_CODE', 'WORLDPAY_USERNAME', 'WORLDPAY_PASSWORD']],
+        ['chase', ['CHASE_API_BASE_URL', 'CHASE_TOKEN_URL', 'CHASE_CLIENT_ID', 'CHASE_CLIENT_SECRET', 'CHASE_MERCHANT_ID']],
       ]);
       expect(String(warnings[0]!.msg)).toMatch(/auth-requests may carry processor "stripe", which is not configured here: .*UNKNOWN_PROCESSOR/);
     } finally {
@@ -39,17 +49,18 @@ describe('worker started: processors', () => {
     }
   });
 
-  it('capture with Stripe and half of Worldpay: lists sandbox and stripe, names the Worldpay variables still missing', async () => {
+  it('capture with Stripe, Chase and half of Worldpay: lists sandbox, stripe and chase, names the Worldpay variables still missing', async () => {
     const p = startProcess('bin/payfleet.js', ['worker', 'capture'], {
       ...stack.env,
       ...QUICK,
       STRIPE_API_KEY: 'sk_test_x',
       WORLDPAY_API_BASE_URL: 'http://127.0.0.1:9',
       WORLDPAY_MERCHANT_CODE: 'M',
+      ...CHASE,
     });
     try {
       const started = await p.waitForLine((l) => l.msg === 'worker started', 60_000);
-      expect(started.processors).toEqual(['sandbox', 'stripe']);
+      expect(started.processors).toEqual(['sandbox', 'stripe', 'chase']);
       const warnings = p.lines.filter((l) => l.level === 'warn' && typeof l.processor === 'string');
       expect(warnings.map((w) => [w.processor, w.set])).toEqual([['worldpay', ['WORLDPAY_USERNAME', 'WORLDPAY_PASSWORD']]]);
     } finally {
@@ -67,10 +78,11 @@ describe('worker started: processors', () => {
       WORLDPAY_MERCHANT_CODE: 'M',
       WORLDPAY_USERNAME: 'u',
       WORLDPAY_PASSWORD: 'p',
+      ...CHASE,
     });
     try {
       const started = await p.waitForLine((l) => l.msg === 'worker started', 60_000);
-      expect(started.processors).toEqual(['sandbox', 'stripe', 'worldpay']);
+      expect(started.processors).toEqual(['sandbox', 'stripe', 'worldpay', 'chase']);
       expect(p.lines.filter((l) => l.level === 'warn')).toEqual([]);
     } finally {
       p.kill('SIGTERM');

@@ -27,6 +27,12 @@ describe('Worker environments (infra/worker-env.ts) against the workers own sche
         for (const context of [
           DEPLOYABLE,
           { ...DEPLOYABLE, stripe: 'false', worldpay: 'false', live: 'true', lhvPrivateCa: 'true' },
+          {
+            ...DEPLOYABLE,
+            chase: 'true',
+            chaseApiBaseUrl: 'https://api-ms.payments.jpmorgan.example/api/v2',
+            chaseTokenUrl: 'https://id.payments.jpmorgan.example/am/oauth2/alpha/access_token',
+          },
           {},
         ]) {
           const config = parseDeploymentConfig({ ...context });
@@ -38,6 +44,30 @@ describe('Worker environments (infra/worker-env.ts) against the workers own sche
       });
     });
   }
+
+  it('wires Chase only when enabled: its URLs in the environment, its credentials from the chase secret', () => {
+    const off = workerEnvironment('auth', parseDeploymentConfig({ ...DEPLOYABLE }), 'eu-west-2');
+    expect(Object.keys({ ...off.environment, ...off.secrets }).filter((k) => k.startsWith('CHASE_'))).toEqual([]);
+    const config = parseDeploymentConfig({
+      ...DEPLOYABLE,
+      chase: 'true',
+      chaseApiBaseUrl: 'https://chase.example/api/v2',
+      chaseTokenUrl: 'https://chase.example/oauth2/token',
+    });
+    for (const worker of ['auth', 'capture'] as const) {
+      const env = workerEnvironment(worker, config, 'eu-west-2');
+      expect(env.environment).toMatchObject({
+        CHASE_API_BASE_URL: 'https://chase.example/api/v2',
+        CHASE_TOKEN_URL: 'https://chase.example/oauth2/token',
+      });
+      expect(env.secrets).toMatchObject({
+        CHASE_CLIENT_ID: { secret: 'chase', field: 'clientId' },
+        CHASE_CLIENT_SECRET: { secret: 'chase', field: 'clientSecret' },
+        CHASE_MERCHANT_ID: { secret: 'chase', field: 'merchantId' },
+      });
+      expect(env.environment).not.toHaveProperty('CHASE_CLIENT_SECRET');
+    }
+  });
 
   it('gives the bootstrap task exactly what bootstrap reads', () => {
     const schema = bootstrapSchema();

@@ -1,4 +1,5 @@
 import { bool } from '../../shared/config/env.js';
+import type { Clock } from '../../shared/core/clock.js';
 import {
   connectorConfigFromEnv,
   connectorEnvShape,
@@ -19,18 +20,28 @@ export const authEnvShape = {
   PAYFLEET_LIVE: bool(false),
 } as const;
 
-/**
- * `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically.
- * `hooks` are fault points for tests (test/auth/crash-worker.ts); the CLI passes none.
- */
-export function authWorker(options: { readonly hooks?: AuthHooks } = {}) {
+/** Test seams of the auth worker; the CLI passes none. */
+export interface AuthWorkerOptions {
+  /** Fault points (test/auth/crash-worker.ts). */
+  readonly hooks?: AuthHooks;
+  /** The processors' clock (Chase's 70-second window; test/chase/clock-worker.ts moves it). */
+  readonly processorClock?: Clock;
+}
+
+/** `payfleet worker auth`: AuthorisationRequested -> authorised exactly once, recorded atomically. */
+export function authWorker(options: AuthWorkerOptions = {}) {
   return defineWorker({
     worker: 'auth',
     env: authEnvShape,
     settings: (env) => ({ connectors: connectorConfigFromEnv(env), live: env.PAYFLEET_LIVE }),
     build: (kit) => {
       const { settings } = kit;
-      const registry = createProcessorRegistry({ ...settings.connectors.registry, logger: kit.log, guard: kit.httpGuard });
+      const registry = createProcessorRegistry({
+        ...settings.connectors.registry,
+        logger: kit.log,
+        guard: kit.httpGuard,
+        ...(options.processorClock ? { clock: options.processorClock } : {}),
+      });
       warnUnconfiguredProcessors(kit.log, 'auth-requests', process.env);
       const tokens = createTokenServiceClient({ ...settings.connectors.tokenService, guard: kit.httpGuard('token-service') });
       // Every authorisation decrypts first: while the token service is down, receive nothing.
@@ -65,6 +76,6 @@ export function authWorker(options: { readonly hooks?: AuthHooks } = {}) {
 }
 
 /** Run the auth worker in this process until SIGTERM. */
-export async function main(options: { readonly hooks?: AuthHooks } = {}): Promise<void> {
+export async function main(options: AuthWorkerOptions = {}): Promise<void> {
   await runWorker(authWorker(options));
 }
