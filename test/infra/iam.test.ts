@@ -60,7 +60,7 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
   ledger: {
     'queue:payfleet-ledger-events.fifo': ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'],
     'table:payfleet-leases': LEASES,
-    'table:payfleet-events': ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+    'table:payfleet-events': ['dynamodb:BatchWriteItem', 'dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
     'table:payfleet-events/index/pending': ['dynamodb:Query', 'dynamodb:Scan'],
     'logs:/ecs/payfleet-metrics': EMF,
   },
@@ -171,6 +171,7 @@ const COMMAND_ACTIONS: Record<string, string[]> = {
   Query: ['dynamodb:Query'],
   Scan: ['dynamodb:Scan'],
   BatchGet: ['dynamodb:BatchGetItem'],
+  BatchWrite: ['dynamodb:BatchWriteItem'],
   TransactGet: ['dynamodb:GetItem'],
   TransactWrite: ['dynamodb:ConditionCheckItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
 };
