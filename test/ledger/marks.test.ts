@@ -1,4 +1,4 @@
-import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDynamoLeaseStore } from '../../shared/core/dynamo-leases.js';
 import { toLedgerMessage } from '../../shared/core/outbox.js';
@@ -148,6 +148,47 @@ describe('ledger marks', () => {
     const [marked] = await outboxRows(stack, [late!]);
     expect(marked?.emittedAt).toBe(at);
     expect(marked?.pendingShard).toBeUndefined();
+  });
+
+  it('markEmitted: entries DynamoDB leaves unprocessed are resent; one that stays unprocessed is not reported and stays pending', async () => {
+    // Prepare: a DocumentClient whose BatchWriteItem leaves `flaky` unprocessed once and `stubborn`
+    // every time (what throttling does), writing the rest.
+    const [stubborn, flaky, fine] = ids('unprocessed', 3);
+    await writeEvents([outcomeStore(stack)], [stubborn!, flaky!, fine!], 1);
+    const table = stack.names.table('events');
+    const calls: number[] = [];
+    let flakyHeld = false;
+    const doc = {
+      send: async (command: unknown) => {
+        if (!(command instanceof BatchWriteCommand)) return stack.clients.doc.send(command as never);
+        const requests = command.input.RequestItems?.[table] ?? [];
+        calls.push(requests.length);
+        const held = requests.filter((r) => {
+          const id = r.PutRequest?.Item?.resourceId;
+          if (id === flaky && !flakyHeld) {
+            flakyHeld = true;
+            return true;
+          }
+          return id === stubborn;
+        });
+        const through = requests.filter((r) => !held.includes(r));
+        if (through.length > 0) await stack.clients.doc.send(new BatchWriteCommand({ RequestItems: { [table]: through } }));
+        return { UnprocessedItems: held.length > 0 ? { [table]: held } : {} };
+      },
+    } as unknown as DynamoDBDocumentClient;
+    const outbox = createDynamoLedgerOutbox({ doc, names: stack.names });
+    const events = (await Promise.all([stubborn!, flaky!, fine!].map((id) => outbox.resourceEvents(id)))).flat();
+    // Act
+    const done = await outbox.markEmitted(events, '2026-11-26T10:00:00.000Z');
+    // Assess: the first call, then the two left over, then `stubborn` until the resends run out.
+    expect(calls).toEqual([3, 2, 1, 1, 1]);
+    expect([...done].sort()).toEqual(events.filter((e) => e.resourceId !== stubborn).map((e) => e.eventId).sort());
+    const rows = await outboxRows(stack, [stubborn!, flaky!, fine!]);
+    expect(rows.map((r) => [r.resourceId, r.emittedAt !== undefined, r.pendingShard !== undefined])).toEqual([
+      [stubborn, false, true],
+      [flaky, true, false],
+      [fine, true, false],
+    ]);
   });
 
   it('a holder paused past its shard lease: its late marks cover only what SQS accepted from it; pending events of the next holder stay pending and go out in order', async () => {
