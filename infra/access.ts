@@ -14,7 +14,9 @@
  *   next version) and the repositories (GetItem, consistent reads).
  * - ledger (workers/ledger/dynamo-outbox.ts, sqs-publisher.ts): Query/Scan on events/index/pending,
  *   Query on events (a resource's earlier events), BatchWriteItem (mark emitted: whole-row Puts,
- *   25 per call), UpdateItem (mark a row it did not read, back-off, rehome),
+ *   25 per call; IAM cannot limit it to Puts, so it could delete events rows too: the one such
+ *   grant, on rows this role may already rewrite with UpdateItem), UpdateItem (mark a row it did
+ *   not read, back-off, rehome),
  *   UpdateItem on the membership row in leases; SendMessage(Batch) to ledger-events.
  *
  * DynamoDB has no TransactWriteItems permission of its own: each item of a transaction is
