@@ -1,7 +1,9 @@
 /**
- * Ledger emitter throughput: events/s from the outbox to ledger-events.fifo, marks included.
+ * Ledger emitter throughput and cost: events/s from the outbox to ledger-events.fifo, marks
+ * included; AWS calls per event by operation and DynamoDB capacity units per event, for the
+ * commits that write the events and for the emitter that drains them.
  *
- *   npx tsx bench/ledger.ts [--events 2000] [--per-resource 4] [--emitters 1] [--shards 8] [--batch 10]
+ *   npm run bench:ledger -- [--events 2000] [--per-resource 4] [--emitters 1] [--shards 8] [--batch 10] [--live]
  *
  * 1. starts the embedded stack (fauxqs + DynamoDB Local) — or uses AWS_ENDPOINT_URL_SQS /
  *    AWS_ENDPOINT_URL_DYNAMODB when both are set — and bootstraps a fresh prefix;
@@ -9,7 +11,12 @@
  *    one commit per event, 16 commits in flight), with no emitter running;
  * 3. starts `emitters` in-process emitters (each its own lease owner, as separate processes would
  *    be) and times until the `pending` index is empty (every event sent and marked);
+ *    With --live, the emitters run (all shards held) before the commits start, and the time runs
+ *    from the first commit until the index is empty: the steady state, idle polls included.
  * 4. drains the queue with the reference consumer and checks exactly-once, in order (not timed).
+ * Every DynamoDB call of steps 2 and 3 asks for ReturnConsumedCapacity TOTAL (an SDK middleware
+ * that also counts the calls); the commits and the emitters use separate clients, and the bench's
+ * own polling of the index a third, so each count is the commits' or the emitters' work only.
  * Prints one JSON line with the exact configuration and the result.
  */
 import { cpus, loadavg } from 'node:os';
@@ -31,6 +38,7 @@ const { values: args } = parseArgs({
     shards: { type: 'string', default: '8' },
     batch: { type: 'string', default: '10' },
     'poll-ms': { type: 'string', default: '200' },
+    live: { type: 'boolean', default: false },
   },
 });
 const events = Number(args.events);
@@ -39,6 +47,7 @@ const emitters = Number(args.emitters);
 const shards = Number(args.shards);
 const batch = Number(args.batch);
 const pollMs = Number(args['poll-ms']);
+const live = args.live === true;
 const resources = Math.ceil(events / perResource);
 
 const external = process.env.AWS_ENDPOINT_URL_SQS && process.env.AWS_ENDPOINT_URL_DYNAMODB;
@@ -50,7 +59,63 @@ const aws = {
   dynamodbEndpoint: embedded?.dynamodbEndpoint ?? process.env.AWS_ENDPOINT_URL_DYNAMODB,
   resourcePrefix: prefix,
 };
+/** The emitters' clients. */
 const clients = createAwsClients(aws, { credentials: EMBEDDED_CREDENTIALS, maxSockets: 64 });
+/** The commits' clients. */
+const writer = createAwsClients(aws, { credentials: EMBEDDED_CREDENTIALS, maxSockets: 64 });
+/** The bench's own polling: not counted. */
+const probe = createAwsClients(aws, { credentials: EMBEDDED_CREDENTIALS });
+
+/** Calls and capacity units per operation, of the commits and of the emitters. */
+type Tally = Record<string, { n: number; ms: number; units: number }>;
+const tallies: Record<'commit' | 'emit', Tally> = { commit: {}, emit: {} };
+let counting = false;
+const capacity = (c: unknown): number =>
+  Array.isArray(c) ? c.reduce((n: number, x) => n + capacity(x), 0) : Number((c as { CapacityUnits?: number } | undefined)?.CapacityUnits ?? 0);
+const counter =
+  (label: 'commit' | 'emit', dynamo: boolean) =>
+  (next: (a: { input: Record<string, unknown> }) => Promise<{ output: { ConsumedCapacity?: unknown } }>, context: { commandName?: string }) =>
+  async (a: { input: Record<string, unknown> }) => {
+    const on = counting;
+    if (on && dynamo) a.input.ReturnConsumedCapacity = 'TOTAL';
+    const t = performance.now();
+    let units = 0;
+    try {
+      const out = await next(a);
+      units = capacity(out.output?.ConsumedCapacity);
+      return out;
+    } finally {
+      if (on) {
+        const name = (context.commandName ?? '?').replace(/Command$/, '');
+        tallies[label][name] ??= { n: 0, ms: 0, units: 0 };
+        const c = tallies[label][name];
+        c.n++;
+        c.ms += performance.now() - t;
+        c.units += units;
+      }
+    }
+  };
+clients.doc.middlewareStack.add(counter('emit', true) as never, { step: 'initialize', name: 'benchCount' });
+clients.sqs.middlewareStack.add(counter('emit', false) as never, { step: 'initialize', name: 'benchCount' });
+writer.doc.middlewareStack.add(counter('commit', true) as never, { step: 'initialize', name: 'benchCount' });
+/** Per event: calls by operation, and DynamoDB capacity units (reads and writes as DynamoDB Local reports them). */
+const perEvent = (t: Tally, n: number) => {
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  const ops = Object.fromEntries(
+    Object.entries(t).map(([k, v]) => [k, { calls: v.n, perEvent: round(v.n / n), meanMs: Math.round((v.ms / v.n) * 10) / 10, units: round(v.units) }]),
+  );
+  const reads = new Set(['Query', 'Scan', 'Get', 'BatchGet', 'TransactGet']);
+  const sum = (f: (k: string) => boolean, by: (v: Tally[string]) => number) =>
+    round(Object.entries(t).filter(([k]) => f(k)).reduce((x, [, v]) => x + by(v), 0) / n);
+  return {
+    callsPerEvent: sum(() => true, (v) => v.n),
+    dynamoCallsPerEvent: sum((k) => !k.startsWith('SendMessage') && !k.startsWith('ReceiveMessage'), (v) => v.n),
+    sqsCallsPerEvent: sum((k) => k.startsWith('SendMessage'), (v) => v.n),
+    wruPerEvent: sum((k) => !reads.has(k), (v) => v.units),
+    rruPerEvent: sum((k) => reads.has(k), (v) => v.units),
+    ops,
+  };
+};
 try {
   const report = await bootstrap(clients, { prefix, ledgerShards: shards });
   const names = resourceNames(prefix);
@@ -66,15 +131,19 @@ try {
   } as TestStack;
 
   const ids = Array.from({ length: resources }, (_, i) => `bench-${i}`);
-  const w0 = performance.now();
-  await writeEvents([outcomeStore(stack, { ledgerShards: shards })], ids, perResource, 0, 16);
-  const writeMs = performance.now() - w0;
+  const commitAll = async () => {
+    const w0 = performance.now();
+    await writeEvents([outcomeStore({ ...stack, clients: writer }, { ledgerShards: shards })], ids, perResource, 0, 16);
+    return performance.now() - w0;
+  };
+  counting = true;
+  let writeMs = live ? 0 : await commitAll();
 
   const pending = async () => {
     let n = 0;
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await clients.doc.send(
+      const out = await probe.doc.send(
         new ScanCommand({
           TableName: names.table('events'),
           IndexName: 'pending',
@@ -88,26 +157,6 @@ try {
     return n;
   };
 
-  // Count every SDK call the emitters make while draining (and the time spent in each kind).
-  const calls: Record<string, { n: number; ms: number }> = {};
-  let counting = false;
-  const counter = (next: (a: unknown) => Promise<unknown>, context: { commandName?: string }) => async (a: unknown) => {
-    const t = performance.now();
-    try {
-      return await next(a);
-    } finally {
-      if (counting) {
-        const name = context.commandName ?? '?';
-        calls[name] ??= { n: 0, ms: 0 };
-        const c = calls[name];
-        c.n++;
-        c.ms += performance.now() - t;
-      }
-    }
-  };
-  clients.doc.middlewareStack.add(counter as never, { step: 'initialize', name: 'benchCount' });
-  clients.sqs.middlewareStack.add(counter as never, { step: 'initialize', name: 'benchCount' });
-
   const running = Array.from({ length: emitters }, (_, i) =>
     inProcessEmitter(stack, {
       ownerId: `bench-emitter-${i}`,
@@ -116,9 +165,17 @@ try {
       settings: { batchSize: batch, pollMs, rebalanceMs: 500 },
     }),
   );
-  counting = true;
+  if (live) {
+    // The steady state: every shard held before the first commit, counted from then on.
+    counting = false;
+    for (const e of running) for (const t of e.ledger.tasks) t.start();
+    const held = () => running.reduce((n, e) => n + e.ledger.manager.held().length, 0);
+    while (held() < shards) await new Promise((r) => setTimeout(r, 50));
+    counting = true;
+  }
   const t0 = performance.now();
-  for (const e of running) for (const t of e.ledger.tasks) t.start();
+  if (live) writeMs = await commitAll();
+  else for (const e of running) for (const t of e.ledger.tasks) t.start();
   while ((await pending()) > 0) await new Promise((r) => setTimeout(r, 50));
   const drainMs = performance.now() - t0;
   counting = false;
@@ -130,7 +187,8 @@ try {
   const problems = consumer.missingAgainst(expectedCounts(ids, perResource));
   const result = {
     bench: 'ledger-emitter',
-    command: `npx tsx bench/ledger.ts --events ${events} --per-resource ${perResource} --emitters ${emitters} --shards ${shards} --batch ${batch} --poll-ms ${pollMs}`,
+    command: `npm run bench:ledger -- --events ${events} --per-resource ${perResource} --emitters ${emitters} --shards ${shards} --batch ${batch} --poll-ms ${pollMs}${live ? ' --live' : ''}`,
+    mode: live ? 'live: emitters running while the events are committed; time from the first commit to an empty index' : 'backlog: events committed first, then drained',
     stack: external ? 'external endpoints' : 'embedded (fauxqs + DynamoDB Local)',
     node: process.version,
     cpus: cpus().length,
@@ -146,9 +204,8 @@ try {
     commitsPerSec: Math.round((resources * perResource) / (writeMs / 1000)),
     drainMs: Math.round(drainMs),
     eventsPerSec: Math.round((resources * perResource) / (drainMs / 1000)),
-    sdkCalls: Object.fromEntries(
-      Object.entries(calls).map(([k, v]) => [k, { n: v.n, meanMs: Math.round((v.ms / v.n) * 10) / 10 }]),
-    ),
+    commit: perEvent(tallies.commit, resources * perResource),
+    emitter: perEvent(tallies.emit, resources * perResource),
     verified: {
       unique: r.unique,
       duplicates: r.duplicates.length,
@@ -161,5 +218,7 @@ try {
   if (r.gaps.length || r.reorders.length || problems.length) process.exitCode = 1;
 } finally {
   clients.destroy();
+  writer.destroy();
+  probe.destroy();
   await embedded?.stop();
 }

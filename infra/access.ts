@@ -13,7 +13,10 @@
  * - entity tables through the commit (dynamo-outcomes.ts: Put for a new entity, Update for the
  *   next version) and the repositories (GetItem, consistent reads).
  * - ledger (workers/ledger/dynamo-outbox.ts, sqs-publisher.ts): Query/Scan on events/index/pending,
- *   Query on events (a resource's earlier events), UpdateItem (mark emitted, back-off, rehome),
+ *   Query on events (a resource's earlier events), BatchWriteItem (mark emitted: whole-row Puts,
+ *   25 per call; IAM cannot limit it to Puts, so it could delete events rows too: the one such
+ *   grant, on rows this role may already rewrite with UpdateItem), UpdateItem (mark a row it did
+ *   not read, back-off, rehome),
  *   UpdateItem on the membership row in leases; SendMessage(Batch) to ledger-events.
  *
  * DynamoDB has no TransactWriteItems permission of its own: each item of a transaction is
@@ -25,6 +28,7 @@ import type { WorkerName } from './config.js';
 export type TableAction =
   | 'GetItem'
   | 'BatchGetItem'
+  | 'BatchWriteItem'
   | 'PutItem'
   | 'UpdateItem'
   | 'DeleteItem'
@@ -104,7 +108,10 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
   },
   ledger: {
     sendsTo: ['ledger-events'],
-    tables: [LEASES, { table: 'events', actions: ['GetItem', 'Query', 'UpdateItem'], indexes: { pending: ['Query', 'Scan'] } }],
+    tables: [
+      LEASES,
+      { table: 'events', actions: ['BatchWriteItem', 'GetItem', 'Query', 'UpdateItem'], indexes: { pending: ['Query', 'Scan'] } },
+    ],
   },
 };
 

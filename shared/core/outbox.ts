@@ -2,7 +2,12 @@
  * The outbox: ledger events as rows of the `events` table (PK resourceId, SK sequence), written in
  * the same transaction as the state change they describe (dynamo-outcomes.ts), and found by the
  * ledger emitter through the `pending` GSI (pendingShard, pendingKey) until it marks them emitted
- * (removing pendingShard/pendingKey drops the row out of the sparse index).
+ * (it rewrites the row without pendingShard/pendingKey, 25 rows per BatchWriteItem, which drops
+ * them out of the sparse index). The marker lives on the event row, not in an item of its own, so
+ * an event adds ONE item to the commit transaction (docs/design.md "What an event costs").
+ * Because the mark rewrites the whole row from the emitter's read of it, an event row must never
+ * change after its commit except for the emitter's own bookkeeping (pendingShard, pendingKey,
+ * sendFailures, lastSendError, lastSendFailedAt, doNotRetryUntil, emittedAt).
  *
  * - eventId: UUIDv5-style hash of (resourceType, resourceId, sequence): the same state change
  *   always has the same id, however often it is emitted, so the Ledger can de-duplicate by it.

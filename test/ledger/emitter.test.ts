@@ -213,7 +213,7 @@ describe('ledger emitter', () => {
       // Released shards drop their lag series (no stale gauges from a process that no longer holds them).
       expect(await metricValues(emitter.registry, 'payfleet_ledger_emission_lag_seconds')).toEqual([]);
       // Leave nothing pending for the next tests' emitters.
-      await emitter.ledger.outbox.markEmitted({ resourceId: id!, sequence: 1 }, new Date().toISOString());
+      await emitter.ledger.outbox.markEmitted(await emitter.ledger.outbox.resourceEvents(id!), new Date().toISOString());
     });
   });
 

@@ -82,7 +82,7 @@ describe('Class: ShardEmitter', () => {
     expect(s.queue.calls).toHaveLength(0);
     expect(await s.metrics.heldBack.get()).toMatchObject({ values: [{ labels: { reason: 'predecessor_pending' }, value: 1 }] });
     // Once the other shard's holder has sent and marked R#1, R#2 goes.
-    await s.outbox.markEmitted({ resourceId: 'R', sequence: 1 }, new Date().toISOString());
+    await s.outbox.markEmitted([s.outbox.row('R', 1)], new Date().toISOString());
     await drain(s);
     expect(s.queue.messages.map((m) => m.body.sequence)).toEqual([2]);
   });
@@ -166,6 +166,32 @@ describe('Class: ShardEmitter', () => {
     // What SQS accepted in that call is still marked (a true fact), the rest stays pending.
     expect(r.sent).toBe(10);
     expect([...s.outbox.rows.values()].filter((x) => x.emittedAt).length).toBe(10);
+  });
+
+  it('Method: pass — marks go out 25 events per call, not one call per event', async () => {
+    const s = setup();
+    for (let r = 0; r < 60; r++) s.outbox.add(`R${r}`, 1, SHARD, T0 + r);
+    const r = await s.emitter.pass(s.ctx());
+    expect(r.sent).toBe(60);
+    expect(s.queue.calls).toHaveLength(6);
+    // 60 accepted events, 3 mark calls (25 + 25 + 10): fails if each event is marked on its own.
+    expect(s.outbox.markCalls).toEqual([25, 25, 10]);
+    expect([...s.outbox.rows.values()].every((x) => x.emittedAt !== undefined)).toBe(true);
+  });
+
+  it('Method: pass — a mark the store leaves unprocessed keeps the event pending; this process re-marks it, never resends it', async () => {
+    const s = setup();
+    s.outbox.add('R', 1, SHARD, T0);
+    s.outbox.add('R', 2, SHARD, T0 + 1);
+    s.outbox.unprocessed.add(s.outbox.row('R', 1).eventId);
+    await s.emitter.pass(s.ctx());
+    expect(s.outbox.row('R', 1).pendingShard).toBe(SHARD);
+    expect(await s.metrics.markFailures.get()).toMatchObject({ values: [{ value: 1 }] });
+    s.outbox.unprocessed.clear();
+    await drain(s);
+    expect(s.outbox.row('R', 1).emittedAt).toBeDefined();
+    expect(s.queue.calls.flat().map((e) => e.body.sequence)).toEqual([1, 2]);
+    expect(s.queue.consume().sequences('R')).toEqual([1, 2]);
   });
 
   it('Method: pass — sets the emission lag to the age of the oldest pending event', async () => {

@@ -43,8 +43,13 @@ export interface LedgerOutbox {
   resourceEventsBelow(resourceId: string, below: number): Promise<readonly OutboxEvent[]>;
   /** All of a resource's events, ascending, consistent (CLI, tests). */
   resourceEvents(resourceId: string): Promise<readonly OutboxEvent[]>;
-  /** Mark a sent event emitted, if it is still pending. `false`: it was already marked. */
-  markEmitted(event: Pick<OutboxEvent, 'resourceId' | 'sequence'>, emittedAt: string): Promise<boolean>;
+  /**
+   * Take events SQS accepted out of the `pending` index (emittedAt set), as few calls as the
+   * store allows (DynamoDB: one BatchWriteItem per 25). Returns the ids recorded; the others stay
+   * pending (resent later: a duplicate, never a loss). Throws when the call itself failed.
+   * Unfenced on purpose: it records a fact (SQS accepted the event) that holds whoever writes it.
+   */
+  markEmitted(events: readonly OutboxEvent[], emittedAt: string): Promise<readonly string[]>;
   /** Count a failed send on a pending event and set its back-off; returns the new failure count. */
   recordSendFailure(
     event: Pick<OutboxEvent, 'resourceId' | 'sequence'>,

@@ -85,8 +85,10 @@ export interface ShardEmitter {
   pass(ctx: PassContext): Promise<PassResult>;
 }
 
-/** Marks (UpdateItem) in flight at once per pass. */
-const MAX_MARKS_IN_FLIGHT = 32;
+/** Events per mark call (DynamoDB's BatchWriteItem limit). */
+const MARK_BATCH = 25;
+/** Mark calls in flight at once per pass. */
+const MAX_MARK_CALLS_IN_FLIGHT = 4;
 /** SQS's limit on one SendMessageBatch payload (sum of bodies). */
 const MAX_BATCH_BYTES = 256 * 1024;
 
@@ -208,15 +210,50 @@ export function createShardEmitter(options: ShardEmitterOptions): ShardEmitter {
     }
   }
 
-  async function mark(e: OutboxEvent, ctx: PassContext): Promise<void> {
-    try {
-      await outbox.markEmitted(e, new Date(now()).toISOString());
-      marked.set(e.eventId, true);
-    } catch (err) {
-      // Sent but not marked: it stays pending and is sent again later (a duplicate, in order).
-      metrics.markFailures.inc();
-      log.warn({ shard: ctx.shard, eventId: e.eventId, err }, 'ledger: sent but could not mark emitted');
-    }
+  /**
+   * The marks of one pass: accepted events gathered into batches of MARK_BATCH (one BatchWriteItem
+   * each), written in the background while the next SendMessageBatch goes out. Ordering rests on
+   * what SQS accepted (the frontier), not on marks, so a mark may land after its successor's send.
+   * `settle` writes the rest and waits for all: a pass that completes leaves nothing unmarked, and a
+   * crash before the marks land only costs resends (duplicates, in order).
+   */
+  function markBatcher(ctx: PassContext) {
+    let buffer: OutboxEvent[] = [];
+    const inFlight = new Set<Promise<void>>();
+    const write = async (batch: OutboxEvent[]): Promise<void> => {
+      let done: ReadonlySet<string> = new Set();
+      try {
+        done = new Set(await outbox.markEmitted(batch, new Date(now()).toISOString()));
+      } catch (err) {
+        log.warn({ shard: ctx.shard, events: batch.length, err }, 'ledger: sent but could not mark emitted');
+      }
+      let missed = 0;
+      for (const e of batch) {
+        if (done.has(e.eventId)) marked.set(e.eventId, true);
+        else missed++;
+      }
+      // Sent but not marked: they stay pending and are re-marked (this process's frontier knows
+      // them) or resent by the next holder (a duplicate, in order).
+      if (missed > 0) metrics.markFailures.inc(missed);
+    };
+    const flush = async (): Promise<void> => {
+      if (buffer.length === 0) return;
+      const batch = buffer;
+      buffer = [];
+      while (inFlight.size >= MAX_MARK_CALLS_IN_FLIGHT) await Promise.race(inFlight);
+      const p: Promise<void> = write(batch).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    };
+    return {
+      async add(e: OutboxEvent): Promise<void> {
+        buffer.push(e);
+        if (buffer.length >= MARK_BATCH) await flush();
+      },
+      async settle(): Promise<void> {
+        await flush();
+        await Promise.all(inFlight);
+      },
+    };
   }
 
   /**
@@ -264,11 +301,11 @@ export function createShardEmitter(options: ShardEmitterOptions): ShardEmitter {
         }
         if (b.chain.length > 0) queue.push({ resourceId: resources[i]!.resourceId, events: b.chain });
       });
-      await mapLimit(remarks, readConcurrency, (e) => mark(e, ctx));
+      const marks = markBatcher(ctx);
+      for (const e of remarks) await marks.add(e);
 
       let sent = 0;
       let failed = 0;
-      const marking = new Set<Promise<void>>();
       // Round-robin over resources; each call carries at most one event per resource.
       try {
         while (queue.length > 0 && !ctx.stop.aborted) {
@@ -311,10 +348,6 @@ export function createShardEmitter(options: ShardEmitterOptions): ShardEmitter {
             'ledger batch sent',
           );
           const failures = new Map(result.failed.map((f) => [f.eventId, f]));
-          // Marks run in the background while the next call goes out: ordering rests on what SQS
-          // accepted (the frontier), not on marks, so a mark may land after its successor's send.
-          // The pass awaits every mark before it returns: nothing is left unmarked by a pass that
-          // completes, and a crash before the marks land only costs resends (duplicates).
           const failedHeads = take.filter((chain) => !accepted.has(chain.events[0]!.eventId));
           for (const chain of take) {
             const e = chain.events[0]!;
@@ -323,9 +356,7 @@ export function createShardEmitter(options: ShardEmitterOptions): ShardEmitter {
             metrics.emitted.inc({ via: ctx.via });
             sent++;
             chain.events.shift();
-            while (marking.size >= MAX_MARKS_IN_FLIGHT) await Promise.race(marking);
-            const p: Promise<void> = mark(e, ctx).finally(() => marking.delete(p));
-            marking.add(p);
+            await marks.add(e);
           }
           await Promise.all(
             failedHeads.map(async (chain) => {
@@ -344,7 +375,7 @@ export function createShardEmitter(options: ShardEmitterOptions): ShardEmitter {
         }
       } finally {
         // Also when a call threw: what SQS accepted before it is marked before the pass ends.
-        await Promise.all(marking);
+        await marks.settle();
       }
       if (page.truncated) {
         // Nothing of a full page could go: look past it next time. Something went: start again

@@ -68,15 +68,24 @@ export class FakeOutbox implements LedgerOutbox {
       .sort((a, b) => a.sequence - b.sequence)
       .map((r) => ({ ...r }));
   }
-  async markEmitted(e: { resourceId: string; sequence: number }, at: string) {
+  /** Mark calls, and how many events each carried. */
+  readonly markCalls: number[] = [];
+  /** Event ids whose mark the store drops (an UnprocessedItems entry that stayed unprocessed). */
+  readonly unprocessed = new Set<string>();
+  async markEmitted(events: readonly { resourceId: string; sequence: number; eventId: string }[], at: string) {
     this.calls.marks++;
-    const r = this.row(e.resourceId, e.sequence);
-    if (r.pendingShard === undefined) return false;
-    r.pendingShard = undefined;
-    r.pendingKey = undefined;
-    r.doNotRetryUntil = undefined;
-    r.emittedAt = at;
-    return true;
+    this.markCalls.push(events.length);
+    const done: string[] = [];
+    for (const e of events) {
+      if (this.unprocessed.has(e.eventId)) continue;
+      const r = this.row(e.resourceId, e.sequence);
+      r.pendingShard = undefined;
+      r.pendingKey = undefined;
+      r.doNotRetryUntil = undefined;
+      r.emittedAt ??= at;
+      done.push(e.eventId);
+    }
+    return done;
   }
   async recordSendFailure(e: { resourceId: string; sequence: number }, f: SendFailure, until: string) {
     const r = this.row(e.resourceId, e.sequence);

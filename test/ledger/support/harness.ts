@@ -7,12 +7,13 @@ import { Registry } from 'prom-client';
 import { createDynamoLeaseStore } from '../../../shared/core/dynamo-leases.js';
 import { createDynamoOutcomeStore } from '../../../shared/core/dynamo-outcomes.js';
 import { createLeaseKeeper, type LeaseKeeper } from '../../../shared/core/lease-keeper.js';
-import type { OutcomeStore } from '../../../shared/core/ports.js';
+import type { LeaseStore, OutcomeStore } from '../../../shared/core/ports.js';
 import { createLogger } from '../../../shared/log/logger.js';
 import { DEFAULT_LEDGER_SETTINGS, type LedgerSettings } from '../../../workers/ledger/config.js';
 import { createDynamoLedgerOutbox } from '../../../workers/ledger/dynamo-outbox.js';
 import { createLedgerEmitter, type LedgerEmitter, type LedgerEmitterDeps } from '../../../workers/ledger/emitter.js';
 import type { OutboxEvent } from '../../../workers/ledger/ports.js';
+import type { LedgerHooks } from '../../../workers/ledger/shard-emitter.js';
 import { mapLimit } from '../../../workers/ledger/util.js';
 import type { TestStack } from '../../support/stack.js';
 
@@ -102,10 +103,14 @@ export function inProcessEmitter(
     sqs?: SQSClient;
     ledgerShards?: number;
     leaseMs?: number;
+    hooks?: LedgerHooks;
+    /** Wrap the lease store (tests: a process whose lease calls stop landing, as if paused). */
+    wrapLeases?: (store: LeaseStore) => LeaseStore;
   } & Partial<Pick<LedgerEmitterDeps, 'publisher'>> = {},
 ): InProcessEmitter {
   const leaseMs = options.leaseMs ?? 3000;
-  const store = createDynamoLeaseStore({ doc: stack.clients.doc, tableName: stack.names.table('leases') });
+  const dynamoStore = createDynamoLeaseStore({ doc: stack.clients.doc, tableName: stack.names.table('leases') });
+  const store = options.wrapLeases ? options.wrapLeases(dynamoStore) : dynamoStore;
   const keeper = createLeaseKeeper({ store, leaseMs, renewMs: leaseMs / 4 });
   const registry = new Registry();
   const { log, lines } = logCollector();
@@ -125,6 +130,7 @@ export function inProcessEmitter(
     registry,
     log,
     ...(options.publisher ? { publisher: options.publisher } : {}),
+    ...(options.hooks ? { hooks: options.hooks } : {}),
   });
   return {
     ledger,
