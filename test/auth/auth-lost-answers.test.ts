@@ -68,79 +68,90 @@ afterAll(async () => {
   stack?.close();
 });
 
-describe('Guarantee: a write applied but never answered is retried, and the charge still ends final with one effect', () => {
-  it(`${CHARGES} charges authorised and captured while a share of commits and lease writes lose their answers`, async () => {
-    // Prepare: from now on ~1 in 4 commits and ~1 in 8 lease/work-item writes lose their answer.
-    // 'hang' is the case of the issue: no answer, no reset, the socket stays open.
-    proxy.loseAnswers({ operations: ['TransactWriteItems'], probability: 0.25, seed: 13, how: 'hang' });
-    const ids = Array.from({ length: CHARGES }, (_, i) => `lost-${i}-${Math.random().toString(36).slice(2, 8)}`);
-    const requests = ids.map((chargeId) => authRequest({ chargeId, processor: 'stripe' }));
-    // Act
-    await sendAll(
-      stack.clients.sqs,
-      stack.url(stack.names.queue('auth-requests')),
-      requests.map((r) => ({ body: JSON.stringify(r), groupId: r.chargeId, dedupId: r.authRequestId })),
-    );
-    await sendAll(
-      stack.clients.sqs,
-      stack.url(stack.names.queue('capture-requests')),
-      ids.map((chargeId) => ({
-        body: JSON.stringify({ type: 'CaptureRequested', captureRequestId: randomUUID(), chargeId, requestedAt: new Date().toISOString() }),
-        groupId: chargeId,
-        dedupId: `cap-${chargeId}`,
-      })),
-    );
-    // Lease and work-item writes lose answers too, once commits are under way.
-    await eventually(() => (proxy.stats().lost.TransactWriteItems ?? 0) >= 1, 60_000, 'a commit to lose its answer');
-    proxy.loseAnswers({ operations: ['TransactWriteItems', 'UpdateItem'], probability: 0.15, seed: 7, how: 'hang' });
-    let statuses: Record<string, number> = {};
-    await eventually(
-      async () => {
-        const charges = await Promise.all(ids.map((id) => readCharge(stack, id)));
-        statuses = {};
-        for (const c of charges) statuses[c?.status ?? '(none)'] = (statuses[c?.status ?? '(none)'] ?? 0) + 1;
-        return charges.every((c) => c?.status === 'CAPTURED');
-      },
-      240_000,
-      `all ${CHARGES} charges to be CAPTURED`,
-    ).catch((err: Error) => {
-      throw new Error(`${err.message}; statuses ${JSON.stringify(statuses)}; lost ${JSON.stringify(proxy.stats().lost)}\n${capture.raw().slice(-6000)}`);
-    });
-    proxy.loseAnswers(undefined);
+describe('auth and capture workers (lost DynamoDB answers)', () => {
+  describe('a write applied but never answered is retried, and the charge still ends final with one effect', () => {
+    it(`${CHARGES} charges authorised and captured while a share of commits and lease writes lose their answers`, async () => {
+      // Prepare: from now on ~1 in 4 commits and ~1 in 8 lease/work-item writes lose their answer.
+      // 'hang' is the case of the issue: no answer, no reset, the socket stays open.
+      proxy.loseAnswers({ operations: ['TransactWriteItems'], probability: 0.25, seed: 13, how: 'hang' });
+      const ids = Array.from({ length: CHARGES }, (_, i) => `lost-${i}-${Math.random().toString(36).slice(2, 8)}`);
+      const requests = ids.map((chargeId) => authRequest({ chargeId, processor: 'stripe' }));
+      // Act
+      await sendAll(
+        stack.clients.sqs,
+        stack.url(stack.names.queue('auth-requests')),
+        requests.map((r) => ({ body: JSON.stringify(r), groupId: r.chargeId, dedupId: r.authRequestId })),
+      );
+      await sendAll(
+        stack.clients.sqs,
+        stack.url(stack.names.queue('capture-requests')),
+        ids.map((chargeId) => ({
+          body: JSON.stringify({
+            type: 'CaptureRequested',
+            captureRequestId: randomUUID(),
+            chargeId,
+            requestedAt: new Date().toISOString(),
+          }),
+          groupId: chargeId,
+          dedupId: `cap-${chargeId}`,
+        })),
+      );
+      // Lease and work-item writes lose answers too, once commits are under way.
+      await eventually(() => (proxy.stats().lost.TransactWriteItems ?? 0) >= 1, 60_000, 'a commit to lose its answer');
+      proxy.loseAnswers({ operations: ['TransactWriteItems', 'UpdateItem'], probability: 0.15, seed: 7, how: 'hang' });
+      let statuses: Record<string, number> = {};
+      await eventually(
+        async () => {
+          const charges = await Promise.all(ids.map((id) => readCharge(stack, id)));
+          statuses = {};
+          for (const c of charges) statuses[c?.status ?? '(none)'] = (statuses[c?.status ?? '(none)'] ?? 0) + 1;
+          return charges.every((c) => c?.status === 'CAPTURED');
+        },
+        240_000,
+        `all ${CHARGES} charges to be CAPTURED`,
+      ).catch((err: Error) => {
+        throw new Error(
+          `${err.message}; statuses ${JSON.stringify(statuses)}; lost ${JSON.stringify(proxy.stats().lost)}\n${capture.raw().slice(-6000)}`,
+        );
+      });
+      proxy.loseAnswers(undefined);
 
-    // Assess: answers were really lost (commits and lease/work-item writes).
-    const lost = proxy.stats().lost;
-    expect(lost.TransactWriteItems ?? 0).toBeGreaterThanOrEqual(1);
-    expect(lost.UpdateItem ?? 0).toBeGreaterThanOrEqual(1);
-    // A lost commit is resent byte for byte (ClientRequestToken included), and lost answers were
-    // recovered by such a resend. (Not every one: when the resends of one lose their answers too,
-    // or DynamoDB's breaker opens after calls in a row went unanswered and refuses the resend, the
-    // message is parked or retried and a new attempt finds the state the lost commit wrote — the
-    // one-effect assertions below hold either way.)
-    const commits = proxy.requests.filter((r) => r.operation === 'TransactWriteItems');
-    const lostCommits = commits.filter((r) => r.fate === 'lost');
-    const recovered = lostCommits.filter((l) => commits.some((r) => r.seq > l.seq && r.body === l.body && r.fate === 'answered'));
-    expect(recovered.length).toBeGreaterThanOrEqual(1);
-    // Exactly one effect per charge: one PaymentIntent, one capture, one event per transition.
-    for (const id of ids) {
-      const s = sb.stripe.stats().charges[id];
-      expect({ id, created: s?.created, captured: s?.captured }).toEqual({ id, created: 1, captured: 1 });
-      const events = await readEvents(stack, id);
-      expect(events.map((e) => [e.sequence, e.eventType])).toEqual([
-        [1, 'PAYMENT_CREATED'],
-        [2, 'AUTHORISATION_SUCCEEDED'],
-        [3, 'USER_APPROVED_FOR_CAPTURE'],
-        [4, 'CAPTURE_CONFIRMED'],
-      ]);
-      const charge = await readCharge(stack, id);
-      expect(charge!.history.map((h) => h.status)).toEqual([
-        'CREATED',
-        'AUTHORISATION_READY',
-        'AUTHORISATION_SUCCESS',
-        'CAPTURE_APPROVED',
-        'CAPTURE_READY',
-        'CAPTURED',
-      ]);
-    }
-  }, 300_000);
+      // Assess: answers were really lost (commits and lease/work-item writes).
+      const lost = proxy.stats().lost;
+      expect(lost.TransactWriteItems ?? 0).toBeGreaterThanOrEqual(1);
+      expect(lost.UpdateItem ?? 0).toBeGreaterThanOrEqual(1);
+      // A lost commit is resent byte for byte (ClientRequestToken included), and lost answers were
+      // recovered by such a resend. (Not every one: when the resends of one lose their answers too,
+      // or DynamoDB's breaker opens after calls in a row went unanswered and refuses the resend, the
+      // message is parked or retried and a new attempt finds the state the lost commit wrote — the
+      // one-effect assertions below hold either way.)
+      const commits = proxy.requests.filter((r) => r.operation === 'TransactWriteItems');
+      const lostCommits = commits.filter((r) => r.fate === 'lost');
+      const recovered = lostCommits.filter((l) =>
+        commits.some((r) => r.seq > l.seq && r.body === l.body && r.fate === 'answered'),
+      );
+      expect(recovered.length).toBeGreaterThanOrEqual(1);
+      // Exactly one effect per charge: one PaymentIntent, one capture, one event per transition.
+      for (const id of ids) {
+        const s = sb.stripe.stats().charges[id];
+        expect({ id, created: s?.created, captured: s?.captured }).toEqual({ id, created: 1, captured: 1 });
+        const events = await readEvents(stack, id);
+        expect(events.map((e) => [e.sequence, e.eventType])).toEqual([
+          [1, 'PAYMENT_CREATED'],
+          [2, 'AUTHORISATION_SUCCEEDED'],
+          [3, 'USER_APPROVED_FOR_CAPTURE'],
+          [4, 'CAPTURE_CONFIRMED'],
+        ]);
+        const charge = await readCharge(stack, id);
+        expect(charge!.history.map((h) => h.status)).toEqual([
+          'CREATED',
+          'AUTHORISATION_READY',
+          'AUTHORISATION_SUCCESS',
+          'CAPTURE_APPROVED',
+          'CAPTURE_READY',
+          'CAPTURED',
+        ]);
+      }
+    }, 300_000);
+  });
 });

@@ -21,7 +21,7 @@ const body = (resourceId: string, sequence: number, over: Record<string, unknown
 const send = (c: LedgerConsumer, b: Record<string, unknown>, attrs: { groupId?: string; dedupId?: string } = {}) =>
   c.accept(JSON.stringify(b), { groupId: String(b.resource_external_id), dedupId: String(b.event_id), ...attrs });
 
-describe('Class: LedgerConsumer', () => {
+describe('LedgerConsumer', () => {
   it('Method: accept — a clean stream reports nothing', () => {
     const c = new LedgerConsumer();
     for (const s of [1, 2, 3]) send(c, body('R', s));

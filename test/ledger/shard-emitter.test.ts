@@ -45,7 +45,7 @@ function groupsPerCall(queue: FakeQueue): number[] {
   return queue.calls.map((c) => c.length - new Set(c.map((e) => e.groupId)).size);
 }
 
-describe('Class: ShardEmitter', () => {
+describe('ShardEmitter', () => {
   it('Method: pass — an index that lags (R#1 not visible) never lets R#2 overtake R#1', async () => {
     // Prepare: R#1..3 written; the index has not caught up with R#1.
     const s = setup();
@@ -208,7 +208,7 @@ describe('Class: ShardEmitter', () => {
   });
 });
 
-describe('Class: ShardEmitter (blocked backlog)', () => {
+describe('ShardEmitter (blocked backlog)', () => {
   it('Method: pass — a full page of events in back-off does not starve the events behind it', async () => {
     const s = setup({ maxEventsPerPass: 5 });
     const until = new Date(T0 + 10 * 3_600_000).toISOString();
