@@ -79,8 +79,11 @@ export function workerEnv(stack: TestStack, sb: Sandboxes, name: WorkerName): Re
       // of the process that holds it, and SIGKILLs restart that clock; the attempt budget must outlast it.
       return { ...common, PAYFLEET_RETRY_MAX_MS: '8000', ...processors, PAYMENT_TOKEN_SERVICE_URL: sb.tokens.url, PAYMENT_TOKEN_SERVICE_API_KEY: sb.tokens.apiKey, PAYMENT_TOKEN_SERVICE_TIMEOUT_MS: '8000' };
     case 'capture':
+      // A capture that arrives while its Chase authorisation is still READY (the 70-second rule,
+      // restarted by each SIGKILL) waits NOT_YET_AUTHORISED; its attempt budget must outlast that too.
       return {
         ...common,
+        PAYFLEET_RETRY_MAX_MS: '8000',
         ...processors,
         CAPTURE_PROCESS_QUEUE_SCHEDULER_NUMBER_OF_THREADS: '16',
         AWS_SQS_MESSAGE_MAXIMUM_WAIT_TIME_IN_SECONDS: '1',
