@@ -1,15 +1,16 @@
 /**
  * Payment initiation for one held shard (docs/payouts.md "Initiation"). One cycle:
  *
- *   list initiable payouts (GSI) ─ consistent re-read ─┬─ pinned to a batch? resume that batch:
- *                                                     │    ASSIGNING -> finish pinning -> send
- *                                                     │    PENDING   -> send (stored key, stored bytes)
- *                                                     │    INITIATED / REJECTED -> finish marking payouts
- *                                                     └─ RECEIVED: groups of <= batchSize ->
- *                                                          new key (32 hex) -> pin (stored BEFORE sending) -> send
+ *   list initiable payouts (GSI, ALL projected; ─┬─ pinned to a batch? resume that batch:
+ *   may lag: every write below is conditioned    │    ASSIGNING -> finish pinning -> send
+ *   on the version the row showed)               │    PENDING   -> send (stored key, stored bytes)
+ *                                                │    INITIATED / REJECTED -> finish marking payouts
+ *                                                └─ RECEIVED: groups of <= batchSize ->
+ *                                                     new key (32 hex) -> pin + sendAttempts 1 (stored BEFORE sending) -> send
  *
- *   send:  sendAttempts+1 written ─▶ POST /payment (X-Idempotency-Key = MsgId = batchId)
- *            202 ─────────────▶ batch INITIATED (+Message-Request-Id) ─▶ payouts INITIATED + PAYOUT_INITIATED
+ *   send:  (a resumed batch: sendAttempts+1 written) ─▶ POST /payment (X-Idempotency-Key = MsgId = batchId)
+ *            202 ─────────────▶ batch INITIATED (+Message-Request-Id) with the first chunk of payouts
+ *                               INITIATED + PAYOUT_INITIATED, then the other chunks
  *            429/5xx/timeout ─▶ backoff (<= retryMaxMs), SAME key; between tries, a bank report that
  *                               arrived meanwhile (batch no longer PENDING) ends the retrying
  *            400/413/422 ─────▶ first, unambiguous attempt: batch + payouts REJECTED (PAYOUT_FAILED)
@@ -24,13 +25,13 @@
 import { backoffMs } from '../../shared/core/backoff.js';
 import { repeatWhileHeld, type ShardSlot } from '../../shared/core/shard-pool.js';
 import { pause } from '../../shared/core/timers.js';
-import { LeaseLostError } from '../../shared/core/errors.js';
+import { ConflictError, LeaseLostError } from '../../shared/core/errors.js';
 import { AmbiguousError, RetryableError, TerminalError } from '../../shared/errors.js';
 import type { LhvClient } from './lhv/client.js';
 import { buildPain001, newBatchIdempotencyKey, toEndToEndId } from './lhv/pain001.js';
 import { LhvErrorCode, LhvRequestRejectedError, type DebtorAccount } from './lhv/types.js';
 import type { Logger } from '../../shared/log/logger.js';
-import type { BatchStore } from './batches.js';
+import type { BatchStore, PayoutMove } from './batches.js';
 import type { PayoutSettings } from './config.js';
 import type { PayoutMetrics } from './metrics.js';
 import { toInstruction, type Batch, type Payout } from './model.js';
@@ -72,12 +73,10 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
       metrics.reportWaiting(shard, { count: 0, oldestSeconds: 0 });
       return { idleMs: settings.pollMs };
     }
-    const rows = await repo.getPayouts(
-      shard,
-      listed.items.map((i) => i.paymentId),
-    );
-    // The index may lag: only what the consistent read still shows as waiting counts.
-    const live = [...rows.values()]
+    // The index may lag. Nothing is sent on its word: a new batch pins its payouts under the
+    // version the index showed (a stale row fails that condition, and is re-read), and a resumed
+    // batch is read from its own row.
+    const live = listed.items
       .filter((p) => p.initiableShard === shard && (p.status === 'RECEIVED' || p.status === 'INITIATION_PENDING'))
       .sort((a, b) => (a.receivedAt < b.receivedAt ? -1 : a.receivedAt > b.receivedAt ? 1 : 0));
     const now = Date.now();
@@ -158,7 +157,7 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
 
   /** An ASSIGNING batch left by a crash: pin what is still free, drop what is not, seal it. */
   async function finishPinning(slot: ShardSlot, batch: Batch): Promise<Batch | undefined> {
-    const rows = await repo.getPayouts(batch.shard, batch.paymentIds);
+    const rows = await repo.getPayouts(batch.paymentIds);
     const keep: string[] = [];
     const toPin: Payout[] = [];
     for (const id of batch.paymentIds) {
@@ -175,7 +174,7 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
       'finishing an interrupted batch assignment',
     );
     // Never sent while ASSIGNING, so trimming its payout list is safe.
-    return batches.pin(slot.fence, batch, { ...batch, paymentIds: keep }, toPin);
+    return (await batches.pin(slot.fence, batch, { ...batch, paymentIds: keep }, toPin)).batch;
   }
 
   /** Reject payouts that can never be sent; the rest form the batch. */
@@ -201,7 +200,7 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
         bad.set(p.paymentId, err instanceof Error ? err.message : String(err));
       }
     }
-    await batches.movePayouts(slot.fence, slot.shard, [...bad.keys()], (p) =>
+    await batches.movePayouts(slot.fence, [...bad.keys()], (p) =>
       p.status === 'RECEIVED' && !p.batchId
         ? {
             path: ['REJECTED'],
@@ -220,33 +219,52 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
   }
 
   async function startBatch(slot: ShardSlot, candidates: Payout[]): Promise<boolean> {
-    const group = await dropInvalid(slot, candidates);
+    let group = await dropInvalid(slot, candidates);
     if (group.length === 0) return true;
     const at = new Date();
-    const draft: Batch = {
-      batchId: newBatchIdempotencyKey(),
+    const batchId = newBatchIdempotencyKey();
+    const draft = (payouts: readonly Payout[]): Batch => ({
+      batchId,
       kind: 'BATCH',
       shard: slot.shard,
       status: 'ASSIGNING',
-      paymentIds: group.map((p) => p.paymentId),
+      paymentIds: payouts.map((p) => p.paymentId),
       createdAt: at.toISOString(),
       requestedExecutionDate: at.toISOString().slice(0, 10),
       sendAttempts: 0,
       updatedAt: at.toISOString(),
       version: 0,
-    };
-    const batch = await batches.pin(slot.fence, undefined, draft, group);
-    deps.log.info(
-      { shard: slot.shard, batchId: batch.batchId, payouts: group.length },
-      'batch formed; idempotency key stored before sending',
-    );
-    return send(slot, batch);
+    });
+    let formed: Awaited<ReturnType<BatchStore['pin']>>;
+    for (let round = 1; ; round++) {
+      try {
+        // The key, the payout list and the first send are stored before anything is sent.
+        formed = await batches.pin(slot.fence, undefined, draft(group), group, { beginSend: true });
+        break;
+      } catch (err) {
+        // The index showed a stale row (the payout moved on): nothing of this chunk was written.
+        if (!(err instanceof ConflictError) || round > 2) throw err;
+        // Over 98 payouts, an earlier chunk may have stored the batch: the next cycle finishes it.
+        if (await repo.getBatch(batchId)) return true;
+        const rows = await repo.getPayouts(group.map((p) => p.paymentId));
+        group = group.flatMap((p) => {
+          const now = rows.get(p.paymentId);
+          return now && now.status === 'RECEIVED' && !now.batchId && now.initiableShard === slot.shard ? [now] : [];
+        });
+        if (group.length === 0) return true;
+      }
+    }
+    deps.log.info({ shard: slot.shard, batchId, payouts: group.length }, 'batch formed; idempotency key stored before sending');
+    return send(slot, formed.batch, formed.pinned);
   }
 
-  /** Send a PENDING batch under its stored key. false = not acknowledged this cycle. */
-  async function send(slot: ShardSlot, batch: Batch): Promise<boolean> {
+  /**
+   * Send a PENDING batch under its stored key. false = not acknowledged this cycle. `pinned`: the
+   * payouts as this process just pinned them, when the sealing commit already counted this send.
+   */
+  async function send(slot: ShardSlot, batch: Batch, pinned?: ReadonlyMap<string, Payout>): Promise<boolean> {
     const log = deps.log.child({ shard: slot.shard, batchId: batch.batchId });
-    const rows = await repo.getPayouts(batch.shard, batch.paymentIds);
+    const rows = pinned ?? (await repo.getPayouts(batch.paymentIds));
     const payouts = batch.paymentIds.map((id) => rows.get(id));
     if (payouts.some((p) => p === undefined)) {
       // The identical request cannot be rebuilt: never send a different one under this key.
@@ -254,6 +272,9 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
       log.error({ alert: 'PAYOUT_BATCH_UNCERTAIN' }, 'batch references missing payouts; marked UNCERTAIN');
       return true;
     }
+    // A new batch's sealing commit counted this send already (sendAttempts 1); a resumed one counts
+    // it below. Either way: did an EARLIER send sequence begin (the batch "may have reached LHV")?
+    const mayHaveReached = pinned ? batch.sendAttempts > 1 : batch.sendAttempts > 0;
     let xml: string;
     try {
       xml = buildPain001({
@@ -264,20 +285,21 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
         createdAt: new Date(batch.createdAt),
       });
     } catch (err) {
-      if (!(err instanceof TerminalError) || batch.sendAttempts > 0) throw err;
+      if (!(err instanceof TerminalError) || mayHaveReached) throw err;
       const rejected = await saveStatus(slot, batch, 'REJECTED', { code: err.code, reason: err.message });
       await finishRejected(slot, rejected);
       return true;
     }
     // Written before the first byte goes out: from now on this batch "may have reached LHV".
-    const mayHaveReached = batch.sendAttempts > 0;
     const at = nowIso();
-    const current = await batches.saveBatch(slot.fence, batch, {
-      ...batch,
-      sendAttempts: batch.sendAttempts + 1,
-      lastSentAt: at,
-      updatedAt: at,
-    });
+    const current = pinned
+      ? batch
+      : await batches.saveBatch(slot.fence, batch, {
+          ...batch,
+          sendAttempts: batch.sendAttempts + 1,
+          lastSentAt: at,
+          updatedAt: at,
+        });
     let uncertain = mayHaveReached;
     for (let attempt = 1; attempt <= settings.sendAttempts; attempt++) {
       if (slot.abort.aborted) return false;
@@ -285,10 +307,10 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
         const { messageRequestId } = await lhv.initiatePayment(xml, batch.batchId, { signal: slot.abort });
         metrics.initiationRequests.inc({ outcome: 'accepted' });
         metrics.batchSize.observe(batch.paymentIds.length);
-        await accepted(slot, current, messageRequestId);
+        await accepted(slot, current, messageRequestId, pinned);
         return true;
       } catch (err) {
-        if (err instanceof LhvRequestRejectedError) return refused(slot, current, err, uncertain);
+        if (err instanceof LhvRequestRejectedError) return refused(slot, current, err, uncertain, pinned);
         let outcome: string;
         if (err instanceof AmbiguousError) {
           outcome = 'ambiguous';
@@ -327,45 +349,54 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     return false;
   }
 
-  async function accepted(slot: ShardSlot, batch: Batch, messageRequestId: string): Promise<void> {
-    let b = batch;
-    for (let round = 1; ; round++) {
-      if (b.status === 'INITIATED') break;
-      const at = nowIso();
-      try {
-        b = await batches.saveBatch(slot.fence, b, {
-          ...b,
-          status: 'INITIATED',
-          messageRequestId,
-          initiatedAt: at,
-          updatedAt: at,
-        });
-        break;
-      } catch (err) {
-        // The response poller may have settled it from a report first: take what is stored.
-        const fresh = round < 5 ? await repo.getBatch(b.batchId) : undefined;
-        if (!fresh) throw err;
-        b = fresh;
-      }
-    }
+  /** The 202: batch INITIATED in the same commit as the first chunk of its payouts' PAYOUT_INITIATED. */
+  async function accepted(
+    slot: ShardSlot,
+    batch: Batch,
+    messageRequestId: string,
+    known?: ReadonlyMap<string, Payout>,
+  ): Promise<void> {
+    const at = nowIso();
+    const b = await batches.settle(
+      slot.fence,
+      batch,
+      // The response poller may have settled it from a report first: then the row stays as stored.
+      (stored) =>
+        stored.status === 'PENDING'
+          ? { ...stored, status: 'INITIATED', messageRequestId, initiatedAt: at, updatedAt: at }
+          : undefined,
+      initiatedMove,
+      known,
+    );
     deps.log.info(
       { shard: slot.shard, batchId: b.batchId, messageRequestId: b.messageRequestId, payouts: b.paymentIds.length },
       'batch initiated',
     );
-    await finishInitiated(slot, b);
   }
 
-  async function refused(slot: ShardSlot, batch: Batch, err: LhvRequestRejectedError, uncertain: boolean): Promise<boolean> {
+  async function refused(
+    slot: ShardSlot,
+    batch: Batch,
+    err: LhvRequestRejectedError,
+    uncertain: boolean,
+    known?: ReadonlyMap<string, Payout>,
+  ): Promise<boolean> {
     const info = { httpStatus: err.status, code: `HTTP_${err.status}`, reason: err.reason };
     const log = deps.log.child({ shard: slot.shard, batchId: batch.batchId, httpStatus: err.status });
     if (CONTENT_REJECTED.has(err.status) && !uncertain) {
       metrics.initiationRequests.inc({ outcome: 'rejected' });
-      const b = await saveStatus(slot, batch, 'REJECTED', info);
       log.warn(
         { alert: 'PAYOUT_BATCH_REJECTED', reason: err.reason },
         'LHV rejected the initiation request; its payouts are REJECTED',
       );
-      await finishRejected(slot, b);
+      await batches.settle(
+        slot.fence,
+        batch,
+        (stored) =>
+          stored.status === 'PENDING' ? { ...stored, status: 'REJECTED', rejection: info, updatedAt: nowIso() } : undefined,
+        rejectedMove,
+        known,
+      );
       return true;
     }
     if (CONTENT_REJECTED.has(err.status) || err.status === 409) {
@@ -394,33 +425,37 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     return batches.saveBatch(slot.fence, batch, { ...batch, status, rejection, updatedAt: nowIso() });
   }
 
+  /** A payout pinned to an INITIATED batch: INITIATED + PAYOUT_INITIATED. */
+  function initiatedMove(p: Payout, b: Batch): PayoutMove | undefined {
+    if (b.status !== 'INITIATED' || p.status !== 'INITIATION_PENDING' || p.batchId !== b.batchId) return undefined;
+    return {
+      path: ['INITIATED'],
+      ...(b.messageRequestId ? { patch: { messageRequestId: b.messageRequestId } } : {}),
+      details: () => ({
+        batch_id: b.batchId,
+        message_request_id: b.messageRequestId ?? null,
+        initiated_at: b.initiatedAt ?? nowIso(),
+      }),
+    };
+  }
+
+  /** A payout pinned to a REJECTED batch: REJECTED + PAYOUT_FAILED with the request's reason. */
+  function rejectedMove(p: Payout, b: Batch): PayoutMove | undefined {
+    if (b.status !== 'REJECTED' || p.status !== 'INITIATION_PENDING' || p.batchId !== b.batchId) return undefined;
+    const r = b.rejection ?? { code: 'REQUEST_REJECTED', reason: 'rejected by LHV' };
+    return {
+      path: ['REJECTED'],
+      patch: { failure: { source: 'REQUEST_REJECTED', code: r.code, reason: r.reason } },
+      details: () => ({ batch_id: b.batchId, reason_code: r.code, reason: r.reason, source: 'REQUEST_REJECTED' }),
+    };
+  }
+
   async function finishInitiated(slot: ShardSlot, b: Batch): Promise<void> {
-    await batches.movePayouts(slot.fence, b.shard, b.paymentIds, (p) =>
-      p.status === 'INITIATION_PENDING' && p.batchId === b.batchId
-        ? {
-            path: ['INITIATED'],
-            ...(b.messageRequestId ? { patch: { messageRequestId: b.messageRequestId } } : {}),
-            details: () => ({
-              batch_id: b.batchId,
-              message_request_id: b.messageRequestId ?? null,
-              initiated_at: b.initiatedAt ?? nowIso(),
-            }),
-          }
-        : undefined,
-    );
+    await batches.movePayouts(slot.fence, b.paymentIds, (p) => initiatedMove(p, b));
   }
 
   async function finishRejected(slot: ShardSlot, b: Batch): Promise<void> {
-    const r = b.rejection ?? { code: 'REQUEST_REJECTED', reason: 'rejected by LHV' };
-    await batches.movePayouts(slot.fence, b.shard, b.paymentIds, (p) =>
-      p.status === 'INITIATION_PENDING' && p.batchId === b.batchId
-        ? {
-            path: ['REJECTED'],
-            patch: { failure: { source: 'REQUEST_REJECTED', code: r.code, reason: r.reason } },
-            details: () => ({ batch_id: b.batchId, reason_code: r.code, reason: r.reason, source: 'REQUEST_REJECTED' }),
-          }
-        : undefined,
-    );
+    await batches.movePayouts(slot.fence, b.paymentIds, (p) => rejectedMove(p, b));
   }
 
   async function runShard(slot: ShardSlot): Promise<void> {
