@@ -180,11 +180,10 @@ export function createIngestHandler(deps: IngestDeps) {
     }
     const first = r.existing;
     if ((first.fingerprint ?? payoutFingerprint(first)) === fingerprint) {
+      // sameEvent: this very event again (an SQS redelivery, a lost answer), not a new one for the payment.
       log.info(
-        { firstEventId: first.eventId, shard: first.shard, status: first.status },
-        first.eventId === evt.eventId
-          ? 'CheckoutApprovalAccepted delivered again: payout already stored; acknowledged'
-          : 'duplicate CheckoutApprovalAccepted: payout already received; acknowledged',
+        { firstEventId: first.eventId, sameEvent: first.eventId === evt.eventId, shard: first.shard, status: first.status },
+        'duplicate CheckoutApprovalAccepted: payout already received; acknowledged',
       );
       return { action: 'ack' };
     }
