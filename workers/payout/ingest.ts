@@ -15,8 +15,8 @@
  *   handler m3 ─┘   (or 49 waiting, or a     └ cancelled? duplicates answered from ALL_OLD,      └─ m3 ack
  *                    transaction finished)      the rest written again
  *
- * At most two transactions are in flight; what arrives meanwhile waits for the next one, so under
- * load a transaction carries everything that came in while the previous one ran. Each message is
+ * One transaction is in flight at a time; what arrives meanwhile waits for the next one, so under
+ * load a transaction carries everything that came in while the previous one ran (up to 49). Each message is
  * acknowledged only after the transaction that stored it (or found its duplicate) returned.
  *
  * Not ready for processing: the queue is not even polled (service.ts pauses the consumer's receive
@@ -49,9 +49,11 @@ export interface IngestDeps {
   readonly metrics: PayoutMetrics;
   readonly live: boolean;
   readonly log: Logger;
+  /** Told after `count` payouts were stored in `shard` (wakes that shard's waiting initiator). */
+  readonly onStored?: (shard: string, count: number) => void;
   /** How long the first waiting event waits for company. @default 2 */
   readonly lingerMs?: number;
-  /** Transactions in flight at once. @default 2 */
+  /** Transactions in flight at once. @default 1 */
   readonly maxInFlight?: number;
 }
 
@@ -68,7 +70,7 @@ interface Waiting {
 
 export function createIngestHandler(deps: IngestDeps) {
   const lingerMs = deps.lingerMs ?? 2;
-  const maxInFlight = deps.maxInFlight ?? 2;
+  const maxInFlight = deps.maxInFlight ?? 1;
   const queue: Waiting[] = [];
   let inFlight = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -130,6 +132,8 @@ export function createIngestHandler(deps: IngestDeps) {
             take[i]!.resolve({ ...o, shard: slot.shard });
           });
           deps.log.debug({ shard: slot.shard, payouts: payouts.length }, 'payouts stored in one transaction');
+          const stored = outcomes.filter((o) => o.stored).length;
+          if (stored > 0) deps.onStored?.(slot.shard, stored);
           return;
         } catch (err) {
           // The shard went away between pick and commit: nothing was written; try another one.

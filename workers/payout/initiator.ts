@@ -24,7 +24,7 @@
  */
 import { backoffMs } from '../../shared/core/backoff.js';
 import { repeatWhileHeld, type ShardSlot } from '../../shared/core/shard-pool.js';
-import { pause } from '../../shared/core/timers.js';
+import { jitter, pause } from '../../shared/core/timers.js';
 import { ConflictError, LeaseLostError } from '../../shared/core/errors.js';
 import { AmbiguousError, RetryableError, TerminalError } from '../../shared/errors.js';
 import type { LhvClient } from './lhv/client.js';
@@ -55,23 +55,44 @@ const DEFINITELY_NOT_PROCESSED: ReadonlySet<string> = new Set([LhvErrorCode.Unre
 /** 4xx statuses that reject the request's content (as opposed to our credentials or the URL). */
 const CONTENT_REJECTED: ReadonlySet<number> = new Set([400, 413, 422]);
 
+/**
+ * How long an empty shard waits before listing again when no ingestion in this process woke it. A
+ * shard's waiting payouts only ever come from its holder's own ingestion (fenced by the shard's
+ * lease), so the wake-up is what matters; this re-list is a safety net, not the way work is found.
+ */
+export const IDLE_RELIST_MS = 60_000;
+
+export interface CycleResult {
+  readonly idleMs: number;
+  /** Nothing waits in the shard. */
+  readonly empty?: boolean;
+  /** A partial batch waits to fill: `fresh` payouts listed, the newest received at `newestMs`, due by `deadlineMs`. */
+  readonly waiting?: { readonly fresh: number; readonly newestMs: number; readonly deadlineMs: number };
+}
+
 export interface Initiator {
   /** Run cycles for `slot` until it stops. */
   runShard(slot: ShardSlot): Promise<void>;
   /** One cycle; resolves with how long to wait before the next (tests). */
-  cycle(slot: ShardSlot): Promise<{ idleMs: number }>;
+  cycle(slot: ShardSlot): Promise<CycleResult>;
+  /** This process stored `count` payouts in `shard` (ingestion): that shard's waiting loop looks again. */
+  ingested(shard: string, count: number): void;
 }
 
 export function createInitiator(deps: InitiatorDeps): Initiator {
   const { lhv, repo, batches, metrics, settings } = deps;
   const nowIso = () => new Date().toISOString();
 
-  async function cycle(slot: ShardSlot): Promise<{ idleMs: number }> {
+  /** Ingestions per shard in this process, and the wake-up of a shard loop waiting while empty. */
+  const ingestions = new Map<string, { count: number; lastAtMs: number }>();
+  const wakers = new Map<string, AbortController>();
+
+  async function cycle(slot: ShardSlot): Promise<CycleResult> {
     const { shard } = slot;
     const listed = await repo.listInitiable(shard, settings.batchSize * 10);
     if (listed.items.length === 0) {
       metrics.reportWaiting(shard, { count: 0, oldestSeconds: 0 });
-      return { idleMs: settings.pollMs };
+      return { idleMs: settings.pollMs, empty: true };
     }
     // The index may lag. Nothing is sent on its word: a new batch pins its payouts under the
     // version the index showed (a stale row fails that condition, and is re-read), and a resumed
@@ -112,7 +133,12 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
           // shard to go quiet or the oldest payout to reach its maximum wait.
           if (sent > 0) return { idleMs: 0 };
           const untilQuiet = listed.more ? settings.pollMs : settings.quietMs - quietFor;
-          return { idleMs: Math.max(10, Math.min(settings.pollMs, untilQuiet, settings.maxWaitMs - waited)) };
+          return {
+            idleMs: Math.max(10, Math.min(settings.pollMs, untilQuiet, settings.maxWaitMs - waited)),
+            ...(listed.more
+              ? {}
+              : { waiting: { fresh: fresh.length, newestMs: newest, deadlineMs: oldest + settings.maxWaitMs } }),
+          };
         }
       }
       const group = fresh.splice(0, settings.batchSize);
@@ -458,8 +484,52 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     await batches.movePayouts(slot.fence, b.paymentIds, (p) => rejectedMove(p, b));
   }
 
+  /**
+   * A cycle, then a wait that needs no listing. Only this shard's holder ingests into it (its
+   * commits are fenced by the shard's lease), so this process knows when the shard gets new payouts:
+   *   - found empty: wait until an ingestion into the shard (or IDLE_RELIST_MS, a safety net);
+   *   - a partial batch waiting to fill: wait in memory until it is full (listed + ingested since),
+   *     the shard has been quiet for quietMs (its last ingestion here), or the oldest reached maxWaitMs.
+   * The ingestion counters are read before the listing, so one that lands during it is never missed.
+   */
+  async function step(slot: ShardSlot): Promise<{ idleMs: number }> {
+    const { shard } = slot;
+    const seen = ingestions.get(shard)?.count ?? 0;
+    const r = await cycle(slot);
+    if (!r.empty && !r.waiting) return r;
+    const wait = async (ms: number) => {
+      const wake = new AbortController();
+      wakers.set(shard, wake);
+      try {
+        await pause(ms, AbortSignal.any([slot.stop, wake.signal]));
+      } finally {
+        if (wakers.get(shard) === wake) wakers.delete(shard);
+      }
+    };
+    if (r.empty) {
+      if ((ingestions.get(shard)?.count ?? 0) === seen) await wait(jitter(Math.max(settings.pollMs, IDLE_RELIST_MS)));
+      return { idleMs: 0 };
+    }
+    const { fresh, newestMs, deadlineMs } = r.waiting!;
+    while (!slot.stop.aborted) {
+      const since = ingestions.get(shard);
+      if (fresh + (since?.count ?? 0) - seen >= settings.batchSize) break;
+      const wakeAt = Math.min(deadlineMs, Math.max(newestMs, since?.lastAtMs ?? 0) + settings.quietMs);
+      const now = Date.now();
+      if (now >= wakeAt) break;
+      await wait(wakeAt - now);
+    }
+    return { idleMs: 0 };
+  }
+
+  function ingested(shard: string, count: number): void {
+    const was = ingestions.get(shard);
+    ingestions.set(shard, { count: (was?.count ?? 0) + count, lastAtMs: Date.now() });
+    wakers.get(shard)?.abort();
+  }
+
   async function runShard(slot: ShardSlot): Promise<void> {
-    await repeatWhileHeld(slot, () => cycle(slot), {
+    await repeatWhileHeld(slot, () => step(slot), {
       backoff: { baseMs: 250, maxMs: Math.max(1000, settings.pollMs * 2) },
       onFailure: ({ err, failures, delayMs }) =>
         deps.log.warn(
@@ -470,5 +540,5 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     metrics.reportWaiting(slot.shard, undefined);
   }
 
-  return { runShard, cycle };
+  return { runShard, cycle, ingested };
 }

@@ -193,6 +193,7 @@ export async function createPayoutWorker(
         metrics,
         live: settings.live,
         log,
+        onStored: (shard, count) => initiator.ingested(shard, count),
       }),
       gate: ingestion,
       acceptGate: () => (shards.pick() ? undefined : NOT_READY),
