@@ -44,8 +44,12 @@ function transactUnits(items: TransactItem[]): number {
       const attr = ix.partitionKey.name;
       if (kind === 'Put' && it.Item && attr in it.Item) total += 2;
       if (kind === 'Update') {
+        // An ALL-projected index is written when its key is set or removed, and on every update of an
+        // item that is always in it (its key is one of the table's own key attributes).
+        const def = TABLES[key!];
+        const always = attr === def.partitionKey.name || attr === def.sortKey?.name;
         const names = Object.entries(it.ExpressionAttributeNames ?? {}).filter(([, v]) => v === attr).map(([k]) => k);
-        if (names.some((n) => it.UpdateExpression?.includes(n))) total += 2;
+        if (always || names.some((n) => it.UpdateExpression?.includes(n))) total += 2;
       }
       if (kind === 'Delete') total += 2;
     }
