@@ -7,10 +7,15 @@
  *   npx tsx bench/payout.ts [--payouts 2000] [--workers 1] [--shards 8] [--concurrency 32] [--response-delay-ms 0]
  *
  * Reported: payouts/s from the first send to the last PAID (the number that matters), the ingest
- * rate (RECEIVED/s), requests sent, and per-payout latency (approvedAt -> PAID) percentiles. The
- * oracle is checked too: every payout initiated exactly once at the bank.
+ * rate (RECEIVED/s), requests sent, and per-payout latency (approvedAt -> PAID) percentiles; and, per
+ * payout, the workers' AWS calls by operation, DynamoDB write/read units (ReturnConsumedCapacity
+ * TOTAL) and CPU, counted inside the worker processes (bench/payout-worker.ts) from the first send to
+ * the last PAID. The oracle is checked too: every payout initiated exactly once at the bank.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
@@ -76,6 +81,74 @@ async function scanPayouts(doc: ReturnType<typeof createAwsClients>['doc'], tabl
   return out;
 }
 
+interface Counts {
+  seq: number;
+  calls: Record<string, number>;
+  units: Record<string, number>;
+  wru: number;
+  itemisedWru: number;
+  rru: number;
+  cpuMs: number;
+}
+
+const countsDir = mkdtempSync(join(tmpdir(), 'bench-payout-'));
+const countsFile = (i: number) => join(countsDir, `worker-${i}.json`);
+
+/** The counters of every worker now (each writes its file on SIGUSR2). */
+async function snapshot(ws: WorkerProcess[]): Promise<Counts[]> {
+  const read = (i: number): Counts | undefined =>
+    existsSync(countsFile(i)) ? (JSON.parse(readFileSync(countsFile(i), 'utf8')) as Counts) : undefined;
+  const before = ws.map((_, i) => read(i)?.seq ?? 0);
+  for (const w of ws) w.child.kill('SIGUSR2');
+  for (;;) {
+    const now = ws.map((_, i) => read(i));
+    if (now.every((c, i) => c && c.seq > before[i]!)) return now as Counts[];
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Per-payout differences between two snapshots, summed over the workers. */
+function perPayout(a: Counts[], b: Counts[], n: number) {
+  const calls: Record<string, number> = {};
+  const units: Record<string, number> = {};
+  let wru = 0;
+  let itemisedWru = 0;
+  let rru = 0;
+  let cpuMs = 0;
+  b.forEach((end, i) => {
+    const start = a[i]!;
+    for (const [k, v] of Object.entries(end.calls)) calls[k] = (calls[k] ?? 0) + v - (start.calls[k] ?? 0);
+    for (const [k, v] of Object.entries(end.units ?? {})) units[k] = (units[k] ?? 0) + v - (start.units?.[k] ?? 0);
+    wru += end.wru - start.wru;
+    itemisedWru += end.itemisedWru - start.itemisedWru;
+    rru += end.rru - start.rru;
+    cpuMs += end.cpuMs - start.cpuMs;
+  });
+  const per = (x: number) => +(x / n).toFixed(3);
+  const sum = (prefix: string) => Object.entries(calls).reduce((t, [k, v]) => (k.startsWith(prefix) ? t + v : t), 0);
+  return {
+    dynamodbCalls: per(sum('dynamodb:')),
+    sqsCalls: per(sum('sqs:')),
+    /** Write units by DynamoDB's rule, each transaction itemised (what AWS would bill). */
+    wru: per(itemisedWru),
+    /** Write units as DynamoDB Local reports them (one item per table per transaction: too low). */
+    wruReportedByLocal: per(wru),
+    rru: per(rru),
+    workerCpuMs: per(cpuMs),
+    byOperation: Object.fromEntries(
+      Object.entries(calls)
+        .filter(([, v]) => v > 0)
+        .sort(([x], [y]) => (x < y ? -1 : 1))
+        .map(([k, v]) => [k, per(v)]),
+    ),
+    capacityUnitsByOperation: Object.fromEntries(
+      Object.entries(units)
+        .filter(([, v]) => v > 0)
+        .map(([k, v]) => [k, per(v)]),
+    ),
+  };
+}
+
 async function paidCount(ports: number[]): Promise<number> {
   let n = 0;
   for (const port of ports) {
@@ -103,7 +176,13 @@ const workers: WorkerProcess[] = [];
 try {
   const env = { ...stack.env, PAYFLEET_RESOURCE_PREFIX: prefix, LHV_API_BASE_URL: bank.url, ...WORKER_ENV };
   for (let i = 0; i < WORKERS; i++)
-    workers.push(startProcess('bin/payfleet.js', ['worker', 'payout'], { ...env, PAYFLEET_LOG_LEVEL: 'info' }));
+    workers.push(
+      startProcess('bench/payout-worker.ts', ['worker', 'payout'], {
+        ...env,
+        PAYFLEET_LOG_LEVEL: 'info',
+        BENCH_CALLS_FILE: countsFile(i),
+      }),
+    );
   const ports = await Promise.all(
     workers.map(async (w) => Number((await w.waitForLine((l) => l.msg === 'ops server listening', 60_000)).port)),
   );
@@ -143,6 +222,7 @@ try {
       dedupId: randomUUID(),
     };
   });
+  const atStart = await snapshot(workers);
   const t0 = Date.now();
   const senders = 8;
   const per = Math.ceil(bodies.length / senders);
@@ -157,8 +237,15 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   const totalMs = Date.now() - t0;
+  const counted = perPayout(atStart, await snapshot(workers), PAYOUTS);
 
   const rows = await scanPayouts(clients.doc, names.table('payouts'));
+  const events = (await scanPayouts(clients.doc, names.table('events'))) as unknown as Record<string, unknown>[];
+  // The itemised write units assume rows of at most 1 KB (JSON is a close upper bound of DynamoDB's size).
+  const maxRowBytes = {
+    payouts: Math.max(...rows.map((r) => JSON.stringify(r).length)),
+    events: Math.max(...events.map((r) => JSON.stringify(r).length)),
+  };
   const paid = rows.filter((r) => r.status === 'PAID');
   const at = (p: Payout, s: string) => Date.parse(p.history.find((h) => h.status === s)?.at ?? '');
   const latencies = paid.map((p) => at(p, 'PAID') - Date.parse(p.approvedAt)).sort((a, b) => a - b);
@@ -197,6 +284,8 @@ try {
       max: latencies[latencies.length - 1],
     },
     stagesMs: stages,
+    perPayout: counted,
+    maxRowBytes,
     initiatedExactlyOnce: once && paid.length === PAYOUTS,
   };
   console.log(JSON.stringify(result, null, 2));
@@ -211,6 +300,9 @@ try {
           `${String(l.msg)} ${String(l.code ?? '')}`,
           (warnings.get(`${String(l.msg)} ${String(l.code ?? '')}`) ?? 0) + 1,
         );
+  console.log(
+    `| ${PAYOUTS} | ${WORKERS} | ${result.payoutsPerSecond} | ${counted.dynamodbCalls} | ${counted.sqsCalls} | ${counted.wru} | ${counted.rru} | ${counted.workerCpuMs} |`,
+  );
   if (warnings.size > 0) console.log('worker warnings:', JSON.stringify(Object.fromEntries(warnings)));
   if (!result.initiatedExactlyOnce) process.exitCode = 1;
 } finally {

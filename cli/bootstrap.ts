@@ -7,11 +7,14 @@ import {
 } from '@aws-sdk/client-sqs';
 import {
   CreateTableCommand,
+  DeleteTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
+  ScanCommand,
   UpdateTableCommand,
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
+  waitUntilTableNotExists,
   type AttributeDefinition,
   type DynamoDBClient,
   type GlobalSecondaryIndex,
@@ -155,7 +158,8 @@ async function ensureQueue(
     return { url: created.QueueUrl!, arn, kind: 'created' };
   }
   const current = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['All'] }))).Attributes ?? {};
-  if (current.FifoQueue !== 'true') throw new Error(`queue ${name} exists but is not FIFO; delete it or choose another PAYFLEET_RESOURCE_PREFIX`);
+  if (current.FifoQueue !== 'true')
+    throw new Error(`queue ${name} exists but is not FIFO; delete it or choose another PAYFLEET_RESOURCE_PREFIX`);
   // Only the redrive policy is repaired: visibility and retention may be tuned by operators.
   const drift: Record<string, string> = {};
   if (attrs.RedrivePolicy && !sameJson(current.RedrivePolicy, attrs.RedrivePolicy)) drift.RedrivePolicy = attrs.RedrivePolicy;
@@ -205,6 +209,34 @@ function gsi(ix: TableDef['indexes'][number]): GlobalSecondaryIndex {
   };
 }
 
+function keyOf(def: TableDef): string {
+  return def.sortKey ? `${def.partitionKey.name} + ${def.sortKey.name}` : def.partitionKey.name;
+}
+
+/** The existing table's key when it differs from the definition's. */
+function keySchemaDrift(t: TableDescription, def: TableDef): { have: string; want: string } | undefined {
+  const hash = t.KeySchema?.find((k) => k.KeyType === 'HASH')?.AttributeName;
+  const range = t.KeySchema?.find((k) => k.KeyType === 'RANGE')?.AttributeName;
+  if (hash === def.partitionKey.name && range === def.sortKey?.name) return undefined;
+  return { have: range ? `${String(hash)} + ${range}` : String(hash), want: keyOf(def) };
+}
+
+async function createTable(ddb: DynamoDBClient, name: string, def: TableDef): Promise<void> {
+  await ddb.send(
+    new CreateTableCommand({
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: attributeDefinitions(def),
+      KeySchema: [
+        { AttributeName: def.partitionKey.name, KeyType: 'HASH' },
+        ...(def.sortKey ? [{ AttributeName: def.sortKey.name, KeyType: 'RANGE' as const }] : []),
+      ],
+      ...(def.indexes.length > 0 ? { GlobalSecondaryIndexes: def.indexes.map(gsi) } : {}),
+    }),
+  );
+  await waitUntilTableExists({ client: ddb, maxWaitTime: 120, minDelay: 1, maxDelay: 5 }, { TableName: name });
+}
+
 async function ensureTable(ddb: DynamoDBClient, name: string, def: TableDef): Promise<BootstrapChange[]> {
   const changes: BootstrapChange[] = [];
   let existing: TableDescription | undefined;
@@ -213,20 +245,23 @@ async function ensureTable(ddb: DynamoDBClient, name: string, def: TableDef): Pr
   } catch (err) {
     if ((err as { name?: string }).name !== 'ResourceNotFoundException') throw err;
   }
-  if (!existing) {
-    await ddb.send(
-      new CreateTableCommand({
-        TableName: name,
-        BillingMode: 'PAY_PER_REQUEST',
-        AttributeDefinitions: attributeDefinitions(def),
-        KeySchema: [
-          { AttributeName: def.partitionKey.name, KeyType: 'HASH' },
-          ...(def.sortKey ? [{ AttributeName: def.sortKey.name, KeyType: 'RANGE' as const }] : []),
-        ],
-        ...(def.indexes.length > 0 ? { GlobalSecondaryIndexes: def.indexes.map(gsi) } : {}),
-      }),
-    );
-    await waitUntilTableExists({ client: ddb, maxWaitTime: 120, minDelay: 1, maxDelay: 5 }, { TableName: name });
+  const keyDrift = existing ? keySchemaDrift(existing, def) : undefined;
+  if (existing && keyDrift) {
+    // A table of an older layout (payouts before 0.2 was keyed by shard + paymentId). Pre-1.0 no
+    // deployment holds money in one; an empty one is replaced, one with rows is refused, never dropped.
+    const scan = await ddb.send(new ScanCommand({ TableName: name, Limit: 1, ConsistentRead: true }));
+    if ((scan.Items ?? []).length > 0 || scan.LastEvaluatedKey) {
+      throw new Error(
+        `table ${name} has the key ${keyDrift.have}, this version needs ${keyDrift.want}, and it holds rows: ` +
+          'drain it (every payout PAID or REJECTED) and delete it, or choose another PAYFLEET_RESOURCE_PREFIX (docs/payouts.md, "Migration")',
+      );
+    }
+    await ddb.send(new DeleteTableCommand({ TableName: name }));
+    await waitUntilTableNotExists({ client: ddb, maxWaitTime: 120, minDelay: 1, maxDelay: 5 }, { TableName: name });
+    await createTable(ddb, name, def);
+    changes.push({ resource: `table ${name}`, kind: 'updated', detail: `recreated (was empty) with the key ${keyDrift.want}` });
+  } else if (!existing) {
+    await createTable(ddb, name, def);
     changes.push({ resource: `table ${name}`, kind: 'created' });
   } else {
     const have = new Set((existing.GlobalSecondaryIndexes ?? []).map((g) => g.IndexName));
@@ -250,10 +285,14 @@ async function ensureTable(ddb: DynamoDBClient, name: string, def: TableDef): Pr
   if (def.ttlAttribute) {
     const ttl = await ddb.send(new DescribeTimeToLiveCommand({ TableName: name }));
     const d = ttl.TimeToLiveDescription;
-    const enabled = (d?.TimeToLiveStatus === 'ENABLED' || d?.TimeToLiveStatus === 'ENABLING') && d.AttributeName === def.ttlAttribute;
+    const enabled =
+      (d?.TimeToLiveStatus === 'ENABLED' || d?.TimeToLiveStatus === 'ENABLING') && d.AttributeName === def.ttlAttribute;
     if (!enabled) {
       await ddb.send(
-        new UpdateTimeToLiveCommand({ TableName: name, TimeToLiveSpecification: { Enabled: true, AttributeName: def.ttlAttribute } }),
+        new UpdateTimeToLiveCommand({
+          TableName: name,
+          TimeToLiveSpecification: { Enabled: true, AttributeName: def.ttlAttribute },
+        }),
       );
       changes.push({ resource: `ttl ${name}.${def.ttlAttribute}`, kind: existing ? 'updated' : 'created' });
     } else {

@@ -95,12 +95,12 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     tables: [
       LEASES,
       IDEMPOTENCY,
-      // workers/payout/repo.ts: payouts by key (one, or a batch's worth with BatchGetItem); by-payment
-      // finds a payout by id; initiable lists what a shard may put in the next batch.
+      // workers/payout/repo.ts: payouts by paymentId (one, or a batch's worth with BatchGetItem);
+      // initiable lists what a shard may put in the next batch.
       {
         table: 'payouts',
         actions: ['GetItem', 'BatchGetItem', 'PutItem', 'UpdateItem'],
-        indexes: { 'by-payment': ['Query'], initiable: ['Query'] },
+        indexes: { initiable: ['Query'] },
       },
       { table: 'batches', actions: ['GetItem', 'PutItem', 'UpdateItem'], indexes: { 'by-message-request': ['Query'] } },
       OUTBOX_WRITE,

@@ -10,7 +10,7 @@
  * | idempotency  | idempotencyKey | -           | -                                           | ttl   |
  * | charges      | chargeId  S    | -           | awaiting-capture (captureQueue S, captureDueAt S) | - |
  * | events       | resourceId S   | sequence N  | pending (pendingShard S, pendingKey S)      | -     |
- * | payouts      | shard S        | paymentId S | by-payment (paymentId), initiable (initiableShard S, receivedAt S) | - |
+ * | payouts      | paymentId S    | -           | initiable (initiableShard S, receivedAt S)  | -     |
  * | batches      | batchId S      | -           | by-message-request (messageRequestId S)     | -     |
  */
 
@@ -78,10 +78,9 @@ export const TABLES: Readonly<Record<TableKey, TableDef>> = {
   },
   payouts: {
     key: 'payouts',
-    partitionKey: { name: 'shard', type: 'S' },
-    sortKey: { name: 'paymentId', type: 'S' },
+    // Keyed by paymentId: the row itself is the "one payout per paymentId" claim (docs/payouts.md §1).
+    partitionKey: { name: 'paymentId', type: 'S' },
     indexes: [
-      { name: 'by-payment', partitionKey: { name: 'paymentId', type: 'S' } },
       {
         name: 'initiable',
         partitionKey: { name: 'initiableShard', type: 'S' },

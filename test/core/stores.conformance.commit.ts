@@ -317,7 +317,7 @@ export function commitCases(h: StoreHarness): void {
         changes: [
           {
             table: 'payouts',
-            key: { shard: 'payout-shard#000', paymentId: id },
+            key: { paymentId: id },
             expectedVersion: 0,
             set: { status: 'RECEIVED', creditor: { iban: 'EE382200221020145685', name: 'A' } },
             resource: { type: 'payout', id, live: false },

@@ -50,7 +50,6 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'table:payfleet-leases': LEASES,
     'table:payfleet-idempotency': WORK_ITEMS,
     'table:payfleet-payouts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
-    'table:payfleet-payouts/index/by-payment': ['dynamodb:Query'],
     'table:payfleet-payouts/index/initiable': ['dynamodb:Query'],
     'table:payfleet-batches': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
     'table:payfleet-batches/index/by-message-request': ['dynamodb:Query'],

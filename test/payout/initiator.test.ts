@@ -19,6 +19,7 @@ import { silentLogger } from '../../shared/log/logger.js';
 import { createBatchStore, type BatchStore } from '../../workers/payout/batches.js';
 import type { PayoutSettings } from '../../workers/payout/config.js';
 import { createIngestHandler } from '../../workers/payout/ingest.js';
+import { createIngestStore } from '../../workers/payout/ingest-store.js';
 import { createInitiator, type ShardSlot } from '../../workers/payout/initiator.js';
 import { createShardKeeper } from '../../workers/payout/leases.js';
 import { createPayoutMetrics } from '../../workers/payout/metrics.js';
@@ -80,7 +81,13 @@ const ctx = (): HandlerContext => ({
 });
 
 async function ingest(slot: ShardSlot, ids: readonly string[]): Promise<void> {
-  const handle = createIngestHandler({ pick: () => slot, ...parts(), metrics, live: false });
+  const handle = createIngestHandler({
+    pick: () => slot,
+    store: createIngestStore({ doc: stack.clients.doc, names: stack.names }),
+    metrics,
+    live: false,
+    log,
+  });
   for (let i = 0; i < ids.length; i += 16) {
     const results = await Promise.all(
       ids.slice(i, i + 16).map((id) => handle(CheckoutApprovalAccepted.parse(approval(id)), ctx())),
@@ -226,7 +233,7 @@ describe('Initiator: crash recovery', () => {
     const none = fakeLhv(async () => ({ messageRequestId: 'never' }));
     await expect(initiator(none, crashing).cycle(slot)).rejects.toThrow('process died');
     expect(none.sent).toHaveLength(0);
-    const pinned = [...(await p.repo.getPayouts(slot.shard, ids)).values()].filter((x) => x.status === 'INITIATION_PENDING');
+    const pinned = [...(await p.repo.getPayouts(ids)).values()].filter((x) => x.status === 'INITIATION_PENDING');
     expect(pinned).toHaveLength(98);
     const key = pinned[0]!.batchId!;
     expect((await readBatch(stack, key))?.status).toBe('ASSIGNING');
@@ -237,7 +244,7 @@ describe('Initiator: crash recovery', () => {
     expect(lhv.sent.map((s) => s.endToEndIds.length)).toEqual([100, 10]);
     expect(lhv.sent[0]!.key).toBe(key);
     expect(new Set(lhv.sent.flatMap((s) => s.endToEndIds)).size).toBe(110);
-    const after = await p.repo.getPayouts(slot.shard, ids);
+    const after = await p.repo.getPayouts(ids);
     expect(ids.map((id) => after.get(id)?.status)).toEqual(ids.map(() => 'INITIATED'));
     expect(await eventTypes('pin-000')).toEqual(['PAYOUT_CREATED', 'PAYOUT_INITIATED']);
   });
@@ -248,7 +255,7 @@ describe('Response handling', () => {
     const slot = await holdShard('payout-shard#104');
     await ingest(slot, ['over-1', 'over-2']);
     const { batches, repo } = parts();
-    const rows = await repo.getPayouts(slot.shard, ['over-1', 'over-2']);
+    const rows = await repo.getPayouts(['over-1', 'over-2']);
     const now = new Date().toISOString();
     const draft: Batch = {
       batchId: 'a'.repeat(32),
@@ -262,7 +269,7 @@ describe('Response handling', () => {
       updatedAt: now,
       version: 0,
     };
-    const batch = await batches.pin(slot.fence, undefined, draft, [...rows.values()]);
+    const { batch } = await batches.pin(slot.fence, undefined, draft, [...rows.values()]);
     const lhv = fakeLhv(async () => ({ messageRequestId: 'REQ-late' }));
     const msg = report(batch, (id) => (id === 'over-1' ? 'ACSC' : 'RJCT'));
     expect(await poller(lhv).handle(msg, slot.fence)).toBe('applied');
@@ -286,23 +293,25 @@ describe('Response handling', () => {
     const { batches, repo } = parts();
     const now = new Date().toISOString();
     const mk = async (batchId: string, ids: string[]) =>
-      batches.pin(
-        slot.fence,
-        undefined,
-        {
-          batchId,
-          kind: 'BATCH',
-          shard: slot.shard,
-          status: 'ASSIGNING',
-          paymentIds: ids,
-          createdAt: now,
-          requestedExecutionDate: now.slice(0, 10),
-          sendAttempts: 1,
-          updatedAt: now,
-          version: 0,
-        },
-        [...(await repo.getPayouts(slot.shard, ids)).values()],
-      );
+      (
+        await batches.pin(
+          slot.fence,
+          undefined,
+          {
+            batchId,
+            kind: 'BATCH',
+            shard: slot.shard,
+            status: 'ASSIGNING',
+            paymentIds: ids,
+            createdAt: now,
+            requestedExecutionDate: now.slice(0, 10),
+            sendAttempts: 1,
+            updatedAt: now,
+            version: 0,
+          },
+          [...(await repo.getPayouts(ids)).values()],
+        )
+      ).batch;
     const whole = await mk('b'.repeat(32), ['grp-1', 'grp-2']);
     const dup = await mk('c'.repeat(32), ['du-1']);
     const lhv = fakeLhv(async () => ({ messageRequestId: 'x' }));

@@ -17,6 +17,7 @@ import type { LhvMessage } from '../../workers/payout/lhv/types.js';
 import { silentLogger } from '../../shared/log/logger.js';
 import { createBatchStore } from '../../workers/payout/batches.js';
 import { createIngestHandler } from '../../workers/payout/ingest.js';
+import { createIngestStore } from '../../workers/payout/ingest-store.js';
 import type { ShardSlot } from '../../workers/payout/initiator.js';
 import { createShardKeeper } from '../../workers/payout/leases.js';
 import { createPayoutMetrics } from '../../workers/payout/metrics.js';
@@ -84,7 +85,13 @@ describe('Response poller: lost DELETE answers', () => {
       abort: new AbortController().signal,
     };
     const ids = ['lost-1', 'lost-2'];
-    const handle = createIngestHandler({ pick: () => slot, ...parts(), metrics, live: false });
+    const handle = createIngestHandler({
+      pick: () => slot,
+      store: createIngestStore({ doc: stack.clients.doc, names: stack.names }),
+      metrics,
+      live: false,
+      log,
+    });
     const ctx: HandlerContext = {
       messageId: 'm',
       groupId: 'g',
@@ -108,7 +115,7 @@ describe('Response poller: lost DELETE answers', () => {
       updatedAt: now,
       version: 0,
     };
-    const batch = await batches.pin(slot.fence, undefined, draft, [...(await repo.getPayouts(shard, ids)).values()]);
+    const { batch } = await batches.pin(slot.fence, undefined, draft, [...(await repo.getPayouts(ids)).values()]);
     const msg: LhvMessage = {
       messageRequestId: 'REQ-lost',
       messageResponseId: 'RES-lost',

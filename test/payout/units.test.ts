@@ -139,6 +139,7 @@ describe('Chunked commits', () => {
     paymentId: `p${i}`,
     kind: 'PAYOUT',
     eventId: 'e',
+    fingerprint: 'f',
     amount: 1,
     currency: 'EUR',
     creditor: { name: 'n', iban: GOOD_IBAN },

@@ -1,15 +1,16 @@
 /**
  * Payment initiation for one held shard (docs/payouts.md "Initiation"). One cycle:
  *
- *   list initiable payouts (GSI) ─ consistent re-read ─┬─ pinned to a batch? resume that batch:
- *                                                     │    ASSIGNING -> finish pinning -> send
- *                                                     │    PENDING   -> send (stored key, stored bytes)
- *                                                     │    INITIATED / REJECTED -> finish marking payouts
- *                                                     └─ RECEIVED: groups of <= batchSize ->
- *                                                          new key (32 hex) -> pin (stored BEFORE sending) -> send
+ *   list initiable payouts (GSI, ALL projected; ─┬─ pinned to a batch? resume that batch:
+ *   may lag: every write below is conditioned    │    ASSIGNING -> finish pinning -> send
+ *   on the version the row showed)               │    PENDING   -> send (stored key, stored bytes)
+ *                                                │    INITIATED / REJECTED -> finish marking payouts
+ *                                                └─ RECEIVED: groups of <= batchSize ->
+ *                                                     new key (32 hex) -> pin + sendAttempts 1 (stored BEFORE sending) -> send
  *
- *   send:  sendAttempts+1 written ─▶ POST /payment (X-Idempotency-Key = MsgId = batchId)
- *            202 ─────────────▶ batch INITIATED (+Message-Request-Id) ─▶ payouts INITIATED + PAYOUT_INITIATED
+ *   send:  (a resumed batch: sendAttempts+1 written) ─▶ POST /payment (X-Idempotency-Key = MsgId = batchId)
+ *            202 ─────────────▶ batch INITIATED (+Message-Request-Id) with the first chunk of payouts
+ *                               INITIATED + PAYOUT_INITIATED, then the other chunks
  *            429/5xx/timeout ─▶ backoff (<= retryMaxMs), SAME key; between tries, a bank report that
  *                               arrived meanwhile (batch no longer PENDING) ends the retrying
  *            400/413/422 ─────▶ first, unambiguous attempt: batch + payouts REJECTED (PAYOUT_FAILED)
@@ -23,14 +24,14 @@
  */
 import { backoffMs } from '../../shared/core/backoff.js';
 import { repeatWhileHeld, type ShardSlot } from '../../shared/core/shard-pool.js';
-import { pause } from '../../shared/core/timers.js';
-import { LeaseLostError } from '../../shared/core/errors.js';
+import { jitter, pause } from '../../shared/core/timers.js';
+import { ConflictError, LeaseLostError } from '../../shared/core/errors.js';
 import { AmbiguousError, RetryableError, TerminalError } from '../../shared/errors.js';
 import type { LhvClient } from './lhv/client.js';
 import { buildPain001, newBatchIdempotencyKey, toEndToEndId } from './lhv/pain001.js';
 import { LhvErrorCode, LhvRequestRejectedError, type DebtorAccount } from './lhv/types.js';
 import type { Logger } from '../../shared/log/logger.js';
-import type { BatchStore } from './batches.js';
+import type { BatchStore, PayoutMove } from './batches.js';
 import type { PayoutSettings } from './config.js';
 import type { PayoutMetrics } from './metrics.js';
 import { toInstruction, type Batch, type Payout } from './model.js';
@@ -54,30 +55,49 @@ const DEFINITELY_NOT_PROCESSED: ReadonlySet<string> = new Set([LhvErrorCode.Unre
 /** 4xx statuses that reject the request's content (as opposed to our credentials or the URL). */
 const CONTENT_REJECTED: ReadonlySet<number> = new Set([400, 413, 422]);
 
+/**
+ * How long an empty shard waits before listing again when no ingestion in this process woke it. A
+ * shard's waiting payouts only ever come from its holder's own ingestion (fenced by the shard's
+ * lease), so the wake-up is what matters; this re-list is a safety net, not the way work is found.
+ */
+export const IDLE_RELIST_MS = 60_000;
+
+export interface CycleResult {
+  readonly idleMs: number;
+  /** Nothing waits in the shard. */
+  readonly empty?: boolean;
+  /** A partial batch waits to fill: `fresh` payouts listed, the newest received at `newestMs`, due by `deadlineMs`. */
+  readonly waiting?: { readonly fresh: number; readonly newestMs: number; readonly deadlineMs: number };
+}
+
 export interface Initiator {
   /** Run cycles for `slot` until it stops. */
   runShard(slot: ShardSlot): Promise<void>;
   /** One cycle; resolves with how long to wait before the next (tests). */
-  cycle(slot: ShardSlot): Promise<{ idleMs: number }>;
+  cycle(slot: ShardSlot): Promise<CycleResult>;
+  /** This process stored `count` payouts in `shard` (ingestion): that shard's waiting loop looks again. */
+  ingested(shard: string, count: number): void;
 }
 
 export function createInitiator(deps: InitiatorDeps): Initiator {
   const { lhv, repo, batches, metrics, settings } = deps;
   const nowIso = () => new Date().toISOString();
 
-  async function cycle(slot: ShardSlot): Promise<{ idleMs: number }> {
+  /** Ingestions per shard in this process, and the wake-up of a shard loop waiting while empty. */
+  const ingestions = new Map<string, { count: number; lastAtMs: number }>();
+  const wakers = new Map<string, AbortController>();
+
+  async function cycle(slot: ShardSlot): Promise<CycleResult> {
     const { shard } = slot;
     const listed = await repo.listInitiable(shard, settings.batchSize * 10);
     if (listed.items.length === 0) {
       metrics.reportWaiting(shard, { count: 0, oldestSeconds: 0 });
-      return { idleMs: settings.pollMs };
+      return { idleMs: settings.pollMs, empty: true };
     }
-    const rows = await repo.getPayouts(
-      shard,
-      listed.items.map((i) => i.paymentId),
-    );
-    // The index may lag: only what the consistent read still shows as waiting counts.
-    const live = [...rows.values()]
+    // The index may lag. Nothing is sent on its word: a new batch pins its payouts under the
+    // version the index showed (a stale row fails that condition, and is re-read), and a resumed
+    // batch is read from its own row.
+    const live = listed.items
       .filter((p) => p.initiableShard === shard && (p.status === 'RECEIVED' || p.status === 'INITIATION_PENDING'))
       .sort((a, b) => (a.receivedAt < b.receivedAt ? -1 : a.receivedAt > b.receivedAt ? 1 : 0));
     const now = Date.now();
@@ -113,7 +133,12 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
           // shard to go quiet or the oldest payout to reach its maximum wait.
           if (sent > 0) return { idleMs: 0 };
           const untilQuiet = listed.more ? settings.pollMs : settings.quietMs - quietFor;
-          return { idleMs: Math.max(10, Math.min(settings.pollMs, untilQuiet, settings.maxWaitMs - waited)) };
+          return {
+            idleMs: Math.max(10, Math.min(settings.pollMs, untilQuiet, settings.maxWaitMs - waited)),
+            ...(listed.more
+              ? {}
+              : { waiting: { fresh: fresh.length, newestMs: newest, deadlineMs: oldest + settings.maxWaitMs } }),
+          };
         }
       }
       const group = fresh.splice(0, settings.batchSize);
@@ -158,7 +183,7 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
 
   /** An ASSIGNING batch left by a crash: pin what is still free, drop what is not, seal it. */
   async function finishPinning(slot: ShardSlot, batch: Batch): Promise<Batch | undefined> {
-    const rows = await repo.getPayouts(batch.shard, batch.paymentIds);
+    const rows = await repo.getPayouts(batch.paymentIds);
     const keep: string[] = [];
     const toPin: Payout[] = [];
     for (const id of batch.paymentIds) {
@@ -175,7 +200,7 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
       'finishing an interrupted batch assignment',
     );
     // Never sent while ASSIGNING, so trimming its payout list is safe.
-    return batches.pin(slot.fence, batch, { ...batch, paymentIds: keep }, toPin);
+    return (await batches.pin(slot.fence, batch, { ...batch, paymentIds: keep }, toPin)).batch;
   }
 
   /** Reject payouts that can never be sent; the rest form the batch. */
@@ -201,7 +226,7 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
         bad.set(p.paymentId, err instanceof Error ? err.message : String(err));
       }
     }
-    await batches.movePayouts(slot.fence, slot.shard, [...bad.keys()], (p) =>
+    await batches.movePayouts(slot.fence, [...bad.keys()], (p) =>
       p.status === 'RECEIVED' && !p.batchId
         ? {
             path: ['REJECTED'],
@@ -220,33 +245,52 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
   }
 
   async function startBatch(slot: ShardSlot, candidates: Payout[]): Promise<boolean> {
-    const group = await dropInvalid(slot, candidates);
+    let group = await dropInvalid(slot, candidates);
     if (group.length === 0) return true;
     const at = new Date();
-    const draft: Batch = {
-      batchId: newBatchIdempotencyKey(),
+    const batchId = newBatchIdempotencyKey();
+    const draft = (payouts: readonly Payout[]): Batch => ({
+      batchId,
       kind: 'BATCH',
       shard: slot.shard,
       status: 'ASSIGNING',
-      paymentIds: group.map((p) => p.paymentId),
+      paymentIds: payouts.map((p) => p.paymentId),
       createdAt: at.toISOString(),
       requestedExecutionDate: at.toISOString().slice(0, 10),
       sendAttempts: 0,
       updatedAt: at.toISOString(),
       version: 0,
-    };
-    const batch = await batches.pin(slot.fence, undefined, draft, group);
-    deps.log.info(
-      { shard: slot.shard, batchId: batch.batchId, payouts: group.length },
-      'batch formed; idempotency key stored before sending',
-    );
-    return send(slot, batch);
+    });
+    let formed: Awaited<ReturnType<BatchStore['pin']>>;
+    for (let round = 1; ; round++) {
+      try {
+        // The key, the payout list and the first send are stored before anything is sent.
+        formed = await batches.pin(slot.fence, undefined, draft(group), group, { beginSend: true });
+        break;
+      } catch (err) {
+        // The index showed a stale row (the payout moved on): nothing of this chunk was written.
+        if (!(err instanceof ConflictError) || round > 2) throw err;
+        // Over 98 payouts, an earlier chunk may have stored the batch: the next cycle finishes it.
+        if (await repo.getBatch(batchId)) return true;
+        const rows = await repo.getPayouts(group.map((p) => p.paymentId));
+        group = group.flatMap((p) => {
+          const now = rows.get(p.paymentId);
+          return now && now.status === 'RECEIVED' && !now.batchId && now.initiableShard === slot.shard ? [now] : [];
+        });
+        if (group.length === 0) return true;
+      }
+    }
+    deps.log.info({ shard: slot.shard, batchId, payouts: group.length }, 'batch formed; idempotency key stored before sending');
+    return send(slot, formed.batch, formed.pinned);
   }
 
-  /** Send a PENDING batch under its stored key. false = not acknowledged this cycle. */
-  async function send(slot: ShardSlot, batch: Batch): Promise<boolean> {
+  /**
+   * Send a PENDING batch under its stored key. false = not acknowledged this cycle. `pinned`: the
+   * payouts as this process just pinned them, when the sealing commit already counted this send.
+   */
+  async function send(slot: ShardSlot, batch: Batch, pinned?: ReadonlyMap<string, Payout>): Promise<boolean> {
     const log = deps.log.child({ shard: slot.shard, batchId: batch.batchId });
-    const rows = await repo.getPayouts(batch.shard, batch.paymentIds);
+    const rows = pinned ?? (await repo.getPayouts(batch.paymentIds));
     const payouts = batch.paymentIds.map((id) => rows.get(id));
     if (payouts.some((p) => p === undefined)) {
       // The identical request cannot be rebuilt: never send a different one under this key.
@@ -254,6 +298,9 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
       log.error({ alert: 'PAYOUT_BATCH_UNCERTAIN' }, 'batch references missing payouts; marked UNCERTAIN');
       return true;
     }
+    // A new batch's sealing commit counted this send already (sendAttempts 1); a resumed one counts
+    // it below. Either way: did an EARLIER send sequence begin (the batch "may have reached LHV")?
+    const mayHaveReached = pinned ? batch.sendAttempts > 1 : batch.sendAttempts > 0;
     let xml: string;
     try {
       xml = buildPain001({
@@ -264,20 +311,21 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
         createdAt: new Date(batch.createdAt),
       });
     } catch (err) {
-      if (!(err instanceof TerminalError) || batch.sendAttempts > 0) throw err;
+      if (!(err instanceof TerminalError) || mayHaveReached) throw err;
       const rejected = await saveStatus(slot, batch, 'REJECTED', { code: err.code, reason: err.message });
       await finishRejected(slot, rejected);
       return true;
     }
     // Written before the first byte goes out: from now on this batch "may have reached LHV".
-    const mayHaveReached = batch.sendAttempts > 0;
     const at = nowIso();
-    const current = await batches.saveBatch(slot.fence, batch, {
-      ...batch,
-      sendAttempts: batch.sendAttempts + 1,
-      lastSentAt: at,
-      updatedAt: at,
-    });
+    const current = pinned
+      ? batch
+      : await batches.saveBatch(slot.fence, batch, {
+          ...batch,
+          sendAttempts: batch.sendAttempts + 1,
+          lastSentAt: at,
+          updatedAt: at,
+        });
     let uncertain = mayHaveReached;
     for (let attempt = 1; attempt <= settings.sendAttempts; attempt++) {
       if (slot.abort.aborted) return false;
@@ -285,10 +333,10 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
         const { messageRequestId } = await lhv.initiatePayment(xml, batch.batchId, { signal: slot.abort });
         metrics.initiationRequests.inc({ outcome: 'accepted' });
         metrics.batchSize.observe(batch.paymentIds.length);
-        await accepted(slot, current, messageRequestId);
+        await accepted(slot, current, messageRequestId, pinned);
         return true;
       } catch (err) {
-        if (err instanceof LhvRequestRejectedError) return refused(slot, current, err, uncertain);
+        if (err instanceof LhvRequestRejectedError) return refused(slot, current, err, uncertain, pinned);
         let outcome: string;
         if (err instanceof AmbiguousError) {
           outcome = 'ambiguous';
@@ -327,45 +375,54 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     return false;
   }
 
-  async function accepted(slot: ShardSlot, batch: Batch, messageRequestId: string): Promise<void> {
-    let b = batch;
-    for (let round = 1; ; round++) {
-      if (b.status === 'INITIATED') break;
-      const at = nowIso();
-      try {
-        b = await batches.saveBatch(slot.fence, b, {
-          ...b,
-          status: 'INITIATED',
-          messageRequestId,
-          initiatedAt: at,
-          updatedAt: at,
-        });
-        break;
-      } catch (err) {
-        // The response poller may have settled it from a report first: take what is stored.
-        const fresh = round < 5 ? await repo.getBatch(b.batchId) : undefined;
-        if (!fresh) throw err;
-        b = fresh;
-      }
-    }
+  /** The 202: batch INITIATED in the same commit as the first chunk of its payouts' PAYOUT_INITIATED. */
+  async function accepted(
+    slot: ShardSlot,
+    batch: Batch,
+    messageRequestId: string,
+    known?: ReadonlyMap<string, Payout>,
+  ): Promise<void> {
+    const at = nowIso();
+    const b = await batches.settle(
+      slot.fence,
+      batch,
+      // The response poller may have settled it from a report first: then the row stays as stored.
+      (stored) =>
+        stored.status === 'PENDING'
+          ? { ...stored, status: 'INITIATED', messageRequestId, initiatedAt: at, updatedAt: at }
+          : undefined,
+      initiatedMove,
+      known,
+    );
     deps.log.info(
       { shard: slot.shard, batchId: b.batchId, messageRequestId: b.messageRequestId, payouts: b.paymentIds.length },
       'batch initiated',
     );
-    await finishInitiated(slot, b);
   }
 
-  async function refused(slot: ShardSlot, batch: Batch, err: LhvRequestRejectedError, uncertain: boolean): Promise<boolean> {
+  async function refused(
+    slot: ShardSlot,
+    batch: Batch,
+    err: LhvRequestRejectedError,
+    uncertain: boolean,
+    known?: ReadonlyMap<string, Payout>,
+  ): Promise<boolean> {
     const info = { httpStatus: err.status, code: `HTTP_${err.status}`, reason: err.reason };
     const log = deps.log.child({ shard: slot.shard, batchId: batch.batchId, httpStatus: err.status });
     if (CONTENT_REJECTED.has(err.status) && !uncertain) {
       metrics.initiationRequests.inc({ outcome: 'rejected' });
-      const b = await saveStatus(slot, batch, 'REJECTED', info);
       log.warn(
         { alert: 'PAYOUT_BATCH_REJECTED', reason: err.reason },
         'LHV rejected the initiation request; its payouts are REJECTED',
       );
-      await finishRejected(slot, b);
+      await batches.settle(
+        slot.fence,
+        batch,
+        (stored) =>
+          stored.status === 'PENDING' ? { ...stored, status: 'REJECTED', rejection: info, updatedAt: nowIso() } : undefined,
+        rejectedMove,
+        known,
+      );
       return true;
     }
     if (CONTENT_REJECTED.has(err.status) || err.status === 409) {
@@ -394,37 +451,85 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     return batches.saveBatch(slot.fence, batch, { ...batch, status, rejection, updatedAt: nowIso() });
   }
 
+  /** A payout pinned to an INITIATED batch: INITIATED + PAYOUT_INITIATED. */
+  function initiatedMove(p: Payout, b: Batch): PayoutMove | undefined {
+    if (b.status !== 'INITIATED' || p.status !== 'INITIATION_PENDING' || p.batchId !== b.batchId) return undefined;
+    return {
+      path: ['INITIATED'],
+      ...(b.messageRequestId ? { patch: { messageRequestId: b.messageRequestId } } : {}),
+      details: () => ({
+        batch_id: b.batchId,
+        message_request_id: b.messageRequestId ?? null,
+        initiated_at: b.initiatedAt ?? nowIso(),
+      }),
+    };
+  }
+
+  /** A payout pinned to a REJECTED batch: REJECTED + PAYOUT_FAILED with the request's reason. */
+  function rejectedMove(p: Payout, b: Batch): PayoutMove | undefined {
+    if (b.status !== 'REJECTED' || p.status !== 'INITIATION_PENDING' || p.batchId !== b.batchId) return undefined;
+    const r = b.rejection ?? { code: 'REQUEST_REJECTED', reason: 'rejected by LHV' };
+    return {
+      path: ['REJECTED'],
+      patch: { failure: { source: 'REQUEST_REJECTED', code: r.code, reason: r.reason } },
+      details: () => ({ batch_id: b.batchId, reason_code: r.code, reason: r.reason, source: 'REQUEST_REJECTED' }),
+    };
+  }
+
   async function finishInitiated(slot: ShardSlot, b: Batch): Promise<void> {
-    await batches.movePayouts(slot.fence, b.shard, b.paymentIds, (p) =>
-      p.status === 'INITIATION_PENDING' && p.batchId === b.batchId
-        ? {
-            path: ['INITIATED'],
-            ...(b.messageRequestId ? { patch: { messageRequestId: b.messageRequestId } } : {}),
-            details: () => ({
-              batch_id: b.batchId,
-              message_request_id: b.messageRequestId ?? null,
-              initiated_at: b.initiatedAt ?? nowIso(),
-            }),
-          }
-        : undefined,
-    );
+    await batches.movePayouts(slot.fence, b.paymentIds, (p) => initiatedMove(p, b));
   }
 
   async function finishRejected(slot: ShardSlot, b: Batch): Promise<void> {
-    const r = b.rejection ?? { code: 'REQUEST_REJECTED', reason: 'rejected by LHV' };
-    await batches.movePayouts(slot.fence, b.shard, b.paymentIds, (p) =>
-      p.status === 'INITIATION_PENDING' && p.batchId === b.batchId
-        ? {
-            path: ['REJECTED'],
-            patch: { failure: { source: 'REQUEST_REJECTED', code: r.code, reason: r.reason } },
-            details: () => ({ batch_id: b.batchId, reason_code: r.code, reason: r.reason, source: 'REQUEST_REJECTED' }),
-          }
-        : undefined,
-    );
+    await batches.movePayouts(slot.fence, b.paymentIds, (p) => rejectedMove(p, b));
+  }
+
+  /**
+   * A cycle, then a wait that needs no listing. Only this shard's holder ingests into it (its
+   * commits are fenced by the shard's lease), so this process knows when the shard gets new payouts:
+   *   - found empty: wait until an ingestion into the shard (or IDLE_RELIST_MS, a safety net);
+   *   - a partial batch waiting to fill: wait in memory until it is full (listed + ingested since),
+   *     the shard has been quiet for quietMs (its last ingestion here), or the oldest reached maxWaitMs.
+   * The ingestion counters are read before the listing, so one that lands during it is never missed.
+   */
+  async function step(slot: ShardSlot): Promise<{ idleMs: number }> {
+    const { shard } = slot;
+    const seen = ingestions.get(shard)?.count ?? 0;
+    const r = await cycle(slot);
+    if (!r.empty && !r.waiting) return r;
+    const wait = async (ms: number) => {
+      const wake = new AbortController();
+      wakers.set(shard, wake);
+      try {
+        await pause(ms, AbortSignal.any([slot.stop, wake.signal]));
+      } finally {
+        if (wakers.get(shard) === wake) wakers.delete(shard);
+      }
+    };
+    if (r.empty) {
+      if ((ingestions.get(shard)?.count ?? 0) === seen) await wait(jitter(Math.max(settings.pollMs, IDLE_RELIST_MS)));
+      return { idleMs: 0 };
+    }
+    const { fresh, newestMs, deadlineMs } = r.waiting!;
+    while (!slot.stop.aborted) {
+      const since = ingestions.get(shard);
+      if (fresh + (since?.count ?? 0) - seen >= settings.batchSize) break;
+      const wakeAt = Math.min(deadlineMs, Math.max(newestMs, since?.lastAtMs ?? 0) + settings.quietMs);
+      const now = Date.now();
+      if (now >= wakeAt) break;
+      await wait(wakeAt - now);
+    }
+    return { idleMs: 0 };
+  }
+
+  function ingested(shard: string, count: number): void {
+    const was = ingestions.get(shard);
+    ingestions.set(shard, { count: (was?.count ?? 0) + count, lastAtMs: Date.now() });
+    wakers.get(shard)?.abort();
   }
 
   async function runShard(slot: ShardSlot): Promise<void> {
-    await repeatWhileHeld(slot, () => cycle(slot), {
+    await repeatWhileHeld(slot, () => step(slot), {
       backoff: { baseMs: 250, maxMs: Math.max(1000, settings.pollMs * 2) },
       onFailure: ({ err, failures, delayMs }) =>
         deps.log.warn(
@@ -435,5 +540,5 @@ export function createInitiator(deps: InitiatorDeps): Initiator {
     metrics.reportWaiting(slot.shard, undefined);
   }
 
-  return { runShard, cycle };
+  return { runShard, cycle, ingested };
 }

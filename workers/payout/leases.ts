@@ -64,7 +64,11 @@ export function createShardKeeper(options: {
 export type { Membership } from '../../shared/core/membership.js';
 
 /** The payout workers' membership row (shared/core/membership.ts). */
-export function createPayoutMembership(options: { doc: DynamoDBDocumentClient; names: ResourceNames; now?: () => number }): Membership {
+export function createPayoutMembership(options: {
+  doc: DynamoDBDocumentClient;
+  names: ResourceNames;
+  now?: () => number;
+}): Membership {
   return createDynamoMembership({
     doc: options.doc,
     tableName: options.names.table('leases'),

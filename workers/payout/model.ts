@@ -49,13 +49,19 @@ export interface PayoutFailure {
   readonly reason: string;
 }
 
-/** A row of the `payouts` table (PK shard, SK paymentId). */
+/**
+ * A row of the `payouts` table (PK paymentId). The row is its own uniqueness claim: it is created
+ * conditioned on not existing, so one paymentId has one payout whichever shard took it.
+ */
 export interface Payout {
-  readonly shard: string;
   readonly paymentId: string;
+  /** The shard whose holder ingested it and initiates it (the `initiable` index's partition). */
+  readonly shard: string;
   readonly kind: 'PAYOUT';
   /** eventId of the CheckoutApprovalAccepted that created it. */
   readonly eventId: string;
+  /** {@link payoutFingerprint} of its content: a later event with the same paymentId must match it. */
+  readonly fingerprint: string;
   readonly amount: number;
   readonly currency: 'EUR';
   readonly creditor: { readonly name: string; readonly iban: string; readonly bic?: string };
@@ -112,20 +118,6 @@ export interface Batch {
   readonly version: number;
 }
 
-/** Uniqueness row in `batches`: one per paymentId ever received, whatever shard holds the payout. */
-export interface PaymentClaim {
-  readonly batchId: string;
-  readonly kind: 'PAYMENT_CLAIM';
-  readonly paymentId: string;
-  readonly shard: string;
-  readonly eventId: string;
-  /** sha256 of what must not differ between two events for the same payment. */
-  readonly fingerprint: string;
-  readonly claimedAt: string;
-  readonly version: number;
-}
-
-export const claimKey = (paymentId: string): string => `payment#${paymentId}`;
 export const unmatchedKey = (messageResponseId: string): string => `lhv-message#${messageResponseId}`;
 
 /** What two CheckoutApprovalAccepted events for one paymentId must agree on. */
@@ -190,10 +182,10 @@ export function advance(
 
 /** The commit part for a payout going from `before` to `after` with `events`. */
 export function payoutChange(before: Payout | undefined, after: Payout, events: readonly NewEvent[]): EntityChange {
-  const { version: _v, eventSeq: _s, shard, paymentId, ...set } = after;
+  const { version: _v, eventSeq: _s, paymentId, ...set } = after;
   return {
     table: 'payouts',
-    key: { shard, paymentId },
+    key: { paymentId },
     expectedVersion: before?.version ?? 0,
     set,
     ...(before?.initiableShard !== undefined && after.initiableShard === undefined ? { remove: ['initiableShard'] } : {}),
@@ -206,11 +198,6 @@ export function payoutChange(before: Payout | undefined, after: Payout, events: 
 export function batchChange(before: Batch | undefined, after: Batch): EntityChange {
   const { version: _v, batchId, ...set } = after;
   return { table: 'batches', key: { batchId }, expectedVersion: before?.version ?? 0, set };
-}
-
-export function claimChange(claim: Omit<PaymentClaim, 'version'>): EntityChange {
-  const { batchId, ...set } = claim;
-  return { table: 'batches', key: { batchId }, expectedVersion: 0, set };
 }
 
 /** Items a change occupies in a transaction: the entity plus one per event. */

@@ -2,14 +2,15 @@
  * Reads of the payout tables (writes go through OutcomeStore.commit, fenced). The adapter speaks
  * the SDK; callers get domain rows.
  *
- *   payouts  PK shard, SK paymentId      one partition per shard: a shard's payouts live together
- *     GSI initiable (initiableShard, receivedAt)   sparse: only RECEIVED / INITIATION_PENDING rows
- *     GSI by-payment (paymentId)                   operators and the CLI
+ *   payouts  PK paymentId                one row per paymentId, ever (the row is its own claim)
+ *     GSI initiable (initiableShard, receivedAt)   sparse: only RECEIVED / INITIATION_PENDING rows,
+ *                                                  ALL projected: a shard's waiting payouts, oldest first
  *   batches  PK batchId                  BATCH rows (batchId = MsgId = idempotency key),
- *                                        PAYMENT_CLAIM rows (`payment#<id>`), UNMATCHED_LHV_MESSAGE rows
+ *                                        UNMATCHED_LHV_MESSAGE rows
  *
- * GSIs are eventually consistent: whatever the initiator finds through `initiable` is re-read with a
- * consistent BatchGetItem before it acts on it, and its writes are conditioned on the version read.
+ * GSIs are eventually consistent: what the initiator finds through `initiable` may be stale, so every
+ * write it bases on an index row is conditioned on the version that row showed (a stale row fails the
+ * condition and is re-read consistently; docs/payouts.md §6).
  */
 import {
   BatchGetCommand,
@@ -20,18 +21,18 @@ import {
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import type { ResourceNames } from '../../shared/resources.js';
-import { claimKey, type Batch, type PaymentClaim, type Payout } from './model.js';
+import type { Batch, Payout } from './model.js';
 import { sleep } from '../../shared/core/timers.js';
 
 export interface PayoutRepository {
-  getPayout(shard: string, paymentId: string): Promise<Payout | undefined>;
-  /** Consistent reads of many payouts of one shard (missing ones are absent from the map). */
-  getPayouts(shard: string, paymentIds: readonly string[]): Promise<Map<string, Payout>>;
-  /** Payouts of `shard` waiting for initiation, oldest first (eventually consistent). */
-  listInitiable(shard: string, limit: number): Promise<{ items: { paymentId: string; receivedAt: string }[]; more: boolean }>;
+  /** Consistent read of one payout. */
+  getPayout(paymentId: string): Promise<Payout | undefined>;
+  /** Consistent reads of many payouts (missing ones are absent from the map). */
+  getPayouts(paymentIds: readonly string[]): Promise<Map<string, Payout>>;
+  /** Payouts of `shard` waiting for initiation, oldest first, as the index shows them (may be stale). */
+  listInitiable(shard: string, limit: number): Promise<{ items: Payout[]; more: boolean }>;
   getBatch(batchId: string): Promise<Batch | undefined>;
-  getClaim(paymentId: string): Promise<PaymentClaim | undefined>;
-  /** Where a payout lives: its claim row, else the by-payment index. */
+  /** The payout of a paymentId (the CLI): a consistent read by key. */
   findPayout(paymentId: string): Promise<Payout | undefined>;
 }
 
@@ -46,16 +47,16 @@ export function createPayoutRepository(doc: DynamoDBDocumentClient, names: Resou
   }
 
   const repo: PayoutRepository = {
-    async getPayout(shard, paymentId) {
-      const item = await getItem(payouts, { shard, paymentId });
+    async getPayout(paymentId) {
+      const item = await getItem(payouts, { paymentId });
       return item?.kind === 'PAYOUT' ? (item as Payout) : undefined;
     },
 
-    async getPayouts(shard, paymentIds) {
+    async getPayouts(paymentIds) {
       const found = new Map<string, Payout>();
       const unique = [...new Set(paymentIds)];
       for (let i = 0; i < unique.length; i += 100) {
-        let keys: Record<string, unknown>[] | undefined = unique.slice(i, i + 100).map((paymentId) => ({ shard, paymentId }));
+        let keys: Record<string, unknown>[] | undefined = unique.slice(i, i + 100).map((paymentId) => ({ paymentId }));
         for (let round = 0; keys && keys.length > 0; round++) {
           if (round > 0) await sleep(Math.min(1000, 50 * 2 ** round));
           const out: BatchGetCommandOutput = await doc.send(
@@ -72,7 +73,7 @@ export function createPayoutRepository(doc: DynamoDBDocumentClient, names: Resou
     },
 
     async listInitiable(shard, limit) {
-      const items: { paymentId: string; receivedAt: string }[] = [];
+      const items: Payout[] = [];
       let start: Record<string, unknown> | undefined;
       do {
         const out = await doc.send(
@@ -81,14 +82,12 @@ export function createPayoutRepository(doc: DynamoDBDocumentClient, names: Resou
             IndexName: 'initiable',
             KeyConditionExpression: 'initiableShard = :s',
             ExpressionAttributeValues: { ':s': shard },
-            ProjectionExpression: 'paymentId, receivedAt',
             ScanIndexForward: true,
             Limit: Math.min(1000, limit - items.length),
             ...(start ? { ExclusiveStartKey: start } : {}),
           }),
         );
-        for (const item of out.Items ?? [])
-          items.push({ paymentId: String(item.paymentId), receivedAt: String(item.receivedAt) });
+        for (const item of out.Items ?? []) if (item.kind === 'PAYOUT') items.push(item as Payout);
         start = out.LastEvaluatedKey;
       } while (start && items.length < limit);
       return { items, more: start !== undefined };
@@ -99,24 +98,8 @@ export function createPayoutRepository(doc: DynamoDBDocumentClient, names: Resou
       return item?.kind === 'BATCH' ? (item as Batch) : undefined;
     },
 
-    async getClaim(paymentId) {
-      const item = await getItem(batches, { batchId: claimKey(paymentId) });
-      return item?.kind === 'PAYMENT_CLAIM' ? (item as PaymentClaim) : undefined;
-    },
-
-    async findPayout(paymentId) {
-      const claim = await repo.getClaim(paymentId);
-      if (claim) return repo.getPayout(claim.shard, paymentId);
-      const out = await doc.send(
-        new QueryCommand({
-          TableName: payouts,
-          IndexName: 'by-payment',
-          KeyConditionExpression: 'paymentId = :p',
-          ExpressionAttributeValues: { ':p': paymentId },
-        }),
-      );
-      const hit = (out.Items ?? []).find((i) => i.kind === 'PAYOUT');
-      return hit ? repo.getPayout(String(hit.shard), paymentId) : undefined;
+    findPayout(paymentId) {
+      return repo.getPayout(paymentId);
     },
   };
   return repo;

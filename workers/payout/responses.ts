@@ -244,7 +244,7 @@ export function createResponsePoller(deps: ResponsePollerDeps): ResponsePoller {
     }
     const settled = await settleBatch(fence, batch, msg.messageRequestId);
     const messageRequestId = settled.messageRequestId ?? msg.messageRequestId;
-    const moved = await batches.movePayouts(fence, batch.shard, [...final.keys()], (p) => {
+    const moved = await batches.movePayouts(fence, [...final.keys()], (p) => {
       const tx = final.get(p.paymentId);
       if (!tx || p.batchId !== batch.batchId || FINAL.has(p.status)) return undefined;
       const outcome: PayoutStatus = tx.status === 'ACSC' ? 'PAID' : 'REJECTED';

@@ -27,7 +27,7 @@
  *      entry removed, LHV connections closed.
  * Ungraceful (SIGKILL, OOM, host loss): nothing in memory matters. Leases lapse after leaseMs and
  * are taken by another worker at its next tick; SQS re-delivers unacknowledged events after their
- * visibility timeout (the claim row makes them duplicates if they were stored); LHV re-delivers
+ * visibility timeout (a stored payout row makes them duplicates); LHV re-delivers
  * undeleted messages; batches resume from their rows (docs/payouts.md "Ungraceful shutdown").
  */
 import { ReceiveGate } from '../../shared/core/receive-gate.js';
@@ -38,6 +38,7 @@ import { sqsCheck, tableCheck, type WorkerKit, type WorkerPlan } from '../../sha
 import { createBatchStore } from './batches.js';
 import type { PayoutSettings } from './config.js';
 import { createIngestHandler, NOT_READY } from './ingest.js';
+import { createIngestStore } from './ingest-store.js';
 import { createInitiator } from './initiator.js';
 import { createLhvClient, type LhvClient } from './lhv/client.js';
 import { createPayoutMembership, createShardKeeper } from './leases.js';
@@ -137,7 +138,7 @@ export async function createPayoutWorker(
   });
 
   const cheap: ReadinessCheck[] = [
-    tableCheck(kit, 'payouts', { shard: 'readiness-probe', paymentId: 'readiness-probe' }),
+    tableCheck(kit, 'payouts', { paymentId: 'readiness-probe' }),
     tableCheck(kit, 'batches', { batchId: 'readiness-probe' }),
     // The "configuration table" row: the first shard's lease row.
     tableCheck(kit, 'leases', { leaseKey: payoutShardKey(0) }),
@@ -186,7 +187,14 @@ export async function createPayoutWorker(
     consume: {
       queue: 'payout-events',
       parse: parseCheckoutApprovalAccepted,
-      handle: createIngestHandler({ pick: () => shards.pick(), outcomes: kit.outcomes, repo, metrics, live: settings.live }),
+      handle: createIngestHandler({
+        pick: () => shards.pick(),
+        store: createIngestStore({ doc: kit.clients.doc, names: kit.names, ledgerShards: kit.config.ledgerShards }),
+        metrics,
+        live: settings.live,
+        log,
+        onStored: (shard, count) => initiator.ingested(shard, count),
+      }),
       gate: ingestion,
       acceptGate: () => (shards.pick() ? undefined : NOT_READY),
     },
