@@ -102,21 +102,37 @@ export function createDynamoLedgerOutbox(options: { doc: DynamoDBDocumentClient;
     return new Set(rows.map(id).filter((k) => !unprocessed.has(k)));
   }
 
-  async function markOne(event: OutboxEvent, emittedAt: string): Promise<void> {
+  /**
+   * Update an event row only while it is still pending. Returns the updated attributes asked for,
+   * or undefined when the event is no longer pending (marked emitted meanwhile: nothing to do).
+   */
+  async function updatePending(
+    event: Pick<OutboxEvent, 'resourceId' | 'sequence'>,
+    UpdateExpression: string,
+    ExpressionAttributeValues: Record<string, unknown>,
+    ReturnValues?: 'UPDATED_NEW',
+  ): Promise<Record<string, unknown> | undefined> {
     try {
-      await doc.send(
+      const out = await doc.send(
         new UpdateCommand({
           TableName: table,
           Key: key(event),
           ConditionExpression: 'attribute_exists(pendingShard)',
-          UpdateExpression: 'SET emittedAt = :at REMOVE pendingShard, pendingKey, doNotRetryUntil',
-          ExpressionAttributeValues: { ':at': emittedAt },
+          UpdateExpression,
+          ExpressionAttributeValues,
+          ...(ReturnValues ? { ReturnValues } : {}),
         }),
       );
+      return out.Attributes ?? {};
     } catch (err) {
-      // Already marked: the fact is recorded.
-      if (!isConditionFailure(err)) throw err;
+      if (isConditionFailure(err)) return undefined;
+      throw err;
     }
+  }
+
+  async function markOne(event: OutboxEvent, emittedAt: string): Promise<void> {
+    // Already marked: the fact is recorded.
+    await updatePending(event, 'SET emittedAt = :at REMOVE pendingShard, pendingKey, doNotRetryUntil', { ':at': emittedAt });
   }
 
   async function queryAll(
@@ -201,44 +217,23 @@ export function createDynamoLedgerOutbox(options: { doc: DynamoDBDocumentClient;
     },
 
     async recordSendFailure(event, failure, doNotRetryUntil) {
-      try {
-        const out = await doc.send(
-          new UpdateCommand({
-            TableName: table,
-            Key: key(event),
-            ConditionExpression: 'attribute_exists(pendingShard)',
-            UpdateExpression: 'SET lastSendError = :err, lastSendFailedAt = :now, doNotRetryUntil = :until ADD sendFailures :one',
-            ExpressionAttributeValues: {
-              ':err': `${failure.code}: ${failure.message}`.slice(0, 500),
-              ':now': new Date().toISOString(),
-              ':until': doNotRetryUntil,
-              ':one': 1,
-            },
-            ReturnValues: 'UPDATED_NEW',
-          }),
-        );
-        return Number(out.Attributes?.sendFailures ?? 0);
-      } catch (err) {
-        // Marked emitted meanwhile (another holder's send went through): nothing to count.
-        if (isConditionFailure(err)) return 0;
-        throw err;
-      }
+      const updated = await updatePending(
+        event,
+        'SET lastSendError = :err, lastSendFailedAt = :now, doNotRetryUntil = :until ADD sendFailures :one',
+        {
+          ':err': `${failure.code}: ${failure.message}`.slice(0, 500),
+          ':now': new Date().toISOString(),
+          ':until': doNotRetryUntil,
+          ':one': 1,
+        },
+        'UPDATED_NEW',
+      );
+      // Marked emitted meanwhile (another holder's send went through): nothing to count.
+      return Number(updated?.sendFailures ?? 0);
     },
 
     async setDoNotRetryUntil(event, doNotRetryUntil) {
-      try {
-        await doc.send(
-          new UpdateCommand({
-            TableName: table,
-            Key: key(event),
-            ConditionExpression: 'attribute_exists(pendingShard)',
-            UpdateExpression: 'SET doNotRetryUntil = :until',
-            ExpressionAttributeValues: { ':until': doNotRetryUntil },
-          }),
-        );
-      } catch (err) {
-        if (!isConditionFailure(err)) throw err;
-      }
+      await updatePending(event, 'SET doNotRetryUntil = :until', { ':until': doNotRetryUntil });
     },
 
     async stalePending(cutoffTimestamp, limit) {
@@ -283,7 +278,11 @@ export function createDynamoLedgerOutbox(options: { doc: DynamoDBDocumentClient;
 }
 
 /** The ledger emitters' membership row (shared/core/membership.ts); at most 3 stale entries removed per heartbeat. */
-export function createDynamoMembership(options: { doc: DynamoDBDocumentClient; names: ResourceNames; now?: () => number }): Membership {
+export function createDynamoMembership(options: {
+  doc: DynamoDBDocumentClient;
+  names: ResourceNames;
+  now?: () => number;
+}): Membership {
   return createCoreMembership({
     doc: options.doc,
     tableName: options.names.table('leases'),
