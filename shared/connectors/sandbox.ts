@@ -185,11 +185,10 @@ export function createSandboxConnector(options: SandboxConnectorOptions = {}): P
       scenario = sandboxScenarioOf(req.original.card);
       processorRef = sandboxRef(scenario, req.idempotencyKey);
     } else {
-      // Without the card the sandbox cannot tell the scenario; its only ambiguous scenario is
-      // "timeout after charge", which charged. Callers resolving an ambiguous authorise should
-      // pass `original` (as they must for Stripe) to get the exact answer.
-      scenario = 'approve';
-      processorRef = sandboxRef(scenario, req.idempotencyKey);
+      // Stateless: without the card (its token gone) and without a reference the sandbox cannot
+      // tell what it did. Guessing "approved" would record an authorisation for a charge that was
+      // never sent (an expired token after a crash): say it does not know.
+      return { kind: 'unknown', reason: 'sandbox: without the card or a processorRef the stateless sandbox cannot tell' };
     }
     const decline = DECLINES[scenario];
     if (decline) return { kind: 'declined', processorRef, ...decline };

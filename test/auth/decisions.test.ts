@@ -4,6 +4,7 @@ import { CircuitBreaker, runInAttemptScope } from '../../shared/core/breaker.js'
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
 import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
+import { createSandboxConnector } from '../../shared/connectors/sandbox.js';
 import type { AuthoriseOutcome, LookupOutcome, ProcessorConnector, VoidOutcome } from '../../shared/connectors/types.js';
 import type { Charge } from '../../shared/charges/charge.js';
 import { TerminalError } from '../../shared/errors.js';
@@ -35,6 +36,8 @@ interface Script {
   readonly voids?: VoidOutcome[];
   /** The processor's breaker opens during this call (a processor outage). */
   readonly outage?: { readonly breaker: CircuitBreaker; readonly during: 'authorise' | 'void' };
+  /** A real connector instead of the scripted one. */
+  readonly connector?: ProcessorConnector;
 }
 
 function setup(script: Script = {}) {
@@ -65,7 +68,7 @@ function setup(script: Script = {}) {
   };
   const registry: ProcessorRegistry = {
     connectors: new Map(),
-    get: () => connector,
+    get: () => script.connector ?? connector,
     has: () => true,
     close: async () => undefined,
   };
@@ -297,6 +300,14 @@ describe('auth worker', () => {
       });
       expect(await charge()).toMatchObject({ status: 'AUTHORISATION_ERROR', errorCode: 'TOKEN_EXPIRED' });
       expect(nothing.calls.authorise).toBe(0);
+    });
+
+    it('the token gone while AUTHORISATION_READY on the stateless sandbox processor: AUTHORISATION_ERROR dead-lettered TOKEN_EXPIRED, never a guessed approval', async () => {
+      const req = request();
+      const { handle } = setup({ tokenGone: true, connector: createSandboxConnector() });
+      stores.seedCharge(seeded('AUTHORISATION_READY', { authRequestId: req.authRequestId }));
+      expect(await handle(req, ctx())).toMatchObject({ action: 'dead-letter', code: 'TOKEN_EXPIRED' });
+      expect(await charge()).toMatchObject({ status: 'AUTHORISATION_ERROR', errorCode: 'TOKEN_EXPIRED' });
     });
 
     it('the token gone for a new request: dead-lettered by the consumer, no charge created', async () => {
