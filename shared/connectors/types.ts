@@ -98,3 +98,53 @@ export interface ProcessorConnector {
   void(req: { chargeId: string; processorRef: string; idempotencyKey: string }, signal?: AbortSignal): Promise<VoidOutcome>;
   lookup(req: LookupRequest, signal?: AbortSignal): Promise<LookupOutcome>;
 }
+
+/**
+ * Refunds (the refund worker). Every connector implements this port next to ProcessorConnector.
+ * The idempotency key is derived from `refundRequestId` and reused on every retry of that request
+ * (Stripe `Idempotency-Key`, Worldpay's refund `reference`, Chase `request-id` derived from it), so
+ * a resend after a lost answer is de-duplicated by the processor — but, as for authorisations, an
+ * ambiguous answer is looked up first where the processor offers a lookup.
+ */
+export interface RefundRequest {
+  readonly chargeId: string;
+  /** payfleet's id of the refund (upstream's `refundId`). */
+  readonly refundId: string;
+  /** The charge's processor reference (PaymentIntent id, Worldpay orderCode, Chase payment id). */
+  readonly processorRef: string;
+  /** Minor units, > 0, at most what is left to refund of the captured amount. */
+  readonly amount: number;
+  /** The charge's currency (ISO 4217, upper case). */
+  readonly currency: string;
+  readonly idempotencyKey: string;
+}
+
+export type RefundOutcome =
+  /** The processor has refunded (Stripe `succeeded`, Chase `SUCCESS`). */
+  | { readonly kind: 'refunded'; readonly refundRef: string }
+  /** Accepted; the processor confirms later (Stripe `pending`, Worldpay `refundReceived`). */
+  | { readonly kind: 'submitted'; readonly refundRef?: string }
+  /** Refused for good (e.g. more than is left, charge disputed): the refund ends REFUND_ERROR. */
+  | { readonly kind: 'rejected'; readonly code: string; readonly message: string; readonly refundRef?: string }
+  | { readonly kind: 'error'; readonly retryable: boolean; readonly code: string; readonly message: string; readonly retryAfterMs?: number }
+  /** The request went out and no answer came back: the money may be moving. Look it up first. */
+  | { readonly kind: 'ambiguous'; readonly reason: string };
+
+export interface RefundLookupRequest extends RefundRequest {
+  /** Known once the processor answered the refund (Stripe `re_…`, Chase refund id). */
+  readonly refundRef?: string;
+}
+
+/** What a lookup found at the processor for one refund request. */
+export type RefundLookupOutcome =
+  | { readonly kind: 'not_found' }
+  | { readonly kind: 'refunded'; readonly refundRef: string; readonly amount: number }
+  | { readonly kind: 'pending'; readonly refundRef?: string; readonly amount: number }
+  | { readonly kind: 'failed'; readonly refundRef?: string; readonly code: string; readonly message: string }
+  /** Not conclusive yet (e.g. Chase's 70-second window, a lookup that itself failed). */
+  | { readonly kind: 'unknown'; readonly reason: string };
+
+export interface RefundPort {
+  refund(req: RefundRequest, signal?: AbortSignal): Promise<RefundOutcome>;
+  lookupRefund(req: RefundLookupRequest, signal?: AbortSignal): Promise<RefundLookupOutcome>;
+}
