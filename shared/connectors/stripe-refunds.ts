@@ -64,7 +64,11 @@ export function buildRefundForm(req: RefundRequest): string {
   });
 }
 
-export function createStripeRefunds(call: StripeCall, errorOutcome: StripeErrorOutcome, safe: (m?: string | null) => string): RefundPort {
+export function createStripeRefunds(
+  call: StripeCall,
+  errorOutcome: StripeErrorOutcome,
+  safe: (m?: string | null) => string,
+): RefundPort {
   async function refund(req: RefundRequest, signal?: AbortSignal): Promise<RefundOutcome> {
     const sent = await call('refund', '/v1/refunds', buildRefundForm(req), req.idempotencyKey, signal);
     if (!sent.ok)
@@ -84,18 +88,33 @@ export function createStripeRefunds(call: StripeCall, errorOutcome: StripeErrorO
           return { kind: 'submitted', refundRef: r.id };
         case 'failed':
         case 'canceled':
-          return { kind: 'rejected', refundRef: r.id, code: r.failure_reason ?? r.status, message: `stripe refund ${r.id} ${r.status}` };
+          return {
+            kind: 'rejected',
+            refundRef: r.id,
+            code: r.failure_reason ?? r.status,
+            message: `stripe refund ${r.id} ${r.status}`,
+          };
         default:
           return { kind: 'ambiguous', reason: `stripe refund ${r.id} in status ${r.status ?? 'none'}` };
       }
     }
     const e = parse(errorSchema, res.body)?.error;
     if (res.status === 400 && e?.type === 'idempotency_error')
-      return { kind: 'error', retryable: false, code: 'IDEMPOTENCY_KEY_REUSED', message: 'the idempotency key was used with different parameters' };
+      return {
+        kind: 'error',
+        retryable: false,
+        code: 'IDEMPOTENCY_KEY_REUSED',
+        message: 'the idempotency key was used with different parameters',
+      };
     // Stripe refused this refund for good: more than is left (amount_too_large), already refunded,
     // disputed, not captured (payment_intent_unexpected_state), no such PaymentIntent (resource_missing).
     // A malformed request of ours (parameter_*) stays an error: it is a bug, not Stripe's decision.
-    if ((res.status === 400 || res.status === 404) && e?.type === 'invalid_request_error' && e.code && !e.code.startsWith('parameter_'))
+    if (
+      (res.status === 400 || res.status === 404) &&
+      e?.type === 'invalid_request_error' &&
+      e.code &&
+      !e.code.startsWith('parameter_')
+    )
       return { kind: 'rejected', code: e.code, message: safe(e.message) };
     return errorOutcome(res, e);
   }
@@ -134,7 +153,12 @@ export function createStripeRefunds(call: StripeCall, errorOutcome: StripeErrorO
         return { kind: 'pending', refundRef: r.id, amount: r.amount };
       case 'failed':
       case 'canceled':
-        return { kind: 'failed', refundRef: r.id, code: r.failure_reason ?? r.status, message: `stripe refund ${r.id} ${r.status}` };
+        return {
+          kind: 'failed',
+          refundRef: r.id,
+          code: r.failure_reason ?? r.status,
+          message: `stripe refund ${r.id} ${r.status}`,
+        };
       default:
         return { kind: 'unknown', reason: `stripe refund ${r.id} in status ${r.status ?? 'none'}` };
     }
