@@ -195,6 +195,16 @@ describe('Connector: stripe — refunds', () => {
     expect(statsOf(p.chargeId)).toMatchObject({ refunds: 1, refunded: 0 });
   });
 
+  it('POST /__sandbox/refunds/settle settles pending refunds over HTTP', async () => {
+    fake.settleRefunds(); // those other tests left pending
+    const p = await payment({ number: STRIPE_REFUND_TEST_CARDS.pendingThenSucceeded });
+    const r = refundOf(p, 100);
+    expect(await stripe.refund(r)).toMatchObject({ kind: 'submitted' });
+    const res = await fetch(`${fake.url}/__sandbox/refunds/settle`, { method: 'POST' });
+    expect(await res.json()).toEqual({ settled: 1 });
+    expect(await stripe.lookupRefund(r)).toMatchObject({ kind: 'refunded', amount: 100 });
+  });
+
   it('lookup of a refund never sent -> not_found; of an unknown id -> not_found', async () => {
     const p = await payment();
     expect(await stripe.lookupRefund(refundOf(p, 100))).toEqual({ kind: 'not_found' });

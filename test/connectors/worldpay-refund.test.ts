@@ -161,6 +161,16 @@ describe('Connector: worldpay — refunds', () => {
     expect(await wp.refund(refundOf(o, 1250))).toMatchObject({ kind: 'submitted' });
   });
 
+  it('POST /__sandbox/refunds/settle ends pending refunds over HTTP ({"end":"failed"} fails them)', async () => {
+    sandbox.settleRefunds(); // those other tests left pending
+    const o = await order();
+    const r = refundOf(o, 200);
+    expect(await wp.refund(r)).toMatchObject({ kind: 'submitted' });
+    const res = await fetch(`${sandbox.url}/__sandbox/refunds/settle`, { method: 'POST', body: '{"end":"failed"}' });
+    expect(await res.json()).toEqual({ settled: 1 });
+    expect(await wp.lookupRefund(r)).toMatchObject({ kind: 'failed' });
+  });
+
   it('5xx and 429 are retryable and refund nothing', async () => {
     const o = await order();
     sandbox.faults.update({ paths: [REFUND_PATH], rate5xx: 1 });
