@@ -267,6 +267,8 @@ async function writeUnits(b: BenchStack, n: number) {
     capture: async (r) => ({ kind: 'captured', processorRef: r.processorRef }),
     void: async () => ({ kind: 'voided' }),
     lookup: async () => ({ kind: 'not_found' }),
+    refund: async (r) => ({ kind: 'refunded', refundRef: `re-${r.refundId}` }),
+    lookupRefund: async () => ({ kind: 'not_found' }),
   };
   const registry: ProcessorRegistry = { connectors: new Map(), get: () => connector, has: () => true, close: async () => undefined };
   const charges = createChargeRepository(doc, b.names.table('charges'));

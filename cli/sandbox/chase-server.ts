@@ -14,15 +14,20 @@
  * characters. A request-id Chase has *recorded* is answered again with its stored answer (counted as
  * a replay). Like the real service, a request that is still processing is invisible, both to the
  * lookup and to that de-duplication: a second request with its request-id is processed as a new one.
- * {@link ChaseSandbox.hold} makes that window as long as a test wants, and can end it the way J.P.
- * Morgan's 70-second expiry does, with no record at all.
+ * {@link ChaseSandbox.hold} makes that window as long as a test wants (for authorisations or refunds),
+ * and can end it the way J.P. Morgan's 70-second expiry does, with no record at all.
+ *
+ * A refund needs a CAPTURED payment (400 INVALID_TRANSACTION_STATE otherwise, 404 for an unknown one)
+ * and at most what is left of its captured amount (400 INVALID_AMOUNT); it is a transaction of its
+ * own (COMPLETED), readable by `GET /payments/{id}` and by its request-id.
  *
  * Magic cards (as the other sandboxes): 4000000000000002 declined, 4000000000009995 insufficient
  * funds, 4000000000000069 expired; amount 6666 is authorised as 6667. Faults (faults.ts): 5xx, 429,
  * resets, timeout after success; {@link ChaseSandbox.expireTokens} revokes every token (a 401 next).
  *
  * The oracle: `GET /__sandbox/stats` counts per charge (merchantOrderNumber) the payments actually
- * created (replays apart), authorisations, declines, captures, voids and refunds.
+ * created (replays apart), authorisations, declines, captures (and amount captured), voids, refunds
+ * and amount refunded.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -62,7 +67,10 @@ export interface ChaseChargeStats {
   authorised: number;
   declined: number;
   captured: number;
+  /** Amount captured. */
+  capturedAmount: number;
   voided: number;
+  /** Refunds performed (replays apart) and the amount they refunded. */
   refunds: number;
   refunded: number;
   replays: number;
@@ -79,9 +87,12 @@ export interface ChaseSandbox {
   /** The token endpoint. */
   readonly tokenUrl: string;
   readonly faults: FaultInjector;
-  /** The next `count` authorisations stay processing (invisible, unanswered) until {@link release}. */
-  hold(count?: number): void;
-  /** End every held authorisation: record it as if processing finished now, or drop it without a trace. */
+  /**
+   * The next `count` authorisations (or refunds, with `what: 'refunds'`) stay processing (invisible,
+   * unanswered) until {@link release}.
+   */
+  hold(count?: number, what?: 'payments' | 'refunds'): void;
+  /** End every held request: record it as if processing finished now, or drop it without a trace. */
   release(end: ChaseHoldEnd): number;
   /** Authorisations being held now. */
   readonly held: number;
@@ -116,6 +127,7 @@ const fresh = () => ({
   authorised: 0,
   declined: 0,
   captured: 0,
+  capturedAmount: 0,
   voided: 0,
   refunds: 0,
   refunded: 0,
@@ -136,9 +148,11 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
   const tokens = new Map<string, number>();
   const payments = new Map<string, Payment>();
   const byRequestId = new Map<string, Answer>();
+  /** Refund transactions by id: their charge and what a read shows. */
+  const refundTxs = new Map<string, { chargeId: string; body: Record<string, unknown> }>();
   const charges = new Map<string, ChaseChargeStats>();
   const held: Array<{ finish(end: ChaseHoldEnd): void }> = [];
-  let toHold = 0;
+  const toHold = { payments: 0, refunds: 0 };
   let requests = 0;
   let issued = 0;
   let unauthorised = 0;
@@ -190,11 +204,13 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
       return sendJson(res, 400, error('INVALID_JSON', 'body is not JSON'));
     }
     const isAuthorise = req.method === 'POST' && path === '/payments';
+    const isRefund = req.method === 'POST' && path === '/refunds';
     if (isAuthorise) bump(chargeOf(body), 'received');
     const prior = byRequestId.get(rid);
     if (prior) {
-      const p = prior.transactionId ? payments.get(prior.transactionId) : undefined;
-      if (p) bump(p.chargeId, 'replays');
+      const id = prior.transactionId;
+      const chargeId = id ? (payments.get(id)?.chargeId ?? refundTxs.get(id)?.chargeId) : undefined;
+      if (chargeId !== undefined) bump(chargeId, 'replays');
       if (faults.after(plan, res)) return;
       return sendJson(res, prior.status, prior.body);
     }
@@ -203,8 +219,9 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
       if (answer.status < 400 || answer.status === 402) byRequestId.set(rid, { ...answer, body: structuredClone(answer.body) });
       return answer;
     };
-    if (isAuthorise && toHold > 0) {
-      toHold -= 1;
+    const holdKind = isAuthorise ? 'payments' : isRefund ? 'refunds' : undefined;
+    if (holdKind && toHold[holdKind] > 0) {
+      toHold[holdKind] -= 1;
       // Processing, invisible: nothing recorded, no answer, until the test ends it.
       held.push({
         finish: (end) => {
@@ -293,6 +310,7 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
       p.transactionState = 'CAPTURED';
       p.amount = amount;
       bump(p.chargeId, 'captured');
+      bump(p.chargeId, 'capturedAmount', amount);
       return { status: 201, body: view(p), transactionId: p.transactionId };
     }
     if (method === 'PATCH' && !m[2]) {
@@ -329,8 +347,10 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
       amount,
       currency: p.currency,
       transactionReferenceId: p.transactionId,
+      merchantOrderNumber: p.chargeId,
     };
-    return { status: 201, body: r };
+    refundTxs.set(r.transactionId, { chargeId: p.chargeId, body: r });
+    return { status: 201, body: r, transactionId: r.transactionId };
   }
 
   function lookup(path: string, query: URLSearchParams): Answer {
@@ -340,10 +360,13 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
       if (!a) return { status: 404, body: error('NOT_FOUND', 'No transaction found for this request identifier') };
       // The transaction's state now (a payment captured since shows CAPTURED), or the stored answer.
       const p = a.transactionId ? payments.get(a.transactionId) : undefined;
-      return { status: 200, body: p ? view(p) : a.body };
+      const r = a.transactionId ? refundTxs.get(a.transactionId) : undefined;
+      return { status: 200, body: p ? view(p) : (r?.body ?? a.body) };
     }
     const m = PAYMENT_PATH.exec(path);
     const p = m?.[1] && !m[2] ? payments.get(m[1]) : undefined;
+    const r = m?.[1] && !m[2] ? refundTxs.get(m[1]) : undefined;
+    if (r) return { status: 200, body: r.body };
     return p ? { status: 200, body: view(p) } : { status: 404, body: error('NOT_FOUND', 'Transaction not found') };
   }
 
@@ -361,8 +384,8 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     merchantId,
     tokenUrl: `${server.url}/oauth2/token`,
     faults,
-    hold(count = 1) {
-      toHold += count;
+    hold(count = 1, what = 'payments') {
+      toHold[what] += count;
     },
     release(end) {
       const n = held.length;
@@ -377,7 +400,8 @@ export async function startChaseSandbox(options: ChaseSandboxOptions = {}): Prom
     },
     stats,
     close() {
-      toHold = 0;
+      toHold.payments = 0;
+      toHold.refunds = 0;
       for (const h of held.splice(0)) h.finish('drop');
       faults.releaseHanging();
       return server.close();

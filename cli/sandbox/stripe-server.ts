@@ -7,6 +7,7 @@
  *   GET  /v1/payment_intents/{id}
  *   POST /v1/payment_intents/{id}/capture  amount_to_capture
  *   POST /v1/payment_intents/{id}/cancel
+ *   POST /v1/refunds, GET /v1/refunds/{id}, GET /v1/refunds?payment_intent=   (stripe-refunds.ts)
  *
  * Idempotency as Stripe documents it: validation failures are not stored; otherwise the first
  * response per key is stored and replayed (`Idempotent-Replayed: true`) for the same endpoint and
@@ -15,7 +16,8 @@
  * happen before the idempotency layer (as Stripe's rate limiter does), so they are never stored.
  *
  * The oracle: `GET /__sandbox/stats` counts, per metadata[chargeId], PaymentIntents actually created
- * (replays excluded), authorisations, declines, captures and cancels actually performed.
+ * (replays excluded), authorisations, declines, captures and cancels actually performed, the amount
+ * captured, and the refunds created and amount refunded (refunds that did not fail).
  * `POST /__sandbox/reset` forgets everything but the fault config.
  */
 import { randomBytes } from 'node:crypto';
@@ -23,6 +25,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FaultInjector, type FaultConfig } from './faults.js';
 import { readBody, sendJson, splitUrl, startHttpServer, type HttpServerOptions } from './http-server.js';
 import { luhnValid } from '../../shared/connectors/sandbox.js';
+import { createStripeRefundBook } from './stripe-refunds.js';
+
+export { STRIPE_REFUND_TEST_CARDS } from './stripe-refunds.js';
 
 /** The secret key the fake accepts unless told otherwise. */
 export const STRIPE_SANDBOX_DEFAULT_API_KEY = 'sk_test_payfleet_sandbox';
@@ -54,6 +59,8 @@ export interface StripeSandboxOptions extends HttpServerOptions {
   readonly apiKey?: string;
   /** Simulated processing time inside the idempotency window (so duplicates can meet a 409). @default 0 */
   readonly processingDelayMs?: number;
+  /** How long a pending refund (refund test cards) stays pending. @default 100 */
+  readonly refundSettleMs?: number;
   /** How long idempotency keys are remembered. @default 24 h */
   readonly idempotencyTtlMs?: number;
   readonly faults?: Partial<FaultConfig>;
@@ -67,6 +74,11 @@ export interface ChargeStats {
   captured: number;
   canceled: number;
   replays: number;
+  /** Sum of amount_received of its captured PaymentIntents. */
+  capturedAmount: number;
+  /** Refunds created (replays excluded) and the amount they refund, failed ones excluded. */
+  refunds: number;
+  refunded: number;
 }
 
 export interface StripeSandboxStats {
@@ -81,6 +93,8 @@ export interface StripeSandbox {
   readonly apiKey: string;
   readonly faults: FaultInjector;
   stats(): StripeSandboxStats;
+  /** Settle every pending refund now (also `POST /__sandbox/refunds/settle`); how many. */
+  settleRefunds(): number;
   /** Forget intents, keys and counters (fault config kept). */
   reset(): void;
   close(): Promise<void>;
@@ -113,14 +127,15 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
   let keys = new Map<string, KeyRecord>();
   let charges = new Map<string, ChargeStats>();
   let requests = 0;
-  const bump = (chargeId: string | undefined, field: keyof ChargeStats) => {
+  const refundBook = createStripeRefundBook({ intent: (id) => intents.get(id), settleMs: options.refundSettleMs });
+  const bump = (chargeId: string | undefined, field: keyof ChargeStats, by = 1) => {
     if (chargeId === undefined) return;
     let s = charges.get(chargeId);
     if (!s) {
-      s = { created: 0, authorised: 0, declined: 0, captured: 0, canceled: 0, replays: 0 };
+      s = { ...ZERO };
       charges.set(chargeId, s);
     }
-    s[field] += 1;
+    s[field] += by;
   };
 
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -132,13 +147,14 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
       reset();
       return sendJson(res, 200, { reset: true });
     }
+    if (path === '/__sandbox/refunds/settle' && req.method === 'POST') return sendJson(res, 200, { settled: refundBook.settleAll() });
     requests += 1;
     const requestId = `req_${randomBytes(7).toString('hex')}`;
     const headers = { 'request-id': requestId, 'stripe-version': String(req.headers['stripe-version'] ?? '2024-06-20') };
     if (!authorised(req.headers.authorization)) {
       return sendJson(res, 401, invalid('Invalid API Key provided: sk_test_****'), headers);
     }
-    const plan = faults.plan(path);
+    const plan = faults.plan(path, req.method);
     if (faults.before(plan, res)) return;
 
     const route = routeOf(req.method ?? 'GET', path);
@@ -147,7 +163,14 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
 
     if (req.method === 'GET') {
       await faults.delay(plan, res);
-      const answer = route.op === 'search' ? search(params.get('query') ?? '') : retrieve(route.id ?? '');
+      const answer =
+        route.op === 'search'
+          ? search(params.get('query') ?? '')
+          : route.op === 'refunds'
+            ? refundBook.list(params)
+            : route.op === 'refund'
+              ? refundBook.retrieve(route.id ?? '')
+              : retrieve(route.id ?? '');
       if (faults.after(plan, res)) return;
       return sendJson(res, answer.status, answer.body, headers);
     }
@@ -182,7 +205,13 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
     // Processing time sits inside the idempotency window: a duplicate arriving now gets the 409.
     await faults.delay({ delayMs: plan.delayMs + (options.processingDelayMs ?? 0), kind: 'none' });
     const answer =
-      route.op === 'create' ? create(params) : route.op === 'capture' ? capture(route.id ?? '', params) : cancel(route.id ?? '');
+      route.op === 'create'
+        ? create(params)
+        : route.op === 'capture'
+          ? capture(route.id ?? '', params)
+          : route.op === 'refund'
+            ? refundBook.create(params)
+            : cancel(route.id ?? '');
     if (record) {
       // A snapshot, as Stripe stores the response itself: later captures must not change a replay.
       record.answer = { status: answer.status, body: structuredClone(answer.body) };
@@ -241,6 +270,7 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
       cancellation_reason: null,
     };
     intents.set(id, pi);
+    refundBook.noteCard(id, number);
     bump(metadata.chargeId, 'created');
     const result = CARD_RESULTS.get(number);
     if (result === 'requires_action') {
@@ -259,6 +289,7 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
       pi.status = 'succeeded';
       pi.amount_received = amount;
       bump(metadata.chargeId, 'captured');
+      bump(metadata.chargeId, 'capturedAmount', amount);
     }
     return { status: 200, body: pi };
   }
@@ -280,6 +311,7 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
     }
     Object.assign(pi, { status: 'succeeded', amount_received: amount, amount_capturable: 0 });
     bump(pi.metadata.chargeId, 'captured');
+    bump(pi.metadata.chargeId, 'capturedAmount', amount);
     return { status: 200, body: pi };
   }
 
@@ -327,11 +359,13 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
   }
 
   function stats(chargeId?: string): StripeSandboxStats {
-    const totals = { created: 0, authorised: 0, declined: 0, captured: 0, canceled: 0, replays: 0, requests };
+    const totals = { ...ZERO, requests };
     const out: Record<string, ChargeStats> = {};
-    for (const [id, s] of charges) {
-      for (const f of ['created', 'authorised', 'declined', 'captured', 'canceled', 'replays'] as const) totals[f] += s[f];
-      if (chargeId === undefined || chargeId === id) out[id] = { ...s };
+    const refunded = refundBook.byCharge();
+    for (const [id, counted] of charges) {
+      const s = { ...counted, ...refunded.get(id) };
+      for (const f of Object.keys(ZERO) as (keyof ChargeStats)[]) totals[f] += s[f];
+      if (chargeId === undefined || chargeId === id) out[id] = s;
     }
     return { totals, charges: out };
   }
@@ -340,6 +374,7 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
     intents = new Map();
     keys = new Map();
     charges = new Map();
+    refundBook.reset();
     requests = 0;
   }
 
@@ -349,6 +384,7 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
     apiKey,
     faults,
     stats: () => stats(),
+    settleRefunds: () => refundBook.settleAll(),
     reset,
     async close() {
       faults.releaseHanging();
@@ -357,11 +393,27 @@ export async function startStripeSandbox(options: StripeSandboxOptions = {}): Pr
   };
 }
 
+const ZERO: Readonly<ChargeStats> = Object.freeze({
+  created: 0,
+  authorised: 0,
+  declined: 0,
+  captured: 0,
+  canceled: 0,
+  replays: 0,
+  capturedAmount: 0,
+  refunds: 0,
+  refunded: 0,
+});
+
 function routeOf(
   method: string,
   path: string,
-): { op: 'create' | 'search' | 'retrieve' | 'capture' | 'cancel'; id?: string } | undefined {
+): { op: 'create' | 'search' | 'retrieve' | 'capture' | 'cancel' | 'refund' | 'refunds'; id?: string } | undefined {
   if (path === '/v1/payment_intents') return method === 'POST' ? { op: 'create' } : undefined;
+  // POST /v1/refunds creates one (op refund); GET lists them (op refunds); GET /v1/refunds/{id} reads one.
+  if (path === '/v1/refunds') return method === 'POST' ? { op: 'refund' } : method === 'GET' ? { op: 'refunds' } : undefined;
+  const re = /^\/v1\/refunds\/([^/]+)$/.exec(path);
+  if (re?.[1]) return method === 'GET' ? { op: 'refund', id: decodeURIComponent(re[1]) } : undefined;
   if (path === '/v1/payment_intents/search') return method === 'GET' ? { op: 'search' } : undefined;
   const m = PI_PATH.exec(path);
   if (!m?.[1]) return undefined;
@@ -389,6 +441,12 @@ function validate(op: string, p: URLSearchParams): unknown {
       const name = `payment_method_data[card][${f}]`;
       if (!p.get(name)) return invalid(`Missing required param: ${name}.`, 'parameter_missing', name);
     }
+  }
+  if (op === 'refund') {
+    if (!p.get('payment_intent') && !p.get('charge'))
+      return invalid('Missing required param: payment_intent.', 'parameter_missing', 'payment_intent');
+    if (p.has('amount') && !/^[1-9]\d{0,10}$/.test(p.get('amount') ?? ''))
+      return invalid('Invalid positive integer', 'parameter_invalid_integer', 'amount');
   }
   if (op === 'capture' && p.has('amount_to_capture') && !/^[1-9]\d{0,10}$/.test(p.get('amount_to_capture') ?? '')) {
     return invalid('Invalid positive integer', 'parameter_invalid_integer', 'amount_to_capture');

@@ -1,6 +1,6 @@
 /**
  * A Worldpay-shaped sandbox: the XML Direct endpoint `POST /jsp/merchant/xml/paymentService.jsp` for
- * the messages the fleet sends (order submit with CARD-SSL, order inquiry, capture and cancel), with
+ * the messages the fleet sends (order submit with CARD-SSL, order inquiry, capture, cancel and refund), with
  * Worldpay's replies and errors: 401 on bad basic auth, `<error code="2">` for a document that is not
  * XML / has no DOCTYPE / misses elements, 4 for a foreign merchantCode, 5 for a duplicate orderCode
  * ("Duplicate Order", nothing recorded), an unknown order or a modification not allowed, 7 for an
@@ -8,12 +8,14 @@
  *
  * A capture is answered `captureReceived` at once; lastEvent becomes CAPTURED `captureSettleMs` later.
  * A repeated capture of the same order and amount is de-duplicated (answered again, not performed).
+ * Refunds (worldpay-refunds.ts) are answered `refundReceived` and journalled SENT_FOR_REFUND, then
+ * REFUNDED `refundSettleMs` later or on `settleRefunds()`; an inquiry lists them as `<journal>`s.
  *
  * It counts effects: `GET /__sandbox/stats` / `stats()` give per orderCode (and per charge, with
  * `chargeIdOf`) the orders actually authorised and the captures and cancels actually performed, the
  * oracle for "at most one authorisation / capture / void per charge". A cancel of an order already
  * cancelled is refused (error 5) and not counted. Faults (faults.ts, `/__sandbox/faults`) are drawn per
- * operation on the pseudo-path `/jsp/merchant/xml/paymentService.jsp/<submit|inquiry|capture|cancel>`,
+ * operation on the pseudo-path `/jsp/merchant/xml/paymentService.jsp/<submit|inquiry|capture|cancel|refund>`,
  * so `paths` can target one operation; after-success faults record the effect and never answer.
  * `POST /__sandbox/reset` forgets orders and counters.
  */
@@ -29,7 +31,8 @@ import {
 } from '../../shared/connectors/worldpay-xml.js';
 import { isCardNumber } from '../../shared/util/luhn.js';
 import { FaultInjector, type FaultConfig } from './faults.js';
-import { readBody, sendJson, splitUrl, startHttpServer, type HttpServerOptions } from './http-server.js';
+import { readBody, readJson, sendJson, splitUrl, startHttpServer, type HttpServerOptions } from './http-server.js';
+import { refundedOf, refundJournals, refundOrder, settleRefunds, type SandboxRefund } from './worldpay-refunds.js';
 
 export const WORLDPAY_SANDBOX_DEFAULTS = Object.freeze({
   merchantCode: 'PAYFLEETSANDBOX',
@@ -46,6 +49,8 @@ export interface WorldpaySandboxOptions extends HttpServerOptions {
   readonly password?: string;
   /** Delay from captureReceived until lastEvent CAPTURED. @default 100 */
   readonly captureSettleMs?: number;
+  /** Delay from refundReceived until the refund's journal shows REFUNDED. @default 100 */
+  readonly refundSettleMs?: number;
   /** Delay from SENT_FOR_AUTHORISATION (magic card) until AUTHORISED. @default 200 */
   readonly pendingAuthMs?: number;
   /** Initial fault config. @default no faults */
@@ -72,14 +77,29 @@ export interface WorldpayOrderStats {
   readonly captures: number;
   readonly duplicateCaptures: number;
   readonly cancels: number;
+  /** The amount captured (0 before a capture). */
+  readonly capturedAmount: number;
+  /** Refunds performed (`duplicateRefunds` answered again without one) and the amount they refund (failed ones excluded). */
+  readonly refunds: number;
+  readonly duplicateRefunds: number;
+  readonly refunded: number;
 }
 
-type Totals = Record<'orders' | 'authorisations' | 'refusals' | 'captures' | 'cancels' | 'duplicates', number>;
+type Totals = Record<'orders' | 'authorisations' | 'refusals' | 'captures' | 'cancels' | 'duplicates' | 'refunds' | 'refunded', number>;
+type ChargeTotals = {
+  orders: number;
+  authorisations: number;
+  captures: number;
+  cancels: number;
+  capturedAmount: number;
+  refunds: number;
+  refunded: number;
+};
 
 export interface WorldpaySandboxStats {
   readonly orders: Readonly<Record<string, WorldpayOrderStats>>;
-  /** Only with `chargeIdOf`: orders, authorisations, captures and cancels (voids) performed per charge. */
-  readonly byCharge: Readonly<Record<string, { orders: number; authorisations: number; captures: number; cancels: number }>>;
+  /** Only with `chargeIdOf`: orders, authorisations, captures, cancels (voids) and refunds performed per charge. */
+  readonly byCharge: Readonly<Record<string, ChargeTotals>>;
   readonly totals: Readonly<Totals>;
   /** Requests by operation, plus `unauthorised` (401) and `invalid` (error 2/4 replies). */
   readonly requests: Readonly<Record<string, number>>;
@@ -97,12 +117,14 @@ export interface WorldpaySandbox {
   stats(): WorldpaySandboxStats;
   /** One order's stats, or undefined. */
   order(orderCode: string): WorldpayOrderStats | undefined;
+  /** End every pending refund now, REFUNDED or REFUND_FAILED (also `POST /__sandbox/refunds/settle`); how many. */
+  settleRefunds(end?: 'refunded' | 'failed'): number;
   /** Forget every order and counter (also `POST /__sandbox/reset`). */
   reset(): void;
   close(): Promise<void>;
 }
 
-type Counter = 'submits' | 'duplicates' | 'authorisations' | 'captures' | 'duplicateCaptures' | 'cancels';
+type Counter = 'submits' | 'duplicates' | 'authorisations' | 'captures' | 'duplicateCaptures' | 'cancels' | 'refunds' | 'duplicateRefunds';
 interface Order extends Pick<WorldpayOrderStats, 'orderCode' | 'description' | 'amount' | 'currency'>, Record<Counter, number> {
   readonly exponent: number;
   readonly paymentMethod: string;
@@ -114,6 +136,7 @@ interface Order extends Pick<WorldpayOrderStats, 'orderCode' | 'description' | '
   authorisedAt?: number;
   captureDueAt?: number;
   capturedAmount?: number;
+  readonly refundList: SandboxRefund[];
 }
 
 interface Magic {
@@ -156,6 +179,7 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
   const expectedAuth = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
   const captureSettleMs = options.captureSettleMs ?? 100;
   const pendingAuthMs = options.pendingAuthMs ?? 200;
+  const refundSettleMs = options.refundSettleMs ?? 100;
   // Injected 5xx/429 bodies: Worldpay's front end answers those with HTML, not paymentService XML.
   const faults = new FaultInjector({
     config: options.faults,
@@ -175,6 +199,7 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
       o.authorisations = 1;
     }
     if (o.lastEvent === 'AUTHORISED' && o.captureDueAt !== undefined && t >= o.captureDueAt) o.lastEvent = 'CAPTURED';
+    settleRefunds(o);
     return o;
   }
 
@@ -207,7 +232,8 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
         amount: amountOf(o, o.lastEvent === 'CAPTURED' ? (o.capturedAmount ?? o.amount) : o.reportedAmount),
       };
     }
-    return { orderStatus: { '@_orderCode': o.orderCode, payment } };
+    const journal = refundJournals(o, (value) => amountOf(o, value));
+    return { orderStatus: { '@_orderCode': o.orderCode, payment, ...(journal.length > 0 ? { journal } : {}) } };
   }
 
   function submit(orderCode: string, order: SubmittedOrder | undefined, mc: string): string {
@@ -250,6 +276,9 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
       captures: 0,
       duplicateCaptures: 0,
       cancels: 0,
+      refunds: 0,
+      duplicateRefunds: 0,
+      refundList: [],
     };
     orders.set(orderCode, o);
     return reply(mc, orderStatus(o));
@@ -303,6 +332,24 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
     return reply(mc, { ok: { cancelReceived: { '@_orderCode': orderCode } } });
   }
 
+  function refund(orderCode: string, req: Extract<WorldpayRequest, { op: 'refund' }>, mc: string): string {
+    if (!req.amount) {
+      count('invalid');
+      return errorReply(mc, '2', 'The content of element type "refund" is incomplete or invalid.');
+    }
+    const o = orders.get(orderCode);
+    if (!o) return errorReply(mc, '5', 'Could not find payment for order');
+    const done = refundOrder(settle(o), { reference: req.reference, amount: req.amount }, refundSettleMs);
+    if ('refused' in done) return errorReply(mc, '5', done.refused);
+    return reply(mc, { ok: { refundReceived: { '@_orderCode': orderCode, amount: amountOf(o, req.amount.value) } } });
+  }
+
+  function settleAllRefunds(end: 'refunded' | 'failed' = 'refunded'): number {
+    let n = 0;
+    for (const o of orders.values()) n += settleRefunds(settle(o), end === 'failed' ? 'REFUND_FAILED' : 'REFUNDED');
+    return n;
+  }
+
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { path } = splitUrl(req);
     if (await faults.handleAdmin(req, res, path)) return;
@@ -313,6 +360,11 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
     if (path === '/__sandbox/reset' && req.method === 'POST') {
       reset();
       sendJson(res, 200, { reset: true });
+      return;
+    }
+    if (path === '/__sandbox/refunds/settle' && req.method === 'POST') {
+      const body = (await readJson(req).catch(() => undefined)) as { end?: unknown } | undefined;
+      sendJson(res, 200, { settled: settleAllRefunds(body?.end === 'failed' ? 'failed' : 'refunded') });
       return;
     }
     if (path !== WORLDPAY_XML_PATH || req.method !== 'POST') {
@@ -353,6 +405,7 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
     let xml: string;
     if (parsed.op === 'submit') xml = submit(orderCode, parsed.order, mc);
     else if (parsed.op === 'capture') xml = capture(orderCode, parsed.amount, mc);
+    else if (parsed.op === 'refund') xml = refund(orderCode, parsed, mc);
     else xml = parsed.op === 'inquiry' ? inquiry(orderCode, mc) : cancel(orderCode, mc);
     if (faults.after(plan, res)) return;
     sendXml(res, xml);
@@ -366,8 +419,8 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
 
   function stats(): WorldpaySandboxStats {
     const out: Record<string, WorldpayOrderStats> = {};
-    const byCharge: Record<string, { orders: number; authorisations: number; captures: number; cancels: number }> = {};
-    const totals: Totals = { orders: 0, authorisations: 0, refusals: 0, captures: 0, cancels: 0, duplicates: 0 };
+    const byCharge: Record<string, ChargeTotals> = {};
+    const totals: Totals = { orders: 0, authorisations: 0, refusals: 0, captures: 0, cancels: 0, duplicates: 0, refunds: 0, refunded: 0 };
     for (const o of orders.values()) {
       const {
         orderCode,
@@ -381,7 +434,11 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
         captures,
         duplicateCaptures,
         cancels,
+        refunds,
+        duplicateRefunds,
       } = settle(o);
+      const capturedAmount = o.capturedAmount ?? 0;
+      const refunded = refundedOf(o);
       const chargeId = options.chargeIdOf?.({ orderCode, description });
       const refusals = lastEvent === 'REFUSED' ? 1 : 0;
       out[orderCode] = {
@@ -398,16 +455,23 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
         captures,
         duplicateCaptures,
         cancels,
+        capturedAmount,
+        refunds,
+        duplicateRefunds,
+        refunded,
       };
-      for (const [k, v] of Object.entries({ orders: 1, authorisations, refusals, captures, cancels, duplicates }))
+      for (const [k, v] of Object.entries({ orders: 1, authorisations, refusals, captures, cancels, duplicates, refunds, refunded }))
         totals[k as keyof Totals] += v;
       if (chargeId === undefined) continue;
-      const c = byCharge[chargeId] ?? { orders: 0, authorisations: 0, captures: 0, cancels: 0 };
+      const c = byCharge[chargeId] ?? { orders: 0, authorisations: 0, captures: 0, cancels: 0, capturedAmount: 0, refunds: 0, refunded: 0 };
       byCharge[chargeId] = {
         orders: c.orders + 1,
         authorisations: c.authorisations + authorisations,
         captures: c.captures + captures,
         cancels: c.cancels + cancels,
+        capturedAmount: c.capturedAmount + capturedAmount,
+        refunds: c.refunds + refunds,
+        refunded: c.refunded + refunded,
       };
     }
     return { orders: out, byCharge, totals, requests: { ...requests } };
@@ -423,6 +487,7 @@ export async function startWorldpaySandbox(options: WorldpaySandboxOptions = {})
     faults,
     stats,
     order: (orderCode) => stats().orders[orderCode],
+    settleRefunds: settleAllRefunds,
     reset,
     async close() {
       faults.releaseHanging();

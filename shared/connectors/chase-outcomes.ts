@@ -9,8 +9,15 @@
 import { z } from 'zod';
 import { maskPans } from '../log/redact.js';
 import { parseRetryAfterMs, type HttpResponse } from './http.js';
-import type { AuthoriseOutcome, AuthoriseRequest, CaptureOutcome, LookupOutcome, VoidOutcome } from './types.js';
-import type { ChaseRefundOutcome } from './chase.js';
+import type {
+  AuthoriseOutcome,
+  AuthoriseRequest,
+  CaptureOutcome,
+  LookupOutcome,
+  RefundLookupOutcome,
+  RefundOutcome,
+  VoidOutcome,
+} from './types.js';
 
 const paymentSchema = z.object({
   transactionId: z.string().min(1),
@@ -41,6 +48,8 @@ export function paymentOf(body: string): ChasePayment | undefined {
 }
 
 const CAPTURED = new Set(['CAPTURED', 'CLOSED', 'COMPLETED']);
+/** States of a refund transaction that mean the money went back. */
+const REFUNDED = new Set(['COMPLETED', 'CLOSED', 'CAPTURED', 'REFUNDED']);
 
 /** Chase's human message, PAN-masked and bounded: it ends up in tables and DLQ attributes. */
 const safe = (m: string | null | undefined, fallback: string) => maskPans(m ?? fallback).slice(0, 300);
@@ -147,14 +156,40 @@ export const chaseOutcomes = {
     };
   },
 
-  refund(p: ChasePayment): ChaseRefundOutcome {
-    if (CAPTURED.has(p.transactionState) || p.transactionState === 'REFUNDED')
-      return { kind: 'refunded', processorRef: p.transactionId };
-    if (p.transactionState === 'PENDING') return { kind: 'submitted', processorRef: p.transactionId };
+  /** A refund transaction as the answer to the refund. */
+  refund(p: ChasePayment): RefundOutcome {
+    const refundRef = p.transactionId;
+    if (REFUNDED.has(p.transactionState)) return { kind: 'refunded', refundRef };
+    if (p.transactionState === 'PENDING') return { kind: 'submitted', refundRef };
     return {
-      kind: 'error',
-      retryable: false,
+      kind: 'rejected',
+      refundRef,
       code: p.responseCode ?? 'REFUND_REFUSED',
+      message: safe(p.responseMessage, `refund in state ${p.transactionState}`),
+    };
+  },
+
+  /**
+   * A refund refused for good: 400/404/422 with Chase's code (INVALID_AMOUNT = more than is left,
+   * INVALID_TRANSACTION_STATE = not captured, NOT_FOUND = no such payment). Undefined for answers
+   * that are not Chase's decision on this refund (401/403/409/429/5xx, see {@link error}).
+   */
+  refundRefused(res: HttpResponse): Extract<RefundOutcome, { kind: 'rejected' }> | undefined {
+    if (res.status !== 400 && res.status !== 404 && res.status !== 422) return undefined;
+    const { code, message } = chaseOutcomes.error(res);
+    return { kind: 'rejected', code, message };
+  },
+
+  /** A refund transaction found by a lookup. */
+  refundLookup(p: ChasePayment, requested: number): RefundLookupOutcome {
+    const refundRef = p.transactionId;
+    const amount = p.amount ?? requested;
+    if (REFUNDED.has(p.transactionState)) return { kind: 'refunded', refundRef, amount };
+    if (p.transactionState === 'PENDING') return { kind: 'pending', refundRef, amount };
+    return {
+      kind: 'failed',
+      refundRef,
+      code: p.responseCode ?? p.transactionState,
       message: safe(p.responseMessage, `refund in state ${p.transactionState}`),
     };
   },

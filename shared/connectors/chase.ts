@@ -4,9 +4,9 @@
  *   authorise  POST  /payments                           captureMethod MANUAL, card in paymentMethodType
  *   capture    POST  /payments/{transactionId}/captures
  *   void       PATCH /payments/{transactionId}           {"isVoid": true}
- *   refund     POST  /refunds                            (for the refund worker; not on the processor port)
- *   lookup     GET   /payments/{transactionId}           when the transaction id is known
- *              GET   /payments?requestIdentifier={rid}   resolving an ambiguous request
+ *   refund     POST  /refunds                            transactionReference = the payment's transactionId
+ *   lookup     GET   /payments/{transactionId}           when the transaction id is known (a refund's too)
+ *              GET   /payments?requestIdentifier={rid}   resolving an ambiguous request (a refund's too)
  *
  * Every call carries `Authorization: Bearer <OAuth2 token>` (chase-oauth.ts), `merchant-id` and a
  * `request-id` derived from the payfleet idempotency key ({@link chaseRequestId}, at most 40
@@ -43,6 +43,10 @@ import type {
   LookupOutcome,
   LookupRequest,
   ProcessorConnector,
+  RefundLookupOutcome,
+  RefundLookupRequest,
+  RefundOutcome,
+  RefundRequest,
   VoidOutcome,
 } from './types.js';
 
@@ -72,30 +76,8 @@ export interface ChaseConnectorOptions {
   readonly guard?: HttpGuard;
 }
 
-export interface ChaseRefundRequest {
-  /** The authorisation's transaction id. */
-  readonly processorRef: string;
-  readonly amount: number;
-  readonly currency: string;
-  /** Derived from the refund request; the same on every retry. */
-  readonly idempotencyKey: string;
-}
-
-export type ChaseRefundOutcome =
-  | { readonly kind: 'refunded'; readonly processorRef: string }
-  | { readonly kind: 'submitted'; readonly processorRef: string }
-  | {
-      readonly kind: 'error';
-      readonly retryable: boolean;
-      readonly code: string;
-      readonly message: string;
-      readonly retryAfterMs?: number;
-    }
-  | { readonly kind: 'ambiguous'; readonly reason: string };
-
-/** The connector, its refund call and `close()`. */
+/** The connector (refunds included) and `close()`. */
 export interface ChaseConnector extends ProcessorConnector {
-  refund(req: ChaseRefundRequest, signal?: AbortSignal): Promise<ChaseRefundOutcome>;
   close(): Promise<void>;
 }
 
@@ -387,23 +369,38 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
     return outcome;
   }
 
-  async function refund(req: ChaseRefundRequest, signal?: AbortSignal): Promise<ChaseRefundOutcome> {
+  async function refund(req: RefundRequest, signal?: AbortSignal): Promise<RefundOutcome> {
     const earlier = await beforeResend(req.idempotencyKey, signal);
     if (earlier?.kind === 'found') return o.refund(earlier.p);
     if (earlier?.kind === 'unknown') return { kind: 'ambiguous', reason: earlier.reason };
     const body = {
       amount: req.amount,
       currency: req.currency.toUpperCase(),
+      merchantOrderNumber: req.chargeId.slice(0, 50),
       paymentMethodType: { transactionReference: { transactionReferenceId: req.processorRef } },
     };
     const sent = await send('refund', 'POST', '/refunds', req.idempotencyKey, body, signal);
     if (!sent.ok) return o.transport(sent);
-    if (sent.res.status === 200 || sent.res.status === 201) {
-      const p = paymentOf(sent.res.body);
-      return p ? o.refund(p) : { kind: 'ambiguous', reason: `chase answered ${sent.res.status} with an unreadable body` };
+    const { res } = sent;
+    if (res.status === 200 || res.status === 201) {
+      const p = paymentOf(res.body);
+      return p ? o.refund(p) : { kind: 'ambiguous', reason: `chase answered ${res.status} with an unreadable body` };
     }
-    const { kind: _k, ...rest } = o.error(sent.res);
-    return { kind: 'error', ...rest };
+    return o.refundRefused(res) ?? o.error(res);
+  }
+
+  /**
+   * The refund by its transaction id when known, else by the refund request's request-id — under
+   * the 70-second rule: nothing found inside the window is `unknown`, after it `not_found`.
+   */
+  async function lookupRefund(req: RefundLookupRequest, signal?: AbortSignal): Promise<RefundLookupOutcome> {
+    const rid = chaseRequestId(req.idempotencyKey);
+    const found =
+      req.refundRef !== undefined ? await byTransactionId(req.refundRef, signal) : await byRequestId(rid, signal);
+    if (found.kind === 'unknown') return { kind: 'unknown', reason: found.reason };
+    if (found.kind === 'none') return { kind: 'not_found' };
+    if (req.refundRef === undefined) window.settled(rid);
+    return o.refundLookup(found.p, req.amount);
   }
 
   return {
@@ -413,6 +410,7 @@ export function createChaseConnector(options: ChaseConnectorOptions): ChaseConne
     void: voidAuth,
     lookup,
     refund,
+    lookupRefund,
     close: async () => void (await Promise.all([http.close(), tokens.close()])),
   };
 }

@@ -14,6 +14,11 @@
  *   4000000000000044  approve; capture is asynchronous ('submitted')
  *   not Luhn-valid    decline incorrect_number
  *
+ * Refunds of an authorised (captured) sandbox charge are `refunded` at once, except for the magic
+ * refund amounts in {@link SANDBOX_REFUND_AMOUNTS} (pending then confirmed, pending then failed,
+ * rejected, retryable error, timeout after the refund). Being stateless, the sandbox cannot know how
+ * much of a charge is left to refund: the refund worker's own ledger is the only limit it meets.
+ *
  * Stateless by design, so it behaves the same across worker restarts: everything capture, void and
  * lookup need is in the processorRef, `sbx_<scenario>_<sha256(idempotencyKey) prefix>`, derived
  * from the request alone — repeating an authorise yields the same ref.
@@ -29,6 +34,10 @@ import type {
   LookupOutcome,
   LookupRequest,
   ProcessorConnector,
+  RefundLookupOutcome,
+  RefundLookupRequest,
+  RefundOutcome,
+  RefundRequest,
   VoidOutcome,
 } from './types.js';
 import { pause } from '../core/timers.js';
@@ -82,6 +91,46 @@ const DECLINES: Partial<Record<SandboxScenario, { code: string; message: string 
 
 /** Scenarios whose authorisation leaves money held at the (pretend) processor. */
 const AUTHORISING: ReadonlySet<SandboxScenario> = new Set(['approve', 'timeout', 'slow', 'capfail', 'capasync']);
+
+/** What the sandbox does with a refund; encoded in its refundRef. */
+export type SandboxRefundScenario = 'refund' | 'pending' | 'failing' | 'reject' | 'error' | 'timeout';
+
+/**
+ * Magic refund amounts (minor units), by what they do. Any other amount is refunded at once.
+ *
+ *   pendingThenRefunded  refund -> submitted; lookupRefund -> refunded (the processor confirms later)
+ *   pendingThenFailed    refund -> submitted; lookupRefund -> failed (REFUND_ERROR after submission)
+ *   rejected             refund -> rejected `refund_declined`; lookupRefund -> not_found
+ *   errorRetryable       refund -> error retryable `processing_error`, every time; lookupRefund -> not_found
+ *   timeoutAfterRefund   refund -> ambiguous (timed out after refunding); lookupRefund -> refunded
+ */
+export const SANDBOX_REFUND_AMOUNTS = Object.freeze({
+  pendingThenRefunded: 7001,
+  pendingThenFailed: 7002,
+  rejected: 7003,
+  errorRetryable: 7004,
+  timeoutAfterRefund: 7005,
+});
+
+const REFUND_SCENARIO_BY_AMOUNT: ReadonlyMap<number, SandboxRefundScenario> = new Map([
+  [SANDBOX_REFUND_AMOUNTS.pendingThenRefunded, 'pending'],
+  [SANDBOX_REFUND_AMOUNTS.pendingThenFailed, 'failing'],
+  [SANDBOX_REFUND_AMOUNTS.rejected, 'reject'],
+  [SANDBOX_REFUND_AMOUNTS.errorRetryable, 'error'],
+  [SANDBOX_REFUND_AMOUNTS.timeoutAfterRefund, 'timeout'],
+]);
+const REFUND_SCENARIOS: ReadonlySet<string> = new Set(['refund', 'pending', 'failing', 'reject', 'error', 'timeout']);
+
+/** The deterministic refundRef of a refund request: `sbxre_<scenario>_<sha256(idempotencyKey) prefix>`. */
+export function sandboxRefundRef(scenario: SandboxRefundScenario, idempotencyKey: string): string {
+  return `sbxre_${scenario}_${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 24)}`;
+}
+
+function refundScenarioOf(req: RefundLookupRequest): SandboxRefundScenario {
+  const m = req.refundRef === undefined ? null : /^sbxre_([a-z]+)_[0-9a-f]{24}$/.exec(req.refundRef);
+  if (m?.[1] !== undefined && REFUND_SCENARIOS.has(m[1])) return m[1] as SandboxRefundScenario;
+  return REFUND_SCENARIO_BY_AMOUNT.get(req.amount) ?? 'refund';
+}
 
 export interface SandboxConnectorOptions {
   /** Delay of the "slow" card. @default 2_000 */
@@ -198,12 +247,60 @@ export function createSandboxConnector(options: SandboxConnectorOptions = {}): P
     return { kind: 'authorised', processorRef, amount: req.amount, currency: req.currency };
   }
 
+  /** Only an authorisation the sandbox made (and the worker captured) can be refunded. */
+  const refundable = (processorRef: string) => {
+    const scenario = scenarioOfRef(processorRef);
+    return scenario !== undefined && AUTHORISING.has(scenario);
+  };
+
+  async function refund(req: RefundRequest): Promise<RefundOutcome> {
+    if (!refundable(req.processorRef))
+      return { kind: 'rejected', code: 'NOT_REFUNDABLE', message: 'sandbox: no captured payment with this reference' };
+    const scenario = REFUND_SCENARIO_BY_AMOUNT.get(req.amount) ?? 'refund';
+    const refundRef = sandboxRefundRef(scenario, req.idempotencyKey);
+    switch (scenario) {
+      case 'pending':
+      case 'failing':
+        return { kind: 'submitted', refundRef };
+      case 'reject':
+        return { kind: 'rejected', code: 'refund_declined', message: 'sandbox: the processor declined the refund' };
+      case 'error':
+        return { kind: 'error', retryable: true, code: 'processing_error', message: 'sandbox: refund failed, try again' };
+      case 'timeout':
+        // The pretend processor refunded, the answer was "lost": lookupRefund will find it.
+        return { kind: 'ambiguous', reason: 'sandbox: timed out after the refund was made' };
+      default:
+        return { kind: 'refunded', refundRef };
+    }
+  }
+
+  /**
+   * What the refund request would have done: stateless, so "sent" and "would be, if sent" are the
+   * same answer, and a refund that ends in nothing (rejected, error) is `not_found`.
+   */
+  async function lookupRefund(req: RefundLookupRequest): Promise<RefundLookupOutcome> {
+    if (!refundable(req.processorRef)) return { kind: 'not_found' };
+    const scenario = refundScenarioOf(req);
+    const refundRef = sandboxRefundRef(scenario, req.idempotencyKey);
+    switch (scenario) {
+      case 'failing':
+        return { kind: 'failed', refundRef, code: 'refund_failed', message: 'sandbox: the refund failed after submission' };
+      case 'reject':
+      case 'error':
+        return { kind: 'not_found' };
+      default:
+        return { kind: 'refunded', refundRef, amount: req.amount };
+    }
+  }
+
   return {
     name: 'sandbox',
     authorise,
     capture,
     void: voidAuth,
     lookup,
+    refund,
+    lookupRefund,
   };
 }
 

@@ -7,6 +7,7 @@
  *   lookup     GET  /v1/payment_intents/{id}           when the PaymentIntent id is known
  *              POST /v1/payment_intents (replay)       resolving an ambiguous authorise (`original` given)
  *              GET  /v1/payment_intents/search         neither: by metadata['chargeId'] (eventually consistent)
+ *   refund     POST /v1/refunds; lookupRefund GET /v1/refunds/{id} or ?payment_intent=  (stripe-refunds.ts)
  *
  * Every POST carries the caller's `Idempotency-Key`. Stripe stores the first response per key for at
  * least 24 hours and replays it (`Idempotent-Replayed: true`) for a request with the same parameters,
@@ -43,6 +44,7 @@ import type {
   ProcessorConnector,
   VoidOutcome,
 } from './types.js';
+import { createStripeRefunds } from './stripe-refunds.js';
 
 /** The API version the request and response shapes here were written against. */
 export const STRIPE_API_VERSION = '2024-06-20';
@@ -287,7 +289,8 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
     return lookupFromIntent(best);
   }
 
-  return { name: 'stripe', authorise, capture, void: voidAuth, lookup, close: () => http.close() };
+  const refunds = createStripeRefunds(call, errorOutcome, safeMessage);
+  return { name: 'stripe', authorise, capture, void: voidAuth, lookup, ...refunds, close: () => http.close() };
 }
 
 // ---- mapping Stripe answers to outcomes ---------------------------------------------------------

@@ -91,7 +91,11 @@ export type VoidOutcome =
   | { readonly kind: 'error'; readonly retryable: boolean; readonly code: string; readonly message: string }
   | { readonly kind: 'ambiguous'; readonly reason: string };
 
-export interface ProcessorConnector {
+/**
+ * A card processor: authorise, capture, void and look up payments, and refund them ({@link RefundPort},
+ * declared below), so the registry hands every worker one connector per processor.
+ */
+export interface ProcessorConnector extends RefundPort {
   readonly name: ProcessorName;
   authorise(req: AuthoriseRequest, signal?: AbortSignal): Promise<AuthoriseOutcome>;
   capture(req: CaptureRequest, signal?: AbortSignal): Promise<CaptureOutcome>;
@@ -100,7 +104,7 @@ export interface ProcessorConnector {
 }
 
 /**
- * Refunds (the refund worker). Every connector implements this port next to ProcessorConnector.
+ * Refunds (the refund worker). Every connector implements this port as part of ProcessorConnector.
  * The idempotency key is derived from `refundRequestId` and reused on every retry of that request
  * (Stripe `Idempotency-Key`, Worldpay's refund `reference`, Chase `request-id` derived from it), so
  * a resend after a lost answer is de-duplicated by the processor — but, as for authorisations, an

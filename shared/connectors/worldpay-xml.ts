@@ -185,13 +185,46 @@ export type WorldpayReply =
       readonly amount: WorldpayAmount | undefined;
       readonly isoCode: string | undefined;
       readonly isoDescription: string | undefined;
+      /** The order's refund journals (`<journal>` with a `journalReference type="refund"`), oldest first. */
+      readonly refunds: readonly WorldpayRefundJournal[];
     }
   /** `<reply><orderStatus>` asking for 3-D Secure (requestInfo / challengeRequired). */
   | { readonly type: 'threeDsRequired'; readonly orderCode: string }
   | { readonly type: 'captureReceived'; readonly orderCode: string; readonly amount: WorldpayAmount | undefined }
   | { readonly type: 'cancelReceived'; readonly orderCode: string }
+  | { readonly type: 'refundReceived'; readonly orderCode: string; readonly amount: WorldpayAmount | undefined }
   /** Anything else: not a paymentService reply we understand. */
   | { readonly type: 'unrecognised' };
+
+/**
+ * One refund of an order as Worldpay journals it (the shape of its order notifications:
+ * `<journal journalType="SENT_FOR_REFUND|REFUNDED|REFUND_FAILED"><accountTx><amount/></accountTx>
+ * <journalReference type="refund" reference="…"/></journal>`), read from an inquiry reply.
+ */
+export interface WorldpayRefundJournal {
+  /** The `reference` the refund modification carried (payfleet's refund idempotency key). */
+  readonly reference: string;
+  /** Upper case: SENT_FOR_REFUND, REFUNDED, REFUNDED_BY_MERCHANT, REFUND_FAILED... */
+  readonly journalType: string;
+  readonly amount: WorldpayAmount | undefined;
+}
+
+function readRefundJournals(status: XmlNode): WorldpayRefundJournal[] {
+  const raw = status.journal;
+  const list = Array.isArray(raw) ? raw : raw === undefined ? [] : [raw];
+  const out: WorldpayRefundJournal[] = [];
+  for (const j of list) {
+    const node = asNode(j);
+    const ref = child(node, 'journalReference');
+    if (!node || attr(ref, 'type') !== 'refund' || !attr(ref, 'reference')) continue;
+    out.push({
+      reference: attr(ref, 'reference') ?? '',
+      journalType: (attr(node, 'journalType') ?? '').toUpperCase(),
+      amount: readAmount(child(node, 'accountTx', 'amount')),
+    });
+  }
+  return out;
+}
 
 /**
  * Read a Worldpay reply document. Never throws: a body that is not XML, or XML without a reply we
@@ -228,6 +261,7 @@ export function parseReply(xml: string): WorldpayReply {
       amount: readAmount(child(payment, 'amount')),
       isoCode: attr(iso, 'code'),
       isoDescription: attr(iso, 'description'),
+      refunds: readRefundJournals(status),
     };
   }
 
@@ -242,6 +276,9 @@ export function parseReply(xml: string): WorldpayReply {
       };
     const cancel = asNode(ok.cancelReceived) ?? (has(ok, 'cancelReceived') ? {} : undefined);
     if (cancel) return { type: 'cancelReceived', orderCode: attr(cancel, 'orderCode') ?? '' };
+    const refund = asNode(ok.refundReceived) ?? (has(ok, 'refundReceived') ? {} : undefined);
+    if (refund)
+      return { type: 'refundReceived', orderCode: attr(refund, 'orderCode') ?? '', amount: readAmount(child(refund, 'amount')) };
   }
   return { type: 'unrecognised' };
 }
@@ -315,6 +352,21 @@ export function buildCancel(merchantCode: string, orderCode: string): string {
   return buildPaymentService(merchantCode, { modify: { orderModification: { '@_orderCode': orderCode, cancel: '' } } });
 }
 
+/**
+ * `<modify><orderModification orderCode><refund reference><amount/></refund>`, as pay-connector's
+ * refund template; `reference` identifies this refund among the order's refunds (its journal).
+ */
+export function buildRefund(merchantCode: string, orderCode: string, reference: string, amount: number, currency: string): string {
+  return buildPaymentService(merchantCode, {
+    modify: {
+      orderModification: {
+        '@_orderCode': orderCode,
+        refund: { '@_reference': reference, amount: amountElement(amount, currency) },
+      },
+    },
+  });
+}
+
 // ---- requests as Worldpay reads them (the sandbox) -----------------------------------------------
 
 /** A submitted order's fields, as the sandbox needs them. Strings where Worldpay validates the text. */
@@ -335,6 +387,11 @@ export type WorldpayRequest = { readonly merchantCode: string; readonly orderCod
   | { readonly op: 'inquiry' }
   | { readonly op: 'capture'; readonly amount: { value: number; currencyCode: string; exponent: string } | undefined }
   | { readonly op: 'cancel' }
+  | {
+      readonly op: 'refund';
+      readonly reference: string;
+      readonly amount: { value: number; currencyCode: string; exponent: string } | undefined;
+    }
 );
 
 /** Read a request document; `{ error }` is the text of a parse-error (code 2) reply. */
@@ -356,6 +413,10 @@ export function readRequest(xml: string): WorldpayRequest | { error: string } {
   if ((inquiry || mod) && !orderCode) return { error: 'Attribute "orderCode" is required.' };
   if (inquiry && orderCode) return { merchantCode, op: 'inquiry', orderCode };
   if (mod && orderCode && has(mod, 'cancel')) return { merchantCode, op: 'cancel', orderCode };
+  if (mod && orderCode && has(mod, 'refund')) {
+    const refund = child(mod, 'refund');
+    return { merchantCode, op: 'refund', orderCode, reference: attr(refund, 'reference') ?? '', amount: readRequestAmount(refund) };
+  }
   const capture = child(mod, 'capture');
   if (mod && orderCode && has(mod, 'capture')) {
     const a = child(capture, 'amount');
@@ -370,6 +431,14 @@ export function readRequest(xml: string): WorldpayRequest | { error: string } {
     };
   }
   return { error: 'The content of element type "paymentService" is incomplete or not supported by the sandbox.' };
+}
+
+function readRequestAmount(parent: XmlNode | undefined): { value: number; currencyCode: string; exponent: string } | undefined {
+  const a = child(parent, 'amount');
+  const value = attr(a, 'value') ?? '';
+  const currencyCode = attr(a, 'currencyCode') ?? '';
+  if (!/^\d{1,15}$/.test(value) || !/^[A-Z]{3}$/.test(currencyCode)) return undefined;
+  return { value: Number(value), currencyCode, exponent: attr(a, 'exponent') ?? '' };
 }
 
 function readOrder(order: XmlNode): SubmittedOrder | undefined {

@@ -1,6 +1,7 @@
 /**
  * Worldpay connector: the XML Direct `paymentService` API as GOV.UK Pay's pay-connector uses it
- * (order submit with CARD-SSL, order inquiry, capture and cancel modifications). See docs/worldpay.md.
+ * (order submit with CARD-SSL, order inquiry, capture, cancel and refund modifications; refunds in
+ * worldpay-refunds.ts). See docs/worldpay.md.
  *
  * Idempotency: the `orderCode` IS the authorise idempotency key. Worldpay refuses a second order
  * with the same orderCode (`<error code="5">` "Duplicate Order"), so repeating an authorise can never
@@ -46,6 +47,7 @@ import {
   WORLDPAY_XML_PATH,
   type WorldpayReply,
 } from './worldpay-xml.js';
+import { createWorldpayRefunds } from './worldpay-refunds.js';
 
 export { WORLDPAY_XML_PATH } from './worldpay-xml.js';
 
@@ -367,12 +369,14 @@ export function createWorldpayConnector(options: WorldpayConnectorOptions): Worl
     }
   }
 
+  const refunds = createWorldpayRefunds({ merchantCode, exchange, fromOrderStatus, validate, worldpayErr });
   return {
     name: 'worldpay',
     authorise,
     capture,
     void: voidOrder,
     lookup: (req, signal) => inquire(req.processorRef ?? req.idempotencyKey, req.chargeId, signal),
+    ...refunds,
     close: () => http.close(),
   };
 }

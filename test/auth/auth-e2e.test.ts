@@ -204,7 +204,15 @@ describe('auth worker', () => {
       expect((await deadLetterFor('ch-wp-mismatch'))[DLQ_ATTRIBUTES.code]).toBe('AMOUNT_MISMATCH');
       const charge = await finalCharge('ch-wp-mismatch', ['AUTHORISATION_ERROR_CANCELLED']);
       expect(charge.processorRef).toBe(orderCode);
-      expect(sb.worldpay.stats().byCharge['ch-wp-mismatch']).toEqual({ orders: 1, authorisations: 1, captures: 0, cancels: 1 });
+      expect(sb.worldpay.stats().byCharge['ch-wp-mismatch']).toEqual({
+        orders: 1,
+        authorisations: 1,
+        captures: 0,
+        cancels: 1,
+        capturedAmount: 0,
+        refunds: 0,
+        refunded: 0,
+      });
       expect(sb.worldpay.order(orderCode)?.lastEvent).toBe('CANCELLED');
       expect((await readEvents(stack, 'ch-wp-mismatch')).map((e) => e.eventType)).toEqual([
         'PAYMENT_CREATED',

@@ -105,6 +105,12 @@ function processor(answer: AuthoriseOutcome, voids: VoidOutcome[] = []) {
       return voids.shift() ?? { kind: 'voided' };
     },
     lookup: async () => ({ kind: 'not_found' }),
+    refund: async () => {
+      throw new Error('not used');
+    },
+    lookupRefund: async () => {
+      throw new Error('not used');
+    },
   };
   const registry: ProcessorRegistry = {
     connectors: new Map(),

@@ -65,6 +65,8 @@ function setup(script: Script = {}) {
       calls.lookup++;
       return lookup.shift() ?? { kind: 'not_found' };
     },
+    refund: async () => expect.unreachable('auth never refunds'),
+    lookupRefund: async () => expect.unreachable('auth never refunds'),
   };
   const registry: ProcessorRegistry = {
     connectors: new Map(),

@@ -38,6 +38,8 @@ function setup(script: { capture?: CaptureOutcome; lookup?: LookupOutcome; outag
       calls.lookup++;
       return script.lookup ?? { kind: 'not_found' };
     },
+    refund: async () => expect.unreachable('capture never refunds'),
+    lookupRefund: async () => expect.unreachable('capture never refunds'),
   };
   const registry: ProcessorRegistry = {
     connectors: new Map(),

@@ -319,12 +319,18 @@ describe('Connector: chase — capture, void, refund, lookup', () => {
       currency: 'GBP',
       idempotencyKey: `cap-${randomUUID()}`,
     });
-    const r = { processorRef: ref, amount: 1000, currency: 'GBP', idempotencyKey: `payfleet-refund-${randomUUID()}` };
+    const r = {
+      chargeId: req.chargeId,
+      refundId: 'rf-1',
+      processorRef: ref,
+      amount: 1000,
+      currency: 'GBP',
+      idempotencyKey: `payfleet-refund-${randomUUID()}`,
+    };
     expect(await chase.refund(r)).toMatchObject({ kind: 'refunded' });
     expect(await chase.refund(r)).toMatchObject({ kind: 'refunded' });
     expect(await chase.refund({ ...r, idempotencyKey: `payfleet-refund-${randomUUID()}` })).toMatchObject({
-      kind: 'error',
-      retryable: false,
+      kind: 'rejected',
       code: 'INVALID_AMOUNT',
     });
     expect(statsOf(req.chargeId)).toMatchObject({ refunds: 1, refunded: 1000 });

@@ -67,7 +67,7 @@ describe('worldpay connector with its breaker open', () => {
   // Seen in the demo: a capture refused by the open breaker became a non-retryable
   // WORLDPAY_UNREACHABLE, so the charge was given up as CAPTURE_ERROR and dead-lettered during an
   // outage. The refusal must reach the consumer as it is, which parks the message.
-  it('lets the refusal through as DependencyUnavailableError for authorise, capture, void and lookup, never as a final error', async () => {
+  it('lets the refusal through as DependencyUnavailableError for authorise, capture, void, lookup and refunds, never as a final error', async () => {
     const wp = refusedConnector();
     const req = authReq('4444333322221111');
     const cap = {
@@ -85,6 +85,9 @@ describe('worldpay connector with its breaker open', () => {
     await expect(
       wp.lookup({ chargeId: req.chargeId, idempotencyKey: req.idempotencyKey, amount: req.amount, currency: req.currency }),
     ).rejects.toBeInstanceOf(DependencyUnavailableError);
+    const refund = { ...cap, refundId: 'rf-1', idempotencyKey: 'payfleet-refund-1' };
+    await expect(wp.refund(refund)).rejects.toBeInstanceOf(DependencyUnavailableError);
+    await expect(wp.lookupRefund(refund)).rejects.toBeInstanceOf(DependencyUnavailableError);
   });
 });
 
@@ -545,7 +548,15 @@ describe('worldpay sandbox', () => {
         byCharge: Record<string, unknown>;
         totals: { orders: number };
       };
-      expect(stats.byCharge['ch-double']).toEqual({ orders: 2, authorisations: 2, captures: 1, cancels: 1 });
+      expect(stats.byCharge['ch-double']).toEqual({
+        orders: 2,
+        authorisations: 2,
+        captures: 1,
+        cancels: 1,
+        capturedAmount: 1250,
+        refunds: 0,
+        refunded: 0,
+      });
       expect(stats.totals.orders).toBe(2);
       expect((await fetch(`${grouped.url}/__sandbox/reset`, { method: 'POST' })).status).toBe(200);
       expect(grouped.stats().totals.orders).toBe(0);
