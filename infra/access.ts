@@ -89,6 +89,20 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
       OUTBOX_WRITE,
     ],
   },
+  refund: {
+    consumes: 'refund-requests',
+    sendsTo: [],
+    tables: [
+      LEASES,
+      IDEMPOTENCY,
+      // workers/refund: the refund row is leased and committed (UpdateItem), and a reservation refused
+      // before it became a refund is deleted by the attempt that created it (DeleteItem).
+      { table: 'refunds', actions: ['GetItem', 'UpdateItem', 'DeleteItem'] },
+      // The charge is read, and its refundedAmount written in the refund's commit (UpdateItem only).
+      { table: 'charges', actions: ['GetItem', 'UpdateItem'] },
+      OUTBOX_WRITE,
+    ],
+  },
   payout: {
     consumes: 'payout-events',
     sendsTo: [],

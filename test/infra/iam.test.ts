@@ -44,6 +44,16 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'table:payfleet-events': OUTBOX,
     'logs:/ecs/payfleet-metrics': EMF,
   },
+  refund: {
+    'queue:payfleet-refund-requests.fifo': CONSUME,
+    'queue:payfleet-refund-requests-dlq.fifo': DEAD_LETTER,
+    'table:payfleet-leases': LEASES,
+    'table:payfleet-idempotency': WORK_ITEMS,
+    'table:payfleet-refunds': ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
+    'table:payfleet-charges': ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+    'table:payfleet-events': OUTBOX,
+    'logs:/ecs/payfleet-metrics': EMF,
+  },
   payout: {
     'queue:payfleet-payout-events.fifo': CONSUME,
     'queue:payfleet-payout-events-dlq.fifo': DEAD_LETTER,
