@@ -9,7 +9,16 @@ import type { ChargeRepository } from '../../shared/charges/repo.js';
 import { refundIdempotencyKey, refundLeaseKey, refundWorkItemKey } from './keys.js';
 import type { RefundMetrics } from './metrics.js';
 import { refundsOf } from './port.js';
-import { amendRefund, chargeChange, chargeTotals, createRefund, moveRefund, refundOf, reservationRow, type Refund } from './refund.js';
+import {
+  amendRefund,
+  chargeChange,
+  chargeTotals,
+  createRefund,
+  moveRefund,
+  refundOf,
+  reservationRow,
+  type Refund,
+} from './refund.js';
 import type { RefundRequested } from './schema.js';
 
 export interface RefundSettings {
@@ -101,7 +110,11 @@ async function refund(run: RefundRun): Promise<WorkAnswer> {
   await deps.hooks?.afterChargeRead?.(req.refundId);
   if (!charge) return refuse(run, 'CHARGE_NOT_FOUND', `no charge ${req.chargeId}`);
   if (!REFUNDABLE_STATUSES.has(charge.status) || !charge.processorRef) {
-    return refuse(run, 'NOT_REFUNDABLE', `charge ${charge.chargeId} is ${charge.status}; only a captured charge (CAPTURED or CAPTURE_SUBMITTED) can be refunded`);
+    return refuse(
+      run,
+      'NOT_REFUNDABLE',
+      `charge ${charge.chargeId} is ${charge.status}; only a captured charge (CAPTURED or CAPTURE_SUBMITTED) can be refunded`,
+    );
   }
   const refunded = charge.refundedAmount ?? 0;
   if (refunded + req.amount > charge.amount) {
@@ -129,12 +142,19 @@ async function refund(run: RefundRun): Promise<WorkAnswer> {
       requestedAt: req.requestedAt,
       idempotencyKey: refundIdempotencyKey(req.refundRequestId),
     },
-    { at: run.at(), createdAt: typeof w.entity?.createdAt === 'string' ? w.entity.createdAt : run.at(), reservedVersion: Number(w.entity?.version ?? 1) },
+    {
+      at: run.at(),
+      createdAt: typeof w.entity?.createdAt === 'string' ? w.entity.createdAt : run.at(),
+      reservedVersion: Number(w.entity?.version ?? 1),
+    },
   );
   // Durable before the call: the amount is taken from the charge and the key is on the refund.
   await w.commit(made.changes);
   deps.metrics?.refunds.inc({ processor: charge.processor, outcome: 'REFUND_SUBMITTED' });
-  w.log.info({ amount: req.amount, refundedAmount: made.refundedAmount, capturedAmount: charge.amount }, 'refund created and submitted');
+  w.log.info(
+    { amount: req.amount, refundedAmount: made.refundedAmount, capturedAmount: charge.amount },
+    'refund created and submitted',
+  );
   await deps.hooks?.beforeProcessorCall?.(req.refundId);
   return record(run, made.refund, await port.refund(processorRequest(made.refund), w.signal));
 }
@@ -183,7 +203,10 @@ async function resolve(run: RefundRun, refund: Refund): Promise<WorkAnswer> {
     case 'refunded':
     case 'pending':
       if (found.amount !== refund.amount) {
-        throw new TerminalError('AMOUNT_MISMATCH', `processor holds a refund of ${found.amount} under ${refund.idempotencyKey}; the refund is ${refund.amount}`);
+        throw new TerminalError(
+          'AMOUNT_MISMATCH',
+          `processor holds a refund of ${found.amount} under ${refund.idempotencyKey}; the refund is ${refund.amount}`,
+        );
       }
       return found.kind === 'refunded' ? succeed(run, refund, found.refundRef) : pending(run, refund, found.refundRef);
     case 'failed':
@@ -211,7 +234,10 @@ async function record(run: RefundRun, refund: Refund, outcome: RefundOutcome): P
         ...(outcome.retryAfterMs !== undefined ? { retryAfterMs: outcome.retryAfterMs } : {}),
       });
     case 'ambiguous':
-      throw new RetryableError('REFUND_OUTCOME_UNKNOWN', `refund outcome unknown: ${outcome.reason}; it is looked up before anything is sent again`);
+      throw new RetryableError(
+        'REFUND_OUTCOME_UNKNOWN',
+        `refund outcome unknown: ${outcome.reason}; it is looked up before anything is sent again`,
+      );
   }
 }
 
@@ -242,17 +268,35 @@ async function pending(run: RefundRun, refund: Refund, refundRef: string | undef
 }
 
 /** Refused by the processor: REFUND_ERROR, and the amount goes back to the charge, in one commit. */
-async function fail(run: RefundRun, refund: Refund, refusal: { code: string; message: string; refundRef?: string | undefined }): Promise<WorkAnswer> {
+async function fail(
+  run: RefundRun,
+  refund: Refund,
+  refusal: { code: string; message: string; refundRef?: string | undefined },
+): Promise<WorkAnswer> {
   const { deps, w } = run;
   // A fresh read just before the commit: the charge's version is what the give-back is conditioned on.
   const charge = await chargeOfRefund(run, refund);
   const back = (charge.refundedAmount ?? 0) - refund.amount;
-  if (back < 0) throw new TypeError(`charge ${charge.chargeId}: refundedAmount ${charge.refundedAmount ?? 0} is less than refund ${refund.refundId}'s ${refund.amount}`);
+  if (back < 0)
+    throw new TypeError(
+      `charge ${charge.chargeId}: refundedAmount ${charge.refundedAmount ?? 0} is less than refund ${refund.refundId}'s ${refund.amount}`,
+    );
   const detail = `refund refused by ${refund.processor}: ${refusal.code}: ${refusal.message}`;
   const move = moveRefund(refund, 'REFUND_ERROR', {
     at: run.at(),
-    details: { amount: refund.amount, error_code: 'PROCESSOR_REJECTED', processor_code: refusal.code, message: refusal.message, ...chargeTotals(charge, back) },
-    fields: { errorCode: 'PROCESSOR_REJECTED', processorCode: refusal.code, errorMessage: detail, ...(refusal.refundRef ? { refundRef: refusal.refundRef } : {}) },
+    details: {
+      amount: refund.amount,
+      error_code: 'PROCESSOR_REJECTED',
+      processor_code: refusal.code,
+      message: refusal.message,
+      ...chargeTotals(charge, back),
+    },
+    fields: {
+      errorCode: 'PROCESSOR_REJECTED',
+      processorCode: refusal.code,
+      errorMessage: detail,
+      ...(refusal.refundRef ? { refundRef: refusal.refundRef } : {}),
+    },
   });
   const done = await w.complete([move.change, chargeChange(charge, back, run.at())], {
     status: 'REFUND_ERROR',

@@ -36,7 +36,10 @@ export function refundWorker(options: RefundWorkerOptions = {}) {
   return defineWorker({
     worker: 'refund',
     env: refundEnvShape,
-    settings: (env) => ({ registry: processorRegistryConfigFromEnv(env), confirmDelaySec: env.REFUND_CONFIRMATION_DELAY_SECONDS }),
+    settings: (env) => ({
+      registry: processorRegistryConfigFromEnv(env),
+      confirmDelaySec: env.REFUND_CONFIRMATION_DELAY_SECONDS,
+    }),
     build: (kit) => {
       const s = kit.settings;
       const registry = createProcessorRegistry({
@@ -57,7 +60,10 @@ export function refundWorker(options: RefundWorkerOptions = {}) {
       return {
         consume: { queue: 'refund-requests' as const, parse: parseRefundRequested, handle },
         started: { processors: [...registry.connectors.keys()] },
-        checks: [tableCheck(kit, 'refunds', { refundId: 'readiness-probe' }), tableCheck(kit, 'charges', { chargeId: 'readiness-probe' })],
+        checks: [
+          tableCheck(kit, 'refunds', { refundId: 'readiness-probe' }),
+          tableCheck(kit, 'charges', { chargeId: 'readiness-probe' }),
+        ],
         background: [{ name: 'connector-pools', start: () => undefined, stop: () => registry.close() }],
       };
     },

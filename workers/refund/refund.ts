@@ -75,7 +75,9 @@ export interface Refund {
 
 /** The refund on a row as write 1 read it, or undefined for a bare reservation (not a refund yet). */
 export function refundOf(entity: Record<string, unknown> | undefined): Refund | undefined {
-  return entity && typeof entity.status === 'string' && typeof entity.chargeId === 'string' ? (entity as unknown as Refund) : undefined;
+  return entity && typeof entity.status === 'string' && typeof entity.chargeId === 'string'
+    ? (entity as unknown as Refund)
+    : undefined;
 }
 
 /** What write 1 creates when the refund row is absent: the reservation (version 1, no events yet). */
@@ -103,9 +105,14 @@ export interface NewRefund {
  * amount — under the charge's version as read, so the commit applies only while the charge is
  * exactly what the caller checked (refundable, `refundedAmount + amount <= amount`).
  */
-export function createRefund(charge: Charge, r: NewRefund, o: { readonly at: string; readonly createdAt: string; readonly reservedVersion: number }) {
+export function createRefund(
+  charge: Charge,
+  r: NewRefund,
+  o: { readonly at: string; readonly createdAt: string; readonly reservedVersion: number },
+) {
   const refundedAmount = (charge.refundedAmount ?? 0) + r.amount;
-  if (refundedAmount > charge.amount) throw new RangeError(`refund ${r.refundId}: ${refundedAmount} would exceed the captured ${charge.amount}`);
+  if (refundedAmount > charge.amount)
+    throw new RangeError(`refund ${r.refundId}: ${refundedAmount} would exceed the captured ${charge.amount}`);
   const refund: Refund = {
     refundId: r.refundId,
     chargeId: charge.chargeId,
@@ -154,7 +161,11 @@ export function createRefund(charge: Charge, r: NewRefund, o: { readonly at: str
 export function moveRefund(
   refund: Refund,
   to: RefundStatus,
-  o: { readonly at: string; readonly details?: Record<string, unknown>; readonly fields?: Partial<Pick<Refund, 'refundRef' | 'errorCode' | 'processorCode' | 'errorMessage'>> },
+  o: {
+    readonly at: string;
+    readonly details?: Record<string, unknown>;
+    readonly fields?: Partial<Pick<Refund, 'refundRef' | 'errorCode' | 'processorCode' | 'errorMessage'>>;
+  },
 ): { readonly after: Refund; readonly change: EntityChange } {
   const eventType = EDGES[refund.status]?.[to];
   if (!eventType) throw new IllegalRefundTransitionError(refund.status, to);
@@ -177,17 +188,33 @@ export function amendRefund(refund: Refund, o: { readonly at: string; readonly r
 
 /** The charge's refundedAmount set to `refundedAmount`, under the charge's version as read. */
 export function chargeChange(charge: Charge, refundedAmount: number, at: string): EntityChange {
-  return { table: 'charges', key: { chargeId: charge.chargeId }, expectedVersion: charge.version, set: { refundedAmount, updatedAt: at } };
+  return {
+    table: 'charges',
+    key: { chargeId: charge.chargeId },
+    expectedVersion: charge.version,
+    set: { refundedAmount, updatedAt: at },
+  };
 }
 
-function refundChange(refund: Refund, expectedVersion: number, currentEventSeq: number, events: readonly NewEvent[]): EntityChange {
+function refundChange(
+  refund: Refund,
+  expectedVersion: number,
+  currentEventSeq: number,
+  events: readonly NewEvent[],
+): EntityChange {
   const { refundId, version: _v, eventSeq: _e, ...set } = refund;
   return {
     table: 'refunds',
     key: { refundId },
     expectedVersion,
     set,
-    resource: { type: 'refund', id: refundId, parentId: refund.chargeId, gatewayAccountId: refund.gatewayAccountId, live: refund.live },
+    resource: {
+      type: 'refund',
+      id: refundId,
+      parentId: refund.chargeId,
+      gatewayAccountId: refund.gatewayAccountId,
+      live: refund.live,
+    },
     currentEventSeq,
     events,
   };
