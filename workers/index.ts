@@ -31,11 +31,6 @@ export const WORKERS = {
     summary: "CaptureRequested: GOV.UK Pay's background capture, deferred retries, CAPTURE_ERROR after the maximum",
     run: async () => (await import('./capture/main.js')).main(),
   },
-  refund: {
-    queue: 'refund-requests',
-    summary: 'RefundRequested: refund at most once at the processor, never beyond the captured amount',
-    run: async () => (await import('./refund/main.js')).main(),
-  },
   payout: {
     queue: 'payout-events',
     summary: 'CheckoutApprovalAccepted: LHV payouts in batches of up to 100 under a stored idempotency key',
@@ -45,6 +40,11 @@ export const WORKERS = {
     queue: undefined,
     summary: 'the outbox to ledger-events.fifo, in per-resource order',
     run: async () => (await import('./ledger/main.js')).main(),
+  },
+  refund: {
+    queue: 'refund-requests',
+    summary: 'RefundRequested: refund at most once at the processor, never beyond the captured amount',
+    run: async () => (await import('./refund/main.js')).main(),
   },
 } as const satisfies Record<string, WorkerEntry>;
 
