@@ -95,9 +95,9 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     tables: [
       LEASES,
       IDEMPOTENCY,
-      // workers/refund: the refund row is leased and committed (UpdateItem), and a reservation refused
-      // before it became a refund is deleted by the attempt that created it (DeleteItem).
-      { table: 'refunds', actions: ['GetItem', 'UpdateItem', 'DeleteItem'] },
+      // workers/refund: the refund row is opened, leased and committed with UpdateItem only; a
+      // reservation that never became a refund is left to the table's TTL, not deleted.
+      { table: 'refunds', actions: ['GetItem', 'UpdateItem'] },
       // The charge is read, and its refundedAmount written in the refund's commit (UpdateItem only).
       { table: 'charges', actions: ['GetItem', 'UpdateItem'] },
       OUTBOX_WRITE,

@@ -9,7 +9,7 @@
  * | leases       | leaseKey  S    | -           | -                                           | ttl   |
  * | idempotency  | idempotencyKey | -           | -                                           | ttl   |
  * | charges      | chargeId  S    | -           | awaiting-capture (captureQueue S, captureDueAt S) | - |
- * | refunds      | refundId  S    | -           | by-charge (chargeId S, createdAt S)         | -     |
+ * | refunds      | refundId  S    | -           | by-charge (chargeId S, createdAt S)         | ttl   |
  * | events       | resourceId S   | sequence N  | pending (pendingShard S, pendingKey S)      | -     |
  * | payouts      | paymentId S    | -           | initiable (initiableShard S, receivedAt S)  | -     |
  * | batches      | batchId S      | -           | by-message-request (messageRequestId S)     | -     |
@@ -77,6 +77,9 @@ export const TABLES: Readonly<Record<TableKey, TableDef>> = {
         sortKey: { name: 'createdAt', type: 'S' },
       },
     ],
+    // Only a bare reservation carries `ttl` (a row a request opened but never turned into a refund,
+    // e.g. one refused as an over-refund); the commit that makes it a refund removes it.
+    ttlAttribute: 'ttl',
   },
   events: {
     key: 'events',

@@ -44,7 +44,12 @@ export interface RefundLine {
   readonly createdAt: string;
 }
 
-export const refundLine = (r: Refund): RefundLine => ({ refundId: r.refundId, status: r.status, amount: r.amount, createdAt: r.createdAt });
+export const refundLine = (r: Refund): RefundLine => ({
+  refundId: r.refundId,
+  status: r.status,
+  amount: r.amount,
+  createdAt: r.createdAt,
+});
 
 export function refundReport(r: Refund, events: readonly OutboxEvent[]): RefundReport {
   return {

@@ -81,6 +81,8 @@ function seed(status: ChargeStatus, extra: Partial<Charge> = {}, chargeId = 'c1'
 }
 
 const refundRow = (refundId = 'r1') => stores.db.get('refunds', { refundId }) as (Refund & Record<string, unknown>) | undefined;
+/** Whether the row became a refund (a bare reservation left by a refused request is not one). */
+const isRefund = (refundId = 'r1') => refundRow(refundId)?.status !== undefined;
 const refundedAmount = async (chargeId = 'c1') => (await stores.charges.get(chargeId))?.refundedAmount ?? 0;
 const eventTypes = (refundId = 'r1') => stores.events(refundId).map((e) => e.eventType);
 
@@ -106,7 +108,10 @@ describe('refund worker', () => {
       const { processor, handle } = setup();
       if (status) seed(status, extra);
       await expect(handle(request({ amount: amount ?? 500 }), ctx())).rejects.toMatchObject({ kind: 'terminal', code });
-      expect(refundRow()).toBeUndefined();
+      expect(isRefund()).toBe(false);
+      // What is left is a bare reservation, without chargeId (out of the by-charge index), removed by TTL.
+      expect(refundRow()).toMatchObject({ version: 1, ttl: expect.any(Number) });
+      expect(refundRow()?.chargeId).toBeUndefined();
       expect(stores.commits).toHaveLength(0);
       expect(processor.refunds).toHaveLength(0);
       expect(await refundedAmount()).toBe(extra?.refundedAmount ?? 0);
@@ -116,7 +121,7 @@ describe('refund worker', () => {
       const { handle } = setup({}, { registry: connectorWithoutRefunds() });
       seed('CAPTURED');
       await expect(handle(request(), ctx())).rejects.toMatchObject({ kind: 'terminal', code: 'REFUNDS_NOT_SUPPORTED' });
-      expect(refundRow()).toBeUndefined();
+      expect(isRefund()).toBe(false);
       expect(await refundedAmount()).toBe(0);
     });
   });
@@ -141,6 +146,8 @@ describe('refund worker', () => {
         currency: 'GBP',
       });
       expect(refundRow()).toMatchObject({ status: 'REFUNDED', refundRef: 're_1', chargeId: 'c1', amount: 1000 });
+      // A refund is kept for good: the reservation's TTL went with the commit that made it.
+      expect(refundRow()?.ttl).toBeUndefined();
       expect(await refundedAmount()).toBe(1000);
       expect(eventTypes()).toEqual(['REFUND_CREATED', 'REFUND_SUBMITTED', 'REFUND_SUCCEEDED']);
       expect(stores.events('r1').map((e) => e.sequence)).toEqual([1, 2, 3]);
@@ -178,7 +185,7 @@ describe('refund worker', () => {
       });
       expect(await refundedAmount()).toBe(1000);
       expect(processor.refunds.map((r) => r.amount)).toEqual([400, 600]);
-      expect(refundRow('r3')).toBeUndefined();
+      expect(isRefund('r3')).toBe(false);
     });
 
     it('refused by the processor: REFUND_ERROR, the amount given back in the same commit, PROCESSOR_REJECTED', async () => {

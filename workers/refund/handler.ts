@@ -81,7 +81,7 @@ export function createRefundHandler(deps: RefundDeps) {
       leaseKey: refundLeaseKey(req.refundId),
       idempotencyKey: refundWorkItemKey(req.refundRequestId),
       subject: `refund ${req.refundId}`,
-      row: { ref: { table: 'refunds', key: { refundId: req.refundId } }, create: reservationRow(at()) },
+      row: { ref: { table: 'refunds', key: { refundId: req.refundId } }, create: reservationRow(clock()) },
     };
     return deps.once(item, { ...ctx, log }, (w) => refund({ deps, req, w, at }));
   };
@@ -99,7 +99,7 @@ export function createRefundHandler(deps: RefundDeps) {
  *     not CAPTURED / CAPTURE_SUBMITTED        NOT_REFUNDABLE
  *     refundedAmount + amount > amount        REFUND_AMOUNT_UNAVAILABLE
  *     else                                    create (the commit above), then refund at the processor
- * A refusal deletes the reservation this attempt created: nothing of the request remains.
+ * A refusal leaves only the bare reservation (no refund, nothing taken from the charge).
  */
 async function refund(run: RefundRun): Promise<WorkAnswer> {
   const { deps, req, w } = run;
@@ -159,10 +159,13 @@ async function refund(run: RefundRun): Promise<WorkAnswer> {
   return record(run, made.refund, await port.refund(processorRequest(made.refund), w.signal));
 }
 
-/** Refused before anything was created: the reservation this attempt made goes, the request is dead-lettered. */
+/**
+ * Refused before anything was created: the request is dead-lettered. Its reservation stays a
+ * reservation (not a refund; the table's TTL removes it) and its work item stays open, so a redrive
+ * decides afresh (e.g. once another refund of the charge has ended in REFUND_ERROR).
+ */
 async function refuse(run: RefundRun, code: string, detail: string): Promise<never> {
   run.deps.metrics?.refusals.inc({ code });
-  if (run.w.created) await run.w.discard();
   throw new TerminalError(code, detail);
 }
 

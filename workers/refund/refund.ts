@@ -13,10 +13,12 @@
  * The row: write 1 of a request's first attempt creates a bare *reservation* (no status, no
  * chargeId) that carries only the row lease and the request's work item. It becomes a refund with
  * the commit above; until then it is not a refund (the CLI, the by-charge index and the sum of a
- * charge's refunds ignore it). A request refused before that commit deletes the reservation it
- * created (or leaves one a crashed attempt created: still not a refund).
+ * charge's refunds ignore it). A request refused before that commit (an over-refund, an uncaptured
+ * charge) leaves its reservation to the table's TTL: the worker deletes nothing (its role has no
+ * DeleteItem), and the commit that makes a reservation a refund removes the `ttl`.
  */
 import type { EntityChange, NewEvent } from '../../shared/core/ports.js';
+import { ttlSeconds } from '../../shared/core/clock.js';
 import type { Charge } from '../../shared/charges/charge.js';
 
 export const REFUND_STATUSES = ['REFUND_CREATED', 'REFUND_SUBMITTED', 'REFUNDED', 'REFUND_ERROR'] as const;
@@ -80,9 +82,12 @@ export function refundOf(entity: Record<string, unknown> | undefined): Refund | 
     : undefined;
 }
 
-/** What write 1 creates when the refund row is absent: the reservation (version 1, no events yet). */
-export function reservationRow(at: string): Record<string, unknown> {
-  return { version: 1, eventSeq: 0, createdAt: at };
+/** How long a reservation that never became a refund is kept (then DynamoDB's TTL removes it). */
+export const RESERVATION_TTL_SEC = 7 * 24 * 3600;
+
+/** What write 1 creates when the refund row is absent: the reservation (version 1, no events yet, a TTL). */
+export function reservationRow(atMs: number): Record<string, unknown> {
+  return { version: 1, eventSeq: 0, createdAt: new Date(atMs).toISOString(), ttl: ttlSeconds(atMs, RESERVATION_TTL_SEC) };
 }
 
 /** The charge's totals as a refund's events report them. */
@@ -150,11 +155,9 @@ export function createRefund(
     },
     { eventType: 'REFUND_SUBMITTED', details: { amount: r.amount, ...chargeTotals(charge, refundedAmount) } },
   ];
-  return {
-    refund,
-    refundedAmount,
-    changes: [refundChange(refund, o.reservedVersion, 0, events), chargeChange(charge, refundedAmount, o.at)] as const,
-  };
+  // The reservation's TTL goes: from now on the row is a refund, kept for good.
+  const created: EntityChange = { ...refundChange(refund, o.reservedVersion, 0, events), remove: ['ttl'] };
+  return { refund, refundedAmount, changes: [created, chargeChange(charge, refundedAmount, o.at)] as const };
 }
 
 /** Move a refund along an edge (its event with `details`); `fields` are recorded with it. */
