@@ -1,6 +1,7 @@
 import { int } from '../../shared/config/env.js';
 import type { Clock } from '../../shared/core/clock.js';
 import {
+  type ProcessorRegistry,
   createProcessorRegistry,
   processorEnvShape,
   processorRegistryConfigFromEnv,
@@ -29,6 +30,11 @@ export interface RefundWorkerOptions {
   readonly hooks?: RefundHooks;
   /** The processors' clock (Chase's 70-second window). */
   readonly processorClock?: Clock;
+  /**
+   * Processors in place of the configured ones (test/refund/fake-processor-worker.ts: a refund port
+   * whose record lives in DynamoDB, so two processes see one processor).
+   */
+  readonly registry?: Pick<ProcessorRegistry, 'connectors' | 'get' | 'close'>;
 }
 
 /** `payfleet worker refund`: RefundRequested -> refunded at most once, never beyond the captured amount. */
@@ -42,12 +48,14 @@ export function refundWorker(options: RefundWorkerOptions = {}) {
     }),
     build: (kit) => {
       const s = kit.settings;
-      const registry = createProcessorRegistry({
-        ...s.registry,
-        logger: kit.log,
-        guard: kit.httpGuard,
-        ...(options.processorClock ? { clock: options.processorClock } : {}),
-      });
+      const registry =
+        options.registry ??
+        createProcessorRegistry({
+          ...s.registry,
+          logger: kit.log,
+          guard: kit.httpGuard,
+          ...(options.processorClock ? { clock: options.processorClock } : {}),
+        });
       warnUnconfiguredProcessors(kit.log, 'refund-requests', process.env);
       const handle = createRefundHandler({
         once: kit.once,
