@@ -89,6 +89,20 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
       OUTBOX_WRITE,
     ],
   },
+  refund: {
+    consumes: 'refund-requests',
+    sendsTo: [],
+    tables: [
+      LEASES,
+      IDEMPOTENCY,
+      // workers/refund: the refund row is opened, leased and committed with UpdateItem only; a
+      // reservation that never became a refund is left to the table's TTL, not deleted.
+      { table: 'refunds', actions: ['GetItem', 'UpdateItem'] },
+      // The charge is read, and its refundedAmount written in the refund's commit (UpdateItem only).
+      { table: 'charges', actions: ['GetItem', 'UpdateItem'] },
+      OUTBOX_WRITE,
+    ],
+  },
   payout: {
     consumes: 'payout-events',
     sendsTo: [],

@@ -28,6 +28,10 @@ export function oldestMessageAgeLimitSec(config: DeploymentConfig, queue: QueueK
       return 300;
     case 'capture-requests':
       return Math.min(config.captureMaxRetries * config.captureRetryDelaySec + DAY_SEC, RETENTION.toSeconds() - DAY_SEC);
+    case 'refund-requests':
+      // A refund the processor confirms later is deferred (doubling delays, each at most 12 hours,
+      // within PAYFLEET_MAX_ATTEMPTS deliveries: ~10.6 hours by default); older than a day is stuck.
+      return DAY_SEC;
     case 'payout-events':
       return 900;
     case 'ledger-events':

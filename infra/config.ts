@@ -167,6 +167,7 @@ export const deploymentContextSchema = z
     natGateways: int(2, 1, 3),
     auth: workerSizing({ cpu: 512, memoryMiB: 1024, minTasks: 2, maxTasks: 20 }),
     capture: workerSizing({ cpu: 256, memoryMiB: 512, minTasks: 2, maxTasks: 10 }),
+    refund: workerSizing({ cpu: 256, memoryMiB: 512, minTasks: 2, maxTasks: 6 }),
     payout: workerSizing({ cpu: 256, memoryMiB: 512, minTasks: 2, maxTasks: 8 }),
     ledger: workerSizing({ cpu: 256, memoryMiB: 512, minTasks: 2, maxTasks: 8 }),
   })

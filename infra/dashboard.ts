@@ -20,7 +20,7 @@ import { PROM } from './metrics.js';
 import type { WorkerService } from './worker-service.js';
 
 /** Workers that consume a queue (and so succeed or dead-letter messages); ledger emits instead. */
-const CONSUMERS: readonly WorkerName[] = ['auth', 'capture', 'payout'];
+const CONSUMERS: readonly WorkerName[] = ['auth', 'capture', 'refund', 'payout'];
 
 export interface FleetDashboardProps {
   readonly config: DeploymentConfig;

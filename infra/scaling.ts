@@ -61,6 +61,15 @@ export const SCALING: Readonly<Record<WorkerName, WorkerScaling>> = {
       inWhenAtMost: 0,
     },
   },
+  refund: {
+    depth: {
+      out: [
+        { atLeast: 50, change: 1 },
+        { atLeast: 500, change: 2 },
+      ],
+      inWhenAtMost: 0,
+    },
+  },
   payout: {
     depth: {
       out: [

@@ -122,6 +122,10 @@ export function workerEnvironment(worker: WorkerName, config: DeploymentConfig, 
         secrets: c.secrets,
       };
     }
+    case 'refund': {
+      const c = connectorEnvironment(config, false);
+      return { environment: { ...common, ...c.environment }, secrets: c.secrets };
+    }
     case 'payout':
       return {
         environment: {

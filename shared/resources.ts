@@ -9,18 +9,19 @@
  * | leases       | leaseKey  S    | -           | -                                           | ttl   |
  * | idempotency  | idempotencyKey | -           | -                                           | ttl   |
  * | charges      | chargeId  S    | -           | awaiting-capture (captureQueue S, captureDueAt S) | - |
+ * | refunds      | refundId  S    | -           | by-charge (chargeId S, createdAt S)         | ttl   |
  * | events       | resourceId S   | sequence N  | pending (pendingShard S, pendingKey S)      | -     |
  * | payouts      | paymentId S    | -           | initiable (initiableShard S, receivedAt S)  | -     |
  * | batches      | batchId S      | -           | by-message-request (messageRequestId S)     | -     |
  */
 
-export const QUEUE_KEYS = ['auth-requests', 'capture-requests', 'payout-events', 'ledger-events'] as const;
+export const QUEUE_KEYS = ['auth-requests', 'capture-requests', 'refund-requests', 'payout-events', 'ledger-events'] as const;
 export type QueueKey = (typeof QUEUE_KEYS)[number];
 
-/** Queues that have a DLQ (docs/contract.md §1): the three the fleet consumes. */
-export const QUEUES_WITH_DLQ: readonly QueueKey[] = ['auth-requests', 'capture-requests', 'payout-events'];
+/** Queues that have a DLQ (docs/contract.md §1): the four the fleet consumes. */
+export const QUEUES_WITH_DLQ: readonly QueueKey[] = ['auth-requests', 'capture-requests', 'refund-requests', 'payout-events'];
 
-export const TABLE_KEYS = ['leases', 'idempotency', 'charges', 'events', 'payouts', 'batches'] as const;
+export const TABLE_KEYS = ['leases', 'idempotency', 'charges', 'refunds', 'events', 'payouts', 'batches'] as const;
 export type TableKey = (typeof TABLE_KEYS)[number];
 
 export type AttrType = 'S' | 'N';
@@ -63,6 +64,22 @@ export const TABLES: Readonly<Record<TableKey, TableDef>> = {
         sortKey: { name: 'captureDueAt', type: 'S' },
       },
     ],
+  },
+  refunds: {
+    key: 'refunds',
+    // Keyed by refundId: the row is the refund (its lease and its requests' work items live on it);
+    // by-charge lists a charge's refunds (only rows that became refunds carry chargeId).
+    partitionKey: { name: 'refundId', type: 'S' },
+    indexes: [
+      {
+        name: 'by-charge',
+        partitionKey: { name: 'chargeId', type: 'S' },
+        sortKey: { name: 'createdAt', type: 'S' },
+      },
+    ],
+    // Only a bare reservation carries `ttl` (a row a request opened but never turned into a refund,
+    // e.g. one refused as an over-refund); the commit that makes it a refund removes it.
+    ttlAttribute: 'ttl',
   },
   events: {
     key: 'events',

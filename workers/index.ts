@@ -41,6 +41,11 @@ export const WORKERS = {
     summary: 'the outbox to ledger-events.fifo, in per-resource order',
     run: async () => (await import('./ledger/main.js')).main(),
   },
+  refund: {
+    queue: 'refund-requests',
+    summary: 'RefundRequested: refund at most once at the processor, never beyond the captured amount',
+    run: async () => (await import('./refund/main.js')).main(),
+  },
 } as const satisfies Record<string, WorkerEntry>;
 
 export type WorkerName = keyof typeof WORKERS;

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { captureAttemptsFromHistory, TERMINAL_STATUSES, type Charge } from '../../shared/charges/charge.js';
 import type { OutboxEvent } from '../../workers/ledger/ports.js';
+import type { Refund } from '../../workers/refund/refund.js';
 import { printJson, printTable } from './output.js';
+import { refundLine, type RefundLine } from './refund.js';
 
 /** Same codes as cli/main.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
 const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
@@ -34,6 +36,11 @@ export interface ChargeReport {
   readonly captureAttempts: number;
   /** When it entered the awaiting-capture index, if it is waiting for a capture. */
   readonly awaitingCaptureSince: string | null;
+  /** Minor units of its refunds not in REFUND_ERROR (submitted or refunded), and what is left to refund. */
+  readonly refundedAmount: number;
+  readonly refundAvailable: number;
+  /** Its refunds, oldest first (`payfleet refund <refundId>` for one). */
+  readonly refunds: readonly RefundLine[];
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly version: number;
@@ -48,8 +55,8 @@ export interface ChargeReport {
   }[];
 }
 
-/** Build the report from the stored charge and its outbox events. */
-export function chargeReport(c: Charge, events: readonly OutboxEvent[]): ChargeReport {
+/** Build the report from the stored charge, its outbox events and its refunds. */
+export function chargeReport(c: Charge, events: readonly OutboxEvent[], refunds: readonly Refund[] = []): ChargeReport {
   const stored = c as Charge & { captureQueue?: string; captureDueAt?: string };
   return {
     chargeId: c.chargeId,
@@ -78,6 +85,9 @@ export function chargeReport(c: Charge, events: readonly OutboxEvent[]): ChargeR
     captureRequestId: c.captureRequestId ?? null,
     captureAttempts: captureAttemptsFromHistory(c.history),
     awaitingCaptureSince: stored.captureQueue ? (stored.captureDueAt ?? null) : null,
+    refundedAmount: c.refundedAmount ?? 0,
+    refundAvailable: c.amount - (c.refundedAmount ?? 0),
+    refunds: refunds.map(refundLine),
     createdAt: c.createdAt,
     updatedAt: c.updatedAt,
     version: c.version,
@@ -120,6 +130,7 @@ function printReport(r: ChargeReport): void {
       ['capture request', r.captureRequestId],
       ['capture attempts', r.captureAttempts || null],
       ['awaiting capture since', r.awaitingCaptureSince],
+      ['refunded', r.refundedAmount > 0 ? `${money(r.refundedAmount, r.currency)}; ${r.refundAvailable} left` : null],
       ['created', r.createdAt],
       ['updated', r.updatedAt],
       ['live', r.live],
@@ -137,6 +148,13 @@ function printReport(r: ChargeReport): void {
       ['seq', 'event_type', 'timestamp', 'emitted', 'event_id'],
       r.events.map((e) => [e.sequence, e.eventType, e.timestamp, e.emitted ? 'yes' : 'pending', e.eventId]),
     );
+  if (r.refunds.length > 0) {
+    process.stdout.write('\nrefunds:\n');
+    printTable(
+      ['refundId', 'status', 'amount', 'created'],
+      r.refunds.map((x) => [x.refundId, x.status, x.amount, x.createdAt]),
+    );
+  }
 }
 
 /** `payfleet charge <chargeId> [--json]`: a charge's state, amounts, history, processor ref and ledger events (exit 3 when unknown). */
@@ -148,10 +166,11 @@ export function registerCharge(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (chargeId: string, opts: { json?: boolean }) => {
       // Loaded here, not at CLI start: `payfleet --help` must not pay for the AWS SDK.
-      const [{ openCommandContext }, { createChargeRepository }, { createDynamoLedgerOutbox }] = await Promise.all([
+      const [{ openCommandContext }, { createChargeRepository }, { createDynamoLedgerOutbox }, { createRefundRepository }] = await Promise.all([
         import('./context.js'),
         import('../../shared/charges/repo.js'),
         import('../../workers/ledger/dynamo-outbox.js'),
+        import('../../workers/refund/repo.js'),
       ]);
       const { clients, names } = openCommandContext();
       try {
@@ -164,8 +183,11 @@ export function registerCharge(program: Command): void {
             { exitCode: EXIT.notFound },
           );
         }
-        const events = await createDynamoLedgerOutbox({ doc: clients.doc, names }).resourceEvents(chargeId);
-        const report = chargeReport(charge, events);
+        const [events, refunds] = await Promise.all([
+          createDynamoLedgerOutbox({ doc: clients.doc, names }).resourceEvents(chargeId),
+          createRefundRepository(clients.doc, names.table('refunds')).listByCharge(chargeId),
+        ]);
+        const report = chargeReport(charge, events, refunds);
         if (opts.json) printJson(report);
         else printReport(report);
       } finally {

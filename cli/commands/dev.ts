@@ -12,21 +12,21 @@ import { sleep } from '../../shared/core/timers.js';
 /**
  * `payfleet dev`: the local recipe in one command. Against a stack that is already running
  * (`payfleet stack up` in another terminal, or LocalStack), it starts the sandbox services and the
- * four workers — each `payfleet worker <name>` in its own process, as on ECS — on their own ops
+ * five workers — each `payfleet worker <name>` in its own process, as on ECS — on their own ops
  * ports, prints where their health and metrics are (`PAYFLEET_OPS_URLS`, which `payfleet status`
  * reads), streams their logs prefixed with the worker's name, and stops them all on Ctrl-C.
  *
  * Start-up order: configuration -> the stack answers and has the queues (one clear message now,
- * not four workers failing) -> sandboxes -> workers -> every /health/ready is 200 -> the summary.
+ * not five workers failing) -> sandboxes -> workers -> every /health/ready is 200 -> the summary.
  */
 
 const WORKERS = WORKER_NAMES;
 type DevWorker = WorkerName;
 
 /** The queues the workers consume or publish to: checked before any worker starts. */
-const QUEUES = ['auth-requests', 'capture-requests', 'payout-events', 'ledger-events'] as const;
+const QUEUES = ['auth-requests', 'capture-requests', 'refund-requests', 'payout-events', 'ledger-events'] as const;
 
-/** Ops ports when nothing says otherwise: 9401 auth, 9402 capture, 9403 payout, 9404 ledger. */
+/** Ops ports when nothing says otherwise: 9401 auth, 9402 capture, 9403 payout, 9404 ledger, 9405 refund. */
 export const DEV_FIRST_OPS_PORT = 9401;
 
 /**
@@ -56,8 +56,8 @@ export function opsUrls(ports: Readonly<Record<DevWorker, number>>): string {
 
 function portOption(v: string): number {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65532)
-    throw new InvalidArgumentError('must be a port from 1 to 65532, or 0 for any free ports');
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65531)
+    throw new InvalidArgumentError('must be a port from 1 to 65531, or 0 for any free ports');
   return n;
 }
 
@@ -82,8 +82,8 @@ async function anyFreePort(): Promise<number> {
 }
 
 /**
- * `--ops-port N`: N..N+3, each must be free (exit 2 naming the option otherwise); 0: any free ports.
- * No option: 9401-9404 when all are free (easy to remember), any free ports otherwise.
+ * `--ops-port N`: N..N+4, each must be free (exit 2 naming the option otherwise); 0: any free ports.
+ * No option: 9401-9405 when all are free (easy to remember), any free ports otherwise.
  */
 async function choosePorts(first: number | undefined): Promise<Record<DevWorker, number>> {
   const ports = {} as Record<DevWorker, number>;
@@ -153,10 +153,10 @@ export function registerDev(program: Command): void {
   program
     .command('dev')
     .description(
-      'run the sandbox services and the four workers (auth, capture, payout, ledger) against a running stack, ' +
+      'run the sandbox services and the five workers (auth, capture, payout, ledger, refund) against a running stack, ' +
         'each worker in its own process on its own ops port, until Ctrl-C',
     )
-    .option('--ops-port <port>', `first ops port; the workers use it and the next three (default ${DEV_FIRST_OPS_PORT}, or free ports when taken; 0 = free ports)`, portOption)
+    .option('--ops-port <port>', `first ops port; the workers use it and the next four (default ${DEV_FIRST_OPS_PORT}, or free ports when taken; 0 = free ports)`, portOption)
     .option('--no-sandbox', 'do not start the sandboxes: the workers use the service variables already in the environment')
     .option('--ready-timeout <seconds>', 'how long to wait for every worker to be ready', (v) => Number(v), 120)
     .addHelpText(
@@ -174,7 +174,7 @@ Exit codes: 0 stopped by Ctrl-C / SIGTERM, 1 a worker exited on its own, 2 confi
       const { openCommandContext, resolveQueueUrl } = await import('./context.js');
       const ctx = openCommandContext();
       try {
-        // One clear message (AwsFailure) now beats four workers each failing the same way.
+        // One clear message (AwsFailure) now beats five workers each failing the same way.
         for (const q of QUEUES) await resolveQueueUrl(ctx, ctx.names.queue(q));
       } finally {
         ctx.clients.destroy();

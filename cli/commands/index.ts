@@ -14,7 +14,7 @@ export const COMMANDS: readonly { name: string; args: string; summary: string; l
   {
     name: 'worker',
     args: '<name>',
-    summary: 'run one worker process (auth | capture | payout | ledger) until SIGTERM',
+    summary: 'run one worker process (auth | capture | refund | payout | ledger) until SIGTERM',
     load: async () => (await import('./worker.js')).registerWorker,
   },
   {
@@ -46,6 +46,12 @@ export const COMMANDS: readonly { name: string; args: string; summary: string; l
     args: '<chargeId>',
     summary: "a charge's status, amount, processor reference, history and ledger events",
     load: async () => (await import('./charge.js')).registerCharge,
+  },
+  {
+    name: 'refund',
+    args: '<refundId>',
+    summary: "a refund's status, amount, charge, history and ledger events",
+    load: async () => (await import('./refund.js')).registerRefund,
   },
   {
     name: 'payout',

@@ -83,7 +83,7 @@ serves GET /__sandbox/stats (what it actually did) and GET|POST|DELETE /__sandbo
         );
         process.stdout.write(
           '\nto point a worker at them (with the AWS variables `payfleet stack up` prints; each worker on this\n' +
-            'machine also needs its own PAYFLEET_OPS_PORT, e.g. 9401-9404 — `payfleet dev` does all of this for you):\n',
+            'machine also needs its own PAYFLEET_OPS_PORT, e.g. 9401-9405 — `payfleet dev` does all of this for you):\n',
         );
         for (const [k, v] of Object.entries(env)) process.stdout.write(`  ${shellExport(k, v)}\n`);
       }

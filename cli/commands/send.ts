@@ -15,6 +15,7 @@ function exitWith(code: number, message: string): never {
 export const MESSAGE_ID_FIELDS: Readonly<Record<QueueKey, { readonly group: string; readonly dedup: string }>> = {
   'auth-requests': { group: 'chargeId', dedup: 'authRequestId' },
   'capture-requests': { group: 'chargeId', dedup: 'captureRequestId' },
+  'refund-requests': { group: 'chargeId', dedup: 'refundRequestId' },
   'payout-events': { group: 'paymentId', dedup: 'eventId' },
   'ledger-events': { group: 'resource_external_id', dedup: 'event_id' },
 };

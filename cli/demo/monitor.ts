@@ -76,6 +76,7 @@ export interface MonitorState {
 const SHORT: Readonly<Record<QueueKey, string>> = {
   'auth-requests': 'auth-requests',
   'capture-requests': 'capture-requests',
+  'refund-requests': 'refund-requests',
   'payout-events': 'payout-events',
   'ledger-events': 'ledger-events',
 };

@@ -88,6 +88,8 @@ export function workerEnv(name: DemoWorkerName, stack: EmbeddedStack, sb: Sandbo
         PAYFLEET_CAPTURE_GAUGE_REFRESH_MS: '1000',
         CHARGES_CONSIDERED_OVERDUE_FOR_CAPTURE_AFTER: '30s',
       };
+    case 'refund':
+      return { ...base, ...processors, REFUND_CONFIRMATION_DELAY_SECONDS: '1' };
     case 'ledger':
       return { ...base, PAYFLEET_LEDGER_POLL_MS: '100', PAYFLEET_LEDGER_REBALANCE_MS: '2000' };
     case 'payout':

@@ -203,7 +203,20 @@ export interface Charge {
   readonly captureQueue?: typeof AWAITING_CAPTURE;
   /** When the charge was approved for capture (the index's sort key); kept across retries. */
   readonly captureDueAt?: string;
+  /**
+   * Minor units of the charge's refunds not in REFUND_ERROR (submitted or refunded), written only by
+   * the refund worker, in the same transaction that creates a refund (or ends one in REFUND_ERROR).
+   * Never more than `amount`. Absent: nothing refunded.
+   */
+  readonly refundedAmount?: number;
 }
+
+/**
+ * Statuses in which a charge can be refunded. CAPTURE_SUBMITTED counts: the processor has accepted
+ * the capture and settles it on its own (Worldpay's captures always end here), and it takes a refund
+ * against it, as GOV.UK Pay does; one it refuses ends REFUND_ERROR with the amount given back.
+ */
+export const REFUNDABLE_STATUSES: ReadonlySet<ChargeStatus> = new Set(['CAPTURED', 'CAPTURE_SUBMITTED']);
 
 /** The fields a transition may set besides the status; the rest of a charge is the transition module's. */
 export type ChargeFields = Partial<

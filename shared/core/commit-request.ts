@@ -46,7 +46,7 @@ export function validateCommit(req: CommitRequest): void {
   req.changes.forEach((c: EntityChange, i) => {
     const at = `changes[${i}]`;
     const def = TABLES[c.table];
-    if (!def || !['charges', 'payouts', 'batches'].includes(c.table)) {
+    if (!def || !['charges', 'refunds', 'payouts', 'batches'].includes(c.table)) {
       problems.push(`${at}: unknown table ${String(c.table)}`);
       return;
     }

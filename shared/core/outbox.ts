@@ -77,6 +77,8 @@ export function createMicroClock(now: Clock = systemClock): () => number {
 export interface EventResource {
   readonly type: ResourceType;
   readonly id: string;
+  /** The parent resource's id (a refund's chargeId). */
+  readonly parentId?: string;
   readonly gatewayAccountId?: string;
   readonly live: boolean;
 }
@@ -109,6 +111,7 @@ export function createOutbox(options: OutboxOptions = {}): Outbox {
           eventId: eventIdFor(resource.type, resource.id, sequence),
           resourceType: resource.type,
           resourceId: resource.id,
+          ...(resource.parentId !== undefined ? { parentResourceId: resource.parentId } : {}),
           sequence,
           eventType: e.eventType,
           timestamp,
@@ -129,10 +132,12 @@ export function fromEventItem(item: Record<string, unknown>): StoredEvent {
   const gatewayAccountId = str(item.gatewayAccountId);
   const pendingShard = str(item.pendingShard);
   const emittedAt = str(item.emittedAt);
+  const parentResourceId = str(item.parentResourceId);
   return {
     eventId: String(item.eventId),
-    resourceType: item.resourceType === 'payout' ? 'payout' : 'payment',
+    resourceType: item.resourceType === 'payout' || item.resourceType === 'refund' ? item.resourceType : 'payment',
     resourceId: String(item.resourceId),
+    ...(parentResourceId !== undefined ? { parentResourceId } : {}),
     sequence: Number(item.sequence),
     eventType: String(item.eventType),
     timestamp: String(item.timestamp),
@@ -149,6 +154,8 @@ export interface LedgerMessage {
   readonly event_id: string;
   readonly resource_type: ResourceType;
   readonly resource_external_id: string;
+  /** Refunds only: the chargeId the refund belongs to. */
+  readonly parent_resource_external_id?: string;
   readonly sequence: number;
   readonly event_type: string;
   readonly timestamp: string;
@@ -164,6 +171,7 @@ export function toLedgerMessage(stored: StoredEvent): LedgerMessage {
     event_id: stored.eventId,
     resource_type: stored.resourceType,
     resource_external_id: stored.resourceId,
+    ...(stored.parentResourceId !== undefined ? { parent_resource_external_id: stored.parentResourceId } : {}),
     sequence: stored.sequence,
     event_type: stored.eventType,
     timestamp: stored.timestamp,

@@ -34,7 +34,7 @@ export interface RowRef {
   readonly key: Record<string, string>;
 }
 
-export type EntityTable = 'charges' | 'payouts' | 'batches';
+export type EntityTable = 'charges' | 'refunds' | 'payouts' | 'batches';
 
 export interface LeaseHolder {
   readonly owner: string | undefined;
@@ -169,7 +169,7 @@ export interface RowWorkStore extends Pick<LeaseStore, 'renew' | 'release'> {
 
 // ───────────────────────────── outbox ─────────────────────────────
 
-export type ResourceType = 'payment' | 'payout';
+export type ResourceType = 'payment' | 'refund' | 'payout';
 
 /** A ledger event as a worker asks for it; the commit assigns sequence, id and shard. */
 export interface NewEvent {
@@ -182,6 +182,8 @@ export interface StoredEvent {
   readonly eventId: string;
   readonly resourceType: ResourceType;
   readonly resourceId: string;
+  /** The resource this one belongs to (a refund's chargeId); absent for top-level resources. */
+  readonly parentResourceId?: string;
   readonly sequence: number;
   readonly eventType: string;
   /** ISO-8601 with microseconds. */
@@ -210,7 +212,14 @@ export interface EntityChange {
    * entity's `eventSeq` attribute (read by the caller as `currentEventSeq`); the commit writes
    * `eventSeq = currentEventSeq + events.length`, so sequences have no gaps and no duplicates.
    */
-  readonly resource?: { readonly type: ResourceType; readonly id: string; readonly gatewayAccountId?: string; readonly live: boolean };
+  readonly resource?: {
+    readonly type: ResourceType;
+    readonly id: string;
+    /** The parent resource (a refund's chargeId): `parent_resource_external_id` of its events. */
+    readonly parentId?: string;
+    readonly gatewayAccountId?: string;
+    readonly live: boolean;
+  };
   readonly currentEventSeq?: number;
   readonly events?: readonly NewEvent[];
 }

@@ -78,12 +78,12 @@ describe('bootstrap', () => {
   });
   afterAll(() => clients.destroy());
 
-  it('creates the 4 queues and 3 DLQs as FIFO, each source queue redriving to its own DLQ after maxReceiveCount', async () => {
+  it('creates the 5 queues and 4 DLQs as FIFO, each source queue redriving to its own DLQ after maxReceiveCount', async () => {
     // Prepare
     const expectedNames = [...QUEUE_KEYS.map((k) => names.queue(k)), ...QUEUES_WITH_DLQ.map((k) => names.dlq(k))];
     // Assess
     expect(Object.keys(first.queueUrls).sort()).toEqual([...expectedNames].sort());
-    expect(expectedNames).toHaveLength(7);
+    expect(expectedNames).toHaveLength(9);
     for (const name of expectedNames) expect(kindOf(first, `queue ${name}`)).toBe('created');
 
     for (const key of QUEUE_KEYS) {
@@ -109,8 +109,8 @@ describe('bootstrap', () => {
     }
   });
 
-  it('creates all 6 tables with the keys, GSIs and TTL that resources.ts declares', async () => {
-    expect(TABLE_KEYS).toHaveLength(6);
+  it('creates all 7 tables with the keys, GSIs and TTL that resources.ts declares', async () => {
+    expect(TABLE_KEYS).toHaveLength(7);
     for (const key of TABLE_KEYS) {
       const def = TABLES[key];
       const name = names.table(key);
@@ -147,7 +147,7 @@ describe('bootstrap', () => {
       }
     }
     // The design calls for TTL on exactly these two (resources.ts table); guard against it silently vanishing.
-    expect(TABLE_KEYS.filter((k) => TABLES[k].ttlAttribute)).toEqual(['leases', 'idempotency']);
+    expect(TABLE_KEYS.filter((k) => TABLES[k].ttlAttribute)).toEqual(['leases', 'idempotency', 'refunds']);
   });
 
   it('writes one lease row per payout and ledger shard', async () => {

@@ -36,6 +36,7 @@ const COMMANDS = [
   ['dlq', 'redrive'],
   ['dlq', 'purge'],
   ['charge'],
+  ['refund'],
   ['payout'],
   ['events'],
   ['events', 'parity'],
@@ -55,7 +56,7 @@ describe('payfleet --help', () => {
       expect(r.stdout).toContain(`Usage: payfleet ${cmd.join(' ')}`.trim());
     }
     const top = results[0]!.r.stdout;
-    for (const c of ['send', 'dlq', 'charge', 'payout', 'events', 'bootstrap', 'stack', 'worker', 'sandbox', 'start'])
+    for (const c of ['send', 'dlq', 'charge', 'refund', 'payout', 'events', 'bootstrap', 'stack', 'worker', 'sandbox', 'start'])
       expect(top).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
   });
 
@@ -69,14 +70,14 @@ describe('payfleet --help', () => {
 describe('exit codes', () => {
   it('2 for an unknown queue, a queue without a DLQ, a DLQ given to send; 3 for an unknown charge; 2 without configuration', async () => {
     const [unknownQueue, noDlq, sendToDlq, unknownCharge, bare] = await Promise.all([
-      runCli(['dlq', 'list', 'refund-requests'], stack.env),
+      runCli(['dlq', 'list', 'chargeback-requests'], stack.env),
       runCli(['dlq', 'list', 'ledger-events'], stack.env),
       runCli(['send', 'auth-requests-dlq', file('empty.ndjson', [])], stack.env),
       runCli(['charge', 'no-such-charge', '--json'], stack.env),
       runCli(['charge', 'x'], {}),
     ]);
     expect(unknownQueue.code).toBe(2);
-    expect(unknownQueue.stderr).toMatch(/unknown queue "refund-requests"/);
+    expect(unknownQueue.stderr).toMatch(/unknown queue "chargeback-requests"/);
     expect(noDlq.code).toBe(2);
     expect(noDlq.stderr).toMatch(/ledger-events has no dead-letter queue/);
     expect(sendToDlq.code).toBe(2);

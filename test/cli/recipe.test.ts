@@ -103,7 +103,7 @@ describe('the README recipe (run the fleet yourself)', () => {
     background.push(dev);
     const opsUrls = (await until('dev', dev, /export PAYFLEET_OPS_URLS=(\S+)\n/, 180_000))[1]!;
     const workers = Object.fromEntries(opsUrls.split(',').map((kv) => kv.split('=') as [string, string]));
-    expect(Object.keys(workers)).toEqual(['auth', 'capture', 'payout', 'ledger']);
+    expect(Object.keys(workers)).toEqual(['auth', 'capture', 'payout', 'ledger', 'refund']);
     for (const url of Object.values(workers)) expect((await fetch(`${url}/health/ready`)).status).toBe(200);
 
     // Terminal 3: sends run once; reads are re-run until they show what the README says.

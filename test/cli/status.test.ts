@@ -128,7 +128,7 @@ describe('payfleet status', () => {
     expect(s.prefix).toBe(stack.prefix);
 
     const q = (key: string) => s.queues.find((x) => x.key === key)!;
-    expect(s.queues.map((x) => x.key)).toEqual(['auth-requests', 'capture-requests', 'payout-events', 'ledger-events']);
+    expect(s.queues.map((x) => x.key)).toEqual(['auth-requests', 'capture-requests', 'refund-requests', 'payout-events', 'ledger-events']);
     expect(q('auth-requests')).toMatchObject({ exists: true, waiting: 2, inFlight: 0, delayed: 0, oldestAgeSec: null });
     expect(q('capture-requests')).toMatchObject({ exists: true, waiting: 1, inFlight: 0 });
     expect(q('ledger-events').dlq).toBeNull();

@@ -76,7 +76,7 @@ const WORKER_SCHEMAS = Object.fromEntries(await Promise.all(WORKERS.map(async (w
 
 describe('docker-compose.yml', () => {
   it('runs LocalStack (SQS, DynamoDB) from a pinned image, bootstrap, the sandbox and one service per worker', () => {
-    expect(Object.keys(services).sort()).toEqual(['auth', 'bootstrap', 'capture', 'ledger', 'localstack', 'payout', 'sandbox']);
+    expect(Object.keys(services).sort()).toEqual(['auth', 'bootstrap', 'capture', 'ledger', 'localstack', 'payout', 'refund', 'sandbox']);
     const image = interpolate(services.localstack!.image!);
     expect(image).toMatch(/^localstack\/localstack:\d+\.\d+\.\d+$/);
     expect(envOf(services.localstack!).SERVICES!.split(',').sort()).toEqual(['dynamodb', 'sqs']);

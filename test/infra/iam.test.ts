@@ -44,6 +44,16 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'table:payfleet-events': OUTBOX,
     'logs:/ecs/payfleet-metrics': EMF,
   },
+  refund: {
+    'queue:payfleet-refund-requests.fifo': CONSUME,
+    'queue:payfleet-refund-requests-dlq.fifo': DEAD_LETTER,
+    'table:payfleet-leases': LEASES,
+    'table:payfleet-idempotency': WORK_ITEMS,
+    'table:payfleet-refunds': ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+    'table:payfleet-charges': ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+    'table:payfleet-events': OUTBOX,
+    'logs:/ecs/payfleet-metrics': EMF,
+  },
   payout: {
     'queue:payfleet-payout-events.fifo': CONSUME,
     'queue:payfleet-payout-events-dlq.fifo': DEAD_LETTER,
@@ -238,7 +248,7 @@ describe('IAM: the roles cover what the worker code calls', () => {
   }
 
   it('maps what the shared core uses (sanity check of the scanner itself)', () => {
-    expect(resourcesOf(synth().json, 'AWS::ECS::Service')).toHaveLength(4);
+    expect(resourcesOf(synth().json, 'AWS::ECS::Service')).toHaveLength(5);
     const kit = importGraph(join(ROOT, 'shared', 'runtime', 'worker-kit.ts')).map((f) => f.slice(ROOT.length + 1));
     expect(kit).toEqual(
       expect.arrayContaining(['shared/core/consumer.ts', 'shared/core/dynamo-outcomes.ts', 'shared/core/dlq.ts']),

@@ -388,7 +388,7 @@ describe('Stack: PayfleetStack', () => {
         String(a.Properties!.AlarmName ?? '').startsWith('payfleet-'),
       );
       // DLQs, queue ages, task minimums, lease-lost + commit-conflicts per worker, overdue, ledger lag, payout waiting.
-      expect(alarms.length).toBe(3 + 4 + 4 + 4 * 2 + 3);
+      expect(alarms.length).toBe(4 + 5 + 5 + 5 * 2 + 3);
       for (const [, a] of alarms) {
         expect(a.Properties!.AlarmActions).toEqual([{ Ref: topicId }]);
         expect(a.Properties!.OKActions).toEqual([{ Ref: topicId }]);

@@ -25,8 +25,9 @@ const SCREAMING_SNAKE = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$/;
 export const LedgerEventBody = z
   .object({
     event_id: z.string().min(1),
-    resource_type: z.enum(['payment', 'payout']),
+    resource_type: z.enum(['payment', 'refund', 'payout']),
     resource_external_id: z.string().min(1),
+    parent_resource_external_id: z.string().min(1).optional(),
     sequence: z.number().int().min(1),
     event_type: z.string().regex(SCREAMING_SNAKE, { error: 'must be SCREAMING_SNAKE_CASE' }),
     timestamp: z
@@ -41,6 +42,9 @@ export const LedgerEventBody = z
   .superRefine((v, ctx) => {
     if (v.resource_type === 'payment' && v.gateway_account_id === undefined) {
       ctx.addIssue({ code: 'custom', path: ['gateway_account_id'], message: 'is required for payments' });
+    }
+    if ((v.resource_type === 'refund') !== (v.parent_resource_external_id !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['parent_resource_external_id'], message: 'is required for refunds and only for them' });
     }
   });
 export type LedgerEventBody = z.output<typeof LedgerEventBody>;

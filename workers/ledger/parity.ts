@@ -16,8 +16,9 @@ import type { OutboxEvent } from './ports.js';
 /** docs/contract.md §5 (the parity command's reading of it; the test oracle keeps its own copy). */
 export const LedgerMessageSchema = z.object({
   event_id: z.string().min(1),
-  resource_type: z.enum(['payment', 'payout']),
+  resource_type: z.enum(['payment', 'refund', 'payout']),
   resource_external_id: z.string().min(1),
+  parent_resource_external_id: z.string().min(1).optional(),
   sequence: z.number().int().min(1),
   event_type: z.string().regex(/^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$/),
   timestamp: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(?:Z|[+-]\d{2}:\d{2})$/),
