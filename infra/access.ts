@@ -11,7 +11,8 @@
  *   UpdateItem begin/note, GetItem; the commit's Update completes the work item), events (the
  *   commit Puts outbox rows: PutItem only).
  * - entity tables through the commit (dynamo-outcomes.ts: Put for a new entity, Update for the
- *   next version) and the repositories (GetItem, consistent reads).
+ *   next version) and the repositories (GetItem, consistent reads); auth alone deletes, and only the
+ *   charge row its own attempt created (dynamo-row-work.ts discard, conditioned on that attempt).
  * - ledger (workers/ledger/dynamo-outbox.ts, sqs-publisher.ts): Query/Scan on events/index/pending,
  *   Query on events (a resource's earlier events), BatchWriteItem (mark emitted: whole-row Puts,
  *   25 per call; IAM cannot limit it to Puts, so it could delete events rows too: the one such
@@ -76,7 +77,15 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
   auth: {
     consumes: 'auth-requests',
     sendsTo: [],
-    tables: [LEASES, IDEMPOTENCY, { table: 'charges', actions: ['GetItem', 'PutItem', 'UpdateItem'] }, OUTBOX_WRITE],
+    tables: [
+      LEASES,
+      IDEMPOTENCY,
+      // DeleteItem: a request refused before any processor call (token unknown or expired) takes
+      // back the charge its own write 1 created — a conditional delete on this attempt's id and its
+      // live lease (shared/core/dynamo-row-work.ts discard), so it cannot remove any other row.
+      { table: 'charges', actions: ['GetItem', 'PutItem', 'UpdateItem', 'DeleteItem'] },
+      OUTBOX_WRITE,
+    ],
   },
   capture: {
     consumes: 'capture-requests',

@@ -30,7 +30,7 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'queue:payfleet-auth-requests-dlq.fifo': DEAD_LETTER,
     'table:payfleet-leases': LEASES,
     'table:payfleet-idempotency': WORK_ITEMS,
-    'table:payfleet-charges': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+    'table:payfleet-charges': ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
     'table:payfleet-events': OUTBOX,
     'logs:/ecs/payfleet-metrics': EMF,
   },
@@ -87,6 +87,8 @@ const asObject = (grants: Map<string, Set<string>>) => Object.fromEntries([...gr
  * limit BatchWriteItem to Puts, so the grant stays on that one role and table.
  */
 const BATCH_WRITE_ALLOWED = ['ledger table:payfleet-events'];
+/** The one delete: auth takes back a charge row its own attempt created (a conditional delete). */
+const DELETE_ITEM_ALLOWED = ['auth table:payfleet-charges'];
 
 describe('IAM: one least-privilege task role per worker', () => {
   it.each(WORKER_NAMES)('%s reaches exactly its own queues, DLQ, tables and indexes, with only the actions it uses', (worker) => {
@@ -101,9 +103,12 @@ describe('IAM: one least-privilege task role per worker', () => {
         expect(resource, `${worker} resource`).not.toMatch(/\*$|^\*/);
         for (const action of actions) {
           expect(action, `${worker} on ${resource}`).not.toContain('*');
-          expect(action, `${worker} on ${resource}`).not.toMatch(
-            /^(sqs|dynamodb):(Delete(Item|Table|Queue)|Purge|Create|Set|UpdateTable)/,
-          );
+          if (action === 'dynamodb:DeleteItem')
+            expect(DELETE_ITEM_ALLOWED, `${worker} on ${resource}: ${action}`).toContain(`${worker} ${resource}`);
+          else
+            expect(action, `${worker} on ${resource}`).not.toMatch(
+              /^(sqs|dynamodb):(Delete(Item|Table|Queue)|Purge|Create|Set|UpdateTable)/,
+            );
           // BatchWriteItem can delete too: only the ledger's marks on the outbox may use it.
           if (action.startsWith('dynamodb:BatchWrite'))
             expect(BATCH_WRITE_ALLOWED, `${worker} on ${resource}: ${action}`).toContain(`${worker} ${resource}`);
@@ -200,6 +205,8 @@ const KIT_USES: { readonly signal: RegExp; readonly actions: readonly string[] }
   { signal: /\bconsume:|new FifoConsumer\b/, actions: [...CONSUME, 'sqs:SendMessage'] },
   { signal: /\boutcomes\b/, actions: COMMAND_ACTIONS.TransactWrite! },
   { signal: /queueUrl\(/, actions: ['sqs:GetQueueUrl'] },
+  // A row-leased attempt that takes back the row it created (dynamo-row-work.ts: DeleteCommand).
+  { signal: /\.discard\(\)/, actions: ['dynamodb:DeleteItem'] },
 ];
 const NOT_SCANNED = /^(shared\/(runtime|core|aws)\/|cli\/)/;
 
