@@ -7,7 +7,7 @@ import { SensitiveCard } from '../../shared/connectors/sensitive-card.js';
 import { createSandboxConnector } from '../../shared/connectors/sandbox.js';
 import type { AuthoriseOutcome, LookupOutcome, ProcessorConnector, VoidOutcome } from '../../shared/connectors/types.js';
 import type { Charge } from '../../shared/charges/charge.js';
-import { TerminalError } from '../../shared/errors.js';
+import { RetryableError, TerminalError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log/logger.js';
 import { createAuthHandler } from '../../workers/auth/handler.js';
 import { parseAuthorisationRequested } from '../../workers/auth/schema.js';
@@ -32,6 +32,8 @@ interface Script {
   readonly lookup?: LookupOutcome[];
   /** The token service refuses the token for good. */
   readonly tokenGone?: boolean;
+  /** The token service fails transiently this many times first. */
+  readonly tokenUnavailable?: number;
   /** Answers of void, in order (then voided). */
   readonly voids?: VoidOutcome[];
   /** The processor's breaker opens during this call (a processor outage). */
@@ -46,6 +48,7 @@ function setup(script: Script = {}) {
   const authorise = [...(script.authorise ?? [{ kind: 'approved', processorRef: 'pi_1', amount: 1000, currency: 'GBP' }])];
   const lookup = [...(script.lookup ?? [])];
   const voids = [...(script.voids ?? [])];
+  const tokenFailures = { left: script.tokenUnavailable };
   const connector: ProcessorConnector = {
     name: 'sandbox',
     authorise: async () => {
@@ -81,6 +84,10 @@ function setup(script: Script = {}) {
     tokens: {
       decrypt: async () => {
         if (script.tokenGone) throw new TerminalError('TOKEN_EXPIRED', 'token expired');
+        if ((tokenFailures.left ?? 0) > 0) {
+          tokenFailures.left!--;
+          throw new RetryableError('TOKEN_SERVICE_UNAVAILABLE', 'token service timed out');
+        }
         return new SensitiveCard({
           number: '4242424242424242',
           exp_month: 12,
@@ -310,6 +317,16 @@ describe('auth worker', () => {
       stores.seedCharge(seeded('AUTHORISATION_READY', { authRequestId: req.authRequestId }));
       expect(await handle(req, ctx())).toMatchObject({ action: 'dead-letter', code: 'TOKEN_EXPIRED' });
       expect(await charge()).toMatchObject({ status: 'AUTHORISATION_ERROR', errorCode: 'TOKEN_EXPIRED' });
+    });
+
+    it('the token service failing on the first attempt takes the created charge back: the next delivery authorises at once, without a lookup', async () => {
+      const req = request();
+      const { calls, handle } = setup({ tokenUnavailable: 1 });
+      await expect(handle(req, ctx(1))).rejects.toMatchObject({ kind: 'retryable', code: 'TOKEN_SERVICE_UNAVAILABLE' });
+      expect(await charge()).toBeUndefined();
+      expect(await handle(req, ctx(2))).toEqual({ action: 'ack' });
+      expect(calls).toMatchObject({ authorise: 1, lookup: 0 });
+      expect((await charge())!.status).toBe('AUTHORISATION_SUCCESS');
     });
 
     it('the token gone for a new request: dead-lettered by the consumer, no charge created', async () => {

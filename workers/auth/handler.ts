@@ -142,8 +142,12 @@ async function authorise(run: AuthRun): Promise<WorkAnswer> {
   } catch (err) {
     // The token is gone but an earlier attempt may have reached the processor: look it up first.
     if (err instanceof TerminalError && wasReady) return withoutToken(run, existing, err);
-    // Refused before any outbound call by the charge's very first attempt: leave no charge behind.
-    if (err instanceof TerminalError && w.created) await w.discard();
+    // Failed before any outbound call on the charge's very first attempt: take back the row it
+    // created (in place of the lease release a failed attempt writes anyway). A token refused for
+    // good leaves no charge; a transient failure (token service slow, down) leaves no READY that
+    // the next attempt would have to resolve at the processor — for Chase a lookup that finds
+    // nothing is conclusive only 70 s after the send that never happened.
+    if (w.created) await takeBack(run, err);
     throw err;
   }
   let charge: Charge;
@@ -155,6 +159,20 @@ async function authorise(run: AuthRun): Promise<WorkAnswer> {
     card.dispose();
   }
   return finish(run, charge, outcome);
+}
+
+/**
+ * Delete the charge this attempt's write 1 created (fenced on the attempt and its lease). If that
+ * fails the row stays READY and the next attempt resolves it by lookup first: slower, never unsafe.
+ * A terminal error then becomes the delete's (retryable) error, so the next attempt records it.
+ */
+async function takeBack(run: AuthRun, cause: unknown): Promise<void> {
+  try {
+    await run.w.discard();
+  } catch (err) {
+    if (cause instanceof TerminalError) throw err;
+    run.w.log.warn({ err }, 'could not take back the charge created by this attempt; the next attempt looks it up first');
+  }
 }
 
 /** The card's brand and last digits, recorded with the outcome (write 1 ran before the token was decrypted). */
