@@ -6,9 +6,11 @@ import {
 
 /**
  * Coalesces single-message deletes and visibility changes into SQS batch calls (up to 10 per
- * call), waiting at most `lingerMs` for company. Each caller gets its own promise that settles
- * with its own entry's fate: batch calls succeed as a whole while single entries fail, so the
- * `Failed` list of every response is checked entry by entry.
+ * call). An entry waits until ten are pending, until its owner calls {@link Batcher.flushPending}
+ * (the consumer does when every message of a receive has settled), or at most `lingerMs`, whichever
+ * comes first. Each caller gets its own promise that settles with its own entry's fate: batch calls
+ * succeed as a whole while single entries fail, so the `Failed` list of every response is checked
+ * entry by entry.
  */
 interface Pending<E> {
   entry: E;
@@ -46,6 +48,11 @@ abstract class Batcher<E> {
   async flush(): Promise<void> {
     this.flushNow();
     await Promise.allSettled([...this.inflight]);
+  }
+
+  /** Send what is pending now, without waiting for the linger or for the calls. */
+  flushPending(): void {
+    if (this.pending.length > 0) this.flushNow();
   }
 
   private flushNow(): void {
