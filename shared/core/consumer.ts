@@ -89,13 +89,16 @@ export interface FifoConsumerOptions<T> {
   readonly maxParked?: number;
   /**
    * Deletes are sent when every message of their receive has settled (one `DeleteMessageBatch` per
-   * receive) or ten are pending; a message whose receive-mates are still in work (a slow processor
-   * call, a parked message) waits at most this long for them. @default 100
+   * receive); a message whose receive-mates are still in work (a slow processor call, a parked
+   * message) waits at most this long for them. Holding a committed message's delete costs only its
+   * place in SQS's in-flight count (the heartbeat keeps it invisible) and, after a crash, a
+   * redelivery its work item answers as a duplicate; too short a wait splits receives whose
+   * handlers finish a few hundred milliseconds apart. @default 1000
    */
   readonly ackLingerMs?: number;
 }
 
-const DEFAULT_ACK_LINGER_MS = 100;
+const DEFAULT_ACK_LINGER_MS = 1000;
 
 /** The messages of one ReceiveMessage answer whose fate (delete or hand-back) is not decided yet. */
 interface Receive {
@@ -484,7 +487,7 @@ export class FifoConsumer<T> {
    * until SQS answered.
    */
   private ack(h: Held, log: Logger, succeeded: boolean): void {
-    const deleted = this.deletes.add({ receiptHandle: h.message.ReceiptHandle! });
+    const deleted = this.deletes.add({ receiptHandle: h.message.ReceiptHandle! }, h.receive);
     this.decide(h);
     void deleted
       .then(
@@ -501,8 +504,9 @@ export class FifoConsumer<T> {
 
   /**
    * A message's fate is sealed (delete queued, or hand-back started). When that is so for every
-   * message of its receive, the pending deletes go out now: one DeleteMessageBatch per receive of
-   * up to 10 instead of one per few milliseconds of linger. A receive-mate still in work (slow, or
+   * message of its receive, that receive's deletes go out now: one DeleteMessageBatch per receive
+   * of up to 10 instead of one per few milliseconds of linger (deletes of different receives are
+   * not mixed, so one receive finishing does not split another's). A receive-mate still in work (slow, or
    * parked for an outage) holds the others' deletes at most `ackLingerMs` (the batcher's timer).
    *
    *   receive: m1 m2 m3 ... m10
@@ -515,7 +519,7 @@ export class FifoConsumer<T> {
     if (h.decided) return;
     h.decided = true;
     h.receive.open -= 1;
-    if (h.receive.open === 0) this.deletes.flushPending();
+    if (h.receive.open === 0) this.deletes.flushPending(h.receive);
   }
 
   private async deadLetter(h: Held, letter: { code: string; detail: string; attempts: number }, log: Logger): Promise<void> {

@@ -16,6 +16,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import { describe, expect, it } from 'vitest';
 import { FifoConsumer, type FifoConsumerOptions } from '../../shared/core/consumer.js';
+import { DeleteBatcher } from '../../shared/core/sqs-batcher.js';
 import { RetryableError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/log/logger.js';
 import { eventually, sleep } from '../support/sqs.js';
@@ -183,5 +184,29 @@ describe('FifoConsumer acknowledgements', () => {
     await c.close(100);
     expect(sqs.deleted.sort()).toEqual(tenMessages().slice(0, 9).map((m) => m.ReceiptHandle!).sort());
     expect(sqs.visibility).toEqual([{ receiptHandle: 'rh9', timeoutSec: 0 }]);
+  });
+});
+
+describe('DeleteBatcher', () => {
+  it('sends a group when its owner completes it, never mixed with another group; the linger sends a group whole', async () => {
+    const sqs = new FakeSqs([]);
+    const b = new DeleteBatcher(sqs as unknown as SQSClient, 'https://sqs.fake/q.fifo', 600_000);
+    const a = {};
+    const other = {};
+    const done = [
+      ...['a1', 'a2', 'a3'].map((r) => b.add({ receiptHandle: r }, a)),
+      ...['b1', 'b2'].map((r) => b.add({ receiptHandle: r }, other)),
+    ];
+    b.flushPending(a);
+    await Promise.all(done.slice(0, 3));
+    expect(sqs.deleteBatches).toEqual([['a1', 'a2', 'a3']]);
+    b.flushPending(other);
+    await Promise.all(done);
+    expect(sqs.deleteBatches).toEqual([['a1', 'a2', 'a3'], ['b1', 'b2']]);
+
+    // The linger: a group whose oldest entry waited `lingerMs` goes out whole.
+    const short = new DeleteBatcher(sqs as unknown as SQSClient, 'https://sqs.fake/q.fifo', 20);
+    await Promise.all([short.add({ receiptHandle: 'c1' }, a), short.add({ receiptHandle: 'c2' }, a)]);
+    expect(sqs.deleteBatches.at(-1)).toEqual(['c1', 'c2']);
   });
 });
