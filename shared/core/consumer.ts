@@ -133,8 +133,8 @@ const MAX_VISIBILITY_SEC = 43_200;
  *
  * Every message is deleted only after its handler resolved (its result committed), through batched
  * deletes whose `Failed` entries are checked, one `DeleteMessageBatch` per receive once all of its
- * messages have settled (see {@link FifoConsumer.decide}). Held messages have their visibility extended by a
- * heartbeat until they are settled.
+ * messages have settled (see {@link FifoConsumer.decide}). Held messages have their visibility
+ * extended by a heartbeat until they are settled.
  */
 export class FifoConsumer<T> {
   private readonly pollers: Consumer[] = [];
@@ -505,9 +505,10 @@ export class FifoConsumer<T> {
   /**
    * A message's fate is sealed (delete queued, or hand-back started). When that is so for every
    * message of its receive, that receive's deletes go out now: one DeleteMessageBatch per receive
-   * of up to 10 instead of one per few milliseconds of linger (deletes of different receives are
-   * not mixed, so one receive finishing does not split another's). A receive-mate still in work (slow, or
-   * parked for an outage) holds the others' deletes at most `ackLingerMs` (the batcher's timer).
+   * of up to 10 instead of one per few milliseconds of linger. Deletes of different receives are
+   * not mixed, so one receive finishing does not split another's. A receive-mate still in work
+   * (slow, or parked for an outage) holds the others' deletes at most `ackLingerMs` (the batcher's
+   * timer).
    *
    *   receive: m1 m2 m3 ... m10
    *   ack m1 ─┐ queued
