@@ -1,7 +1,7 @@
 import type { Counter } from 'prom-client';
 import { RetryableError, TerminalError } from '../../shared/errors.js';
 import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.js';
-import { dependencyOutage } from '../../shared/core/breaker.js';
+import { DependencyUnavailableError, dependencyOutage } from '../../shared/core/breaker.js';
 import { systemClock, type Clock } from '../../shared/core/clock.js';
 import type { Once, Verdict, WorkAnswer, WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
@@ -147,7 +147,7 @@ async function authorise(run: AuthRun): Promise<WorkAnswer> {
     // good leaves no charge; a transient failure (token service slow, down) leaves no READY that
     // the next attempt would have to resolve at the processor — for Chase a lookup that finds
     // nothing is conclusive only 70 s after the send that never happened.
-    if (w.created) await takeBack(run, err);
+    if (w.created && tokenServiceFailure(err, w.signal)) await takeBack(run, err);
     throw err;
   }
   let charge: Charge;
@@ -159,6 +159,18 @@ async function authorise(run: AuthRun): Promise<WorkAnswer> {
     card.dispose();
   }
   return finish(run, charge, outcome);
+}
+
+/**
+ * The token service's own answer (refused, slow, down): not an attempt cut short by its lost lease
+ * or by shutdown, whose delete could only be refused — and, in a DynamoDB outage, would be one
+ * more failing write.
+ */
+function tokenServiceFailure(err: unknown, signal: AbortSignal): boolean {
+  if (signal.aborted) return false;
+  if (err instanceof TerminalError) return true;
+  if (err instanceof DependencyUnavailableError) return err.dependency !== 'dynamodb';
+  return err instanceof RetryableError && err.code.startsWith('TOKEN_SERVICE');
 }
 
 /**
