@@ -153,7 +153,8 @@ function refundedWithinCaptured(i: SummaryInput): Check {
 function oneRefundPerRequest(i: SummaryInput): Check {
   const problems: string[] = [];
   const made = new Map<string, number>();
-  for (const row of i.refunds.values()) made.set(row.chargeId, (made.get(row.chargeId) ?? 0) + 1);
+  for (const row of i.refunds.values())
+    if (row.status !== 'REFUND_ERROR') made.set(row.chargeId, (made.get(row.chargeId) ?? 0) + 1);
   const wp = worldpayRefundsByCharge(i);
   const count = { stripe: 0, worldpay: 0, chase: 0 };
   const judge = (processor: keyof typeof count, chargeId: string, performed: number) => {
