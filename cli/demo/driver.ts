@@ -2,7 +2,7 @@
  * Sends the demo load as upstream systems would: authorisation requests and payout events spread
  * over `--duration`, bad messages among them, and a capture request for each charge that is to be
  * captured once the Ledger has seen it authorised (upstream only asks for a capture after the
- * service approved the charge). Some requests are sent twice with a fresh deduplication id, the
+ * service approved the charge), and the refunds of a charge once the Ledger has seen it captured. Some requests are sent twice with a fresh deduplication id, the
  * way an upstream re-sends after SQS's five-minute window: the fleet must not act twice.
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
@@ -71,13 +71,20 @@ function schedule(plan: DemoPlan, durationMs: number): Scheduled[] {
 }
 
 export class LoadDriver {
-  readonly sent = { auth: 0, captures: 0, payouts: 0, bad: 0 };
-  readonly totals: { readonly auth: number; readonly captures: number; readonly payouts: number; readonly bad: number };
+  readonly sent = { auth: 0, captures: 0, refunds: 0, payouts: 0, bad: 0 };
+  readonly totals: {
+    readonly auth: number;
+    readonly captures: number;
+    readonly refunds: number;
+    readonly payouts: number;
+    readonly bad: number;
+  };
   private readonly items: Scheduled[];
   private next = 0;
   private startedAt = 0;
   private readonly captured = new Set<string>();
   private readonly laterSent = new Set<string>();
+  private readonly refundsSent = new Set<string>();
 
   constructor(
     private readonly plan: DemoPlan,
@@ -91,6 +98,7 @@ export class LoadDriver {
       payouts: this.items.filter((i) => i.counts === 'payouts').length,
       bad: plan.bad.length,
       captures: plan.charges.filter((c) => c.capture).reduce((n, c) => n + (c.duplicate ? 2 : 1), 0),
+      refunds: plan.refunds.reduce((n, r) => n + (r.duplicate ? 2 : 1), 0),
     };
   }
 
@@ -99,12 +107,13 @@ export class LoadDriver {
   }
 
   /** Requests sent a second time with a fresh deduplication id, so far. */
-  get resent(): { readonly auth: number; readonly captures: number; readonly payouts: number } {
+  get resent(): { readonly auth: number; readonly captures: number; readonly refunds: number; readonly payouts: number } {
     const out = this.items.slice(0, this.next).filter((i) => i.dedupId.endsWith('-resend'));
     return {
       auth: out.filter((i) => i.counts === 'auth').length,
       payouts: out.filter((i) => i.counts === 'payouts').length,
       captures: this.plan.charges.filter((c) => c.capture && c.duplicate && this.captured.has(c.chargeId)).length,
+      refunds: this.plan.refunds.filter((r) => r.duplicate && this.refundsSent.has(r.refundId)).length,
     };
   }
 
@@ -115,7 +124,11 @@ export class LoadDriver {
 
   /** Every scheduled message and every bad message that waits for a charge state is out. */
   get allSent(): boolean {
-    return this.next >= this.items.length && this.laterSent.size === this.plan.bad.filter((b) => b.after).length;
+    return (
+      this.next >= this.items.length &&
+      this.laterSent.size === this.plan.bad.filter((b) => b.after).length &&
+      this.refundsSent.size === this.plan.refunds.length
+    );
   }
 
   /** Send what is due, and the captures (and late bad messages) whose charge reached its state. */
@@ -152,6 +165,28 @@ export class LoadDriver {
     );
     for (const b of later) this.laterSent.add(b.label);
     this.sent.bad += later.length;
+
+    await this.sendRefunds(statusOf);
+  }
+
+  /**
+   * The refunds whose charge the Ledger has seen captured (and whose earlier refund, for an
+   * over-refund, is taken), a charge's in plan order in one batch of its group. A duplicate goes
+   * out right behind its first copy under a fresh deduplication id, the same refundRequestId.
+   */
+  private async sendRefunds(statusOf: (resourceId: string) => string | undefined): Promise<void> {
+    const taken = new Set(['REFUND_SUBMITTED', 'REFUNDED']);
+    const refunds: Outgoing[] = [];
+    for (const r of this.plan.refunds) {
+      if (this.refundsSent.has(r.refundId)) continue;
+      if (!r.whenCharge.includes(statusOf(r.chargeId) as never)) continue;
+      if (r.afterRefund && !taken.has(statusOf(r.afterRefund) ?? '')) continue;
+      this.refundsSent.add(r.refundId);
+      refunds.push({ body: r.body, groupId: r.chargeId, dedupId: r.refundRequestId });
+      if (r.duplicate) refunds.push({ body: r.body, groupId: r.chargeId, dedupId: `${r.refundRequestId}-resend` });
+    }
+    await this.send('refund-requests', refunds);
+    this.sent.refunds += refunds.length;
   }
 
   private async send(queue: QueueKey, batch: readonly Outgoing[]): Promise<void> {

@@ -52,6 +52,28 @@ export function judge(x: {
         c as unknown as { status: string; processor: string; processorRef?: string; authIdempotencyKey?: string },
       ]),
   );
+  // A row with a status is a refund; one without is a bare reservation a refused request left (no refund).
+  const refunds = new Map(
+    (x.tables.get('refunds') ?? [])
+      .filter((r) => typeof r.refundId === 'string' && typeof r.status === 'string' && typeof r.chargeId === 'string')
+      .map((r) => [
+        r.refundId as string,
+        {
+          status: r.status as string,
+          chargeId: r.chargeId as string,
+          amount: Number(r.amount),
+          refundRequestId: String(r.refundRequestId),
+        },
+      ]),
+  );
+  const ledgerRefunds = new Map<string, { types: string[]; parents: string[] }>();
+  for (const e of x.consumer.events()) {
+    if (e.body.resource_type !== 'refund') continue;
+    const seen = ledgerRefunds.get(e.body.resource_external_id) ?? { types: [], parents: [] };
+    seen.types.push(e.body.event_type);
+    seen.parents.push(e.body.parent_resource_external_id ?? '(none)');
+    ledgerRefunds.set(e.body.resource_external_id, seen);
+  }
   const payoutRows = (x.tables.get('payouts') ?? []).filter(
     (p) => (p.kind === undefined || p.kind === 'PAYOUT') && typeof p.paymentId === 'string',
   );
@@ -80,6 +102,7 @@ export function judge(x: {
   return checkInvariants({
     plan: x.plan,
     charges,
+    refunds,
     payouts,
     stripe,
     worldpay,
@@ -90,6 +113,7 @@ export function judge(x: {
     outbox: { perResource, pending: events.filter((e) => e.emittedAt === undefined).length, total: events.length },
     ledger: x.consumer.report(),
     ledgerMissing: x.consumer.missingAgainst(perResource),
+    ledgerRefunds,
     dlq: x.dlq,
     haystacks,
   });

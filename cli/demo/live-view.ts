@@ -1,7 +1,7 @@
 /**
  * What `npm start` shows while it runs. In a terminal: one screen redrawn in place (per-queue
- * depth, in-flight, throughput, DLQ depth; worker health; charge and payout states as the Ledger
- * sees them). Without a terminal (CI, a pipe, a log file): a plain progress line every few seconds.
+ * depth, in-flight, throughput, DLQ depth; worker health; charge, refund and payout states as the
+ * Ledger sees them). Without a terminal (CI, a pipe, a log file): a plain progress line every few seconds.
  */
 
 import { wrap } from './summary.js';
@@ -40,6 +40,8 @@ export interface Snapshot {
     readonly authTotal: number;
     readonly captures: number;
     readonly capturesTotal: number;
+    readonly refunds: number;
+    readonly refundsTotal: number;
     readonly payouts: number;
     readonly payoutsTotal: number;
     readonly bad: number;
@@ -47,6 +49,7 @@ export interface Snapshot {
   };
   /** Status -> count, as the Ledger consumer sees it. */
   readonly charges: ReadonlyMap<string, number>;
+  readonly refunds: ReadonlyMap<string, number>;
   readonly payouts: ReadonlyMap<string, number>;
   readonly ledger: {
     readonly received: number;
@@ -92,9 +95,10 @@ export function renderScreen(s: Snapshot, width = 120): string[] {
   lines.push('');
   const sent = s.sent;
   lines.push(
-    `sent     auth ${sent.auth}/${sent.authTotal} · captures ${sent.captures}/${sent.capturesTotal} · payouts ${sent.payouts}/${sent.payoutsTotal} · bad messages ${sent.bad}/${sent.badTotal}`,
+    `sent     auth ${sent.auth}/${sent.authTotal} · captures ${sent.captures}/${sent.capturesTotal} · refunds ${sent.refunds}/${sent.refundsTotal} · payouts ${sent.payouts}/${sent.payoutsTotal} · bad messages ${sent.bad}/${sent.badTotal}`,
   );
   lines.push(...labelled('charges  ', counts(s.charges), width));
+  if (sent.refundsTotal > 0) lines.push(...labelled('refunds  ', counts(s.refunds), width));
   if (sent.payoutsTotal > 0) lines.push(...labelled('payouts  ', counts(s.payouts), width));
   lines.push(
     `Ledger   ${s.ledger.unique} events for ${s.ledger.resources} resources (${s.ledger.received} deliveries, ${s.ledger.duplicates} duplicates dropped by event_id)`,
@@ -116,6 +120,7 @@ export function renderLine(s: Snapshot): string {
     `[${pad(Math.round(s.elapsedSec), 4)}s] ${s.phase}`,
     part('auth-requests', 'auth'),
     part('capture-requests', 'capture'),
+    part('refund-requests', 'refund'),
     s.sent.payoutsTotal > 0 ? part('payout-events', 'payout') : '',
     `ledger ${ledger?.done ?? 0} emitted ${s.ledger.unique} received`,
     `workers ${ready}/${s.workers.length} ready`,

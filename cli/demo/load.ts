@@ -9,6 +9,9 @@
  *   injected 5xx answers and are retried), a Stripe authorisation left uncaptured, declines at each
  *   processor, and a sandbox card whose every capture fails (CAPTURE_ERROR after the retries).
  *
+ * A share of the captured charges is then refunded — whole, in two parts, over-refunded, or with the
+ * request re-sent at once — and the uncaptured one is asked for a refund it cannot have (refund-load.ts).
+ *
  * Bad messages are a fixed set, one per reason a worker dead-letters (docs/contract.md §6). Card numbers
  * never appear in a body: every token is opaque (`tok_demo_<random>`) and registered with the
  * sandbox token service, so the summary can check that no card number reached a log, table, event
@@ -16,6 +19,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { ChargeStatus } from '../../shared/charges/charge.js';
+import { planRefunds, type PlannedRefund } from './refund-load.js';
 
 export type Processor = 'sandbox' | 'stripe' | 'worldpay' | 'chase';
 
@@ -65,6 +69,8 @@ export interface DemoPlan {
   readonly charges: readonly PlannedCharge[];
   readonly bad: readonly PlannedBadMessage[];
   readonly payouts: readonly PlannedPayout[];
+  /** Refund requests, sent once their charge is captured (refund-load.ts). */
+  readonly refunds: readonly PlannedRefund[];
   /** Every card number used: none may appear outside the token service. */
   readonly cardNumbers: readonly string[];
 }
@@ -349,5 +355,6 @@ export function planDemo(options: { charges: number; payouts: number }): DemoPla
       expect: slot === 5 ? 'REJECTED' : 'PAID',
     });
   }
-  return { runId, charges, bad, payouts, cardNumbers: [...cardNumbers] };
+  const refunds = planRefunds(runId, charges, CHARGE_PATTERN.length);
+  return { runId, charges, bad, payouts, refunds, cardNumbers: [...cardNumbers] };
 }

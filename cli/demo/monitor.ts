@@ -1,7 +1,7 @@
 /**
  * What the live view shows, gathered once a second: queue depths from SQS, each worker's
- * /metrics (throughput, retries, in-flight) and /health/ready, and the charge and payout states
- * the Ledger consumer has seen so far.
+ * /metrics (throughput, retries, in-flight) and /health/ready, and the charge, refund and payout
+ * states the Ledger consumer has seen so far.
  */
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { QueueKey, ResourceNames } from '../../shared/resources.js';
@@ -20,6 +20,10 @@ const STATUS_OF_EVENT: Readonly<Record<string, string>> = {
   CAPTURE_CONFIRMED: 'CAPTURED',
   CAPTURE_ERRORED: 'CAPTURE_ERROR',
   CAPTURE_ABANDONED_AFTER_TOO_MANY_RETRIES: 'CAPTURE_ERROR',
+  REFUND_CREATED: 'REFUND_CREATED',
+  REFUND_SUBMITTED: 'REFUND_SUBMITTED',
+  REFUND_SUCCEEDED: 'REFUNDED',
+  REFUND_ERROR: 'REFUND_ERROR',
   PAYOUT_CREATED: 'RECEIVED',
   PAYOUT_INITIATED: 'INITIATED',
   PAYOUT_PAID: 'PAID',
@@ -59,7 +63,7 @@ export class LedgerView {
   }
 
   /** Status -> count for one resource type. */
-  counts(type: 'payment' | 'payout'): Map<string, number> {
+  counts(type: 'payment' | 'refund' | 'payout'): Map<string, number> {
     const m = new Map<string, number>();
     for (const v of this.latest.values()) if (v.type === type) m.set(v.status, (m.get(v.status) ?? 0) + 1);
     return m;
@@ -177,6 +181,8 @@ function noteFor(name: string, m: Map<string, number> | undefined): string {
       return `${sumMetric(m, 'payfleet_authorisations_total')} authorisations recorded`;
     case 'capture':
       return `${sumMetric(m, 'payfleet_captures_total', { outcome: 'CAPTURE_APPROVED_RETRY' })} captures retried · ${sumMetric(m, 'payfleet_charges_awaiting_capture')} awaiting capture`;
+    case 'refund':
+      return `${sumMetric(m, 'payfleet_refunds_total', { outcome: 'REFUNDED' })} refunded · ${sumMetric(m, 'payfleet_refunds_total', { outcome: 'PENDING' })} pending at the processor · ${sumMetric(m, 'payfleet_refund_refusals_total')} refused`;
     case 'ledger':
       return `${sumMetric(m, 'payfleet_ledger_shards_held')} shards held · ${sumMetric(m, 'payfleet_ledger_held_back_total')} held back for order`;
     case 'payout':

@@ -6,7 +6,8 @@
  *   sandboxes (token service, Stripe, Worldpay, LHV) in this process, with injected faults
  *   four workers, each `payfleet worker <name>` in its own child process (as on ECS)
  *   the reference Ledger consumer draining ledger-events.fifo (what the Ledger would see)
- *   load: authorisations, captures once authorised, payouts, bad messages ─ spread over --duration
+ *   load: authorisations, captures once authorised, refunds once captured, payouts, bad messages
+ *         ─ spread over --duration
  *   settle: until every message is final, every bad one dead-lettered, every event delivered
  *   summary (summary.ts) ─ SIGTERM the workers ─ stop sandboxes and emulators ─ PASS/FAIL table
  *
@@ -29,15 +30,7 @@ import { startWorker, stopWorkers, waitUntilReady, type DemoWorker, type DemoWor
 import { LiveScreen, renderLine, renderScreen, type Snapshot } from './live-view.js';
 import { planDemo } from './load.js';
 import { FleetMonitor, LedgerView, type MonitorState } from './monitor.js';
-import {
-  DEMO_FAULTS,
-  FORCE_EXIT_MS,
-  loadLedgerConsumer,
-  MAX_RECEIVE_COUNT,
-  PREFIX,
-  SHARDS,
-  workerEnv,
-} from './setup.js';
+import { DEMO_FAULTS, FORCE_EXIT_MS, loadLedgerConsumer, MAX_RECEIVE_COUNT, PREFIX, SHARDS, workerEnv } from './setup.js';
 import { renderSummary } from './summary.js';
 import { sleep } from '../../shared/core/timers.js';
 
@@ -164,8 +157,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const consumer = await loadLedgerConsumer(sqs, url(names.queue('ledger-events')));
     const ledgerView = new LedgerView();
     const queues: QueueKey[] = payoutsOn
-      ? ['auth-requests', 'capture-requests', 'payout-events', 'ledger-events']
-      : ['auth-requests', 'capture-requests', 'ledger-events'];
+      ? ['auth-requests', 'capture-requests', 'refund-requests', 'payout-events', 'ledger-events']
+      : ['auth-requests', 'capture-requests', 'refund-requests', 'ledger-events'];
     const monitor = new FleetMonitor(sqs, names, urls, workers, queues);
     // The Ledger: drain ledger-events.fifo continuously, as the downstream consumer would.
     const consumerLoop = (async () => {
@@ -192,12 +185,15 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         authTotal: driver.totals.auth,
         captures: driver.sent.captures,
         capturesTotal: driver.totals.captures,
+        refunds: driver.sent.refunds,
+        refundsTotal: driver.totals.refunds,
         payouts: driver.sent.payouts,
         payoutsTotal: driver.totals.payouts,
         bad: driver.sent.bad,
         badTotal: driver.totals.bad,
       },
       charges: ledgerView.counts('payment'),
+      refunds: ledgerView.counts('refund'),
       payouts: ledgerView.counts('payout'),
       ledger: (() => {
         const r = consumer.report();
@@ -228,10 +224,13 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const loadStart = Date.now();
     const expectedDlq = new Map<QueueKey, number>();
     for (const b of plan.bad) expectedDlq.set(b.queue, (expectedDlq.get(b.queue) ?? 0) + 1);
+    for (const r of plan.refunds)
+      if ('dlq' in r.expect) expectedDlq.set('refund-requests', (expectedDlq.get('refund-requests') ?? 0) + 1);
     const allFinal = () =>
       plan.charges.every((c) => c.expect.includes(ledgerView.status(c.chargeId) as never)) &&
       plan.bad.every((b) => !b.charge || ledgerView.status(b.charge.chargeId) === b.charge.expect) &&
       plan.payouts.every((p) => ledgerView.status(p.paymentId) === p.expect) &&
+      plan.refunds.every((r) => !('status' in r.expect) || ledgerView.status(r.refundId) === r.expect.status) &&
       [...expectedDlq].every(([q, n]) => (latest.dlqDepth.get(q) ?? 0) >= n);
     const loadDeadline = loadStart + o.durationSec * 1000;
     const settleDeadline = loadDeadline + o.settleTimeoutSec * 1000;
@@ -326,7 +325,13 @@ export async function runDemo(o: DemoOptions): Promise<number> {
           elapsedSec: took,
           timedOut,
           logDir,
-          load: { charges: plan.charges.length, payouts: plan.payouts.length, bad: plan.bad.length, resent },
+          load: {
+            charges: plan.charges.length,
+            refunds: plan.refunds.length,
+            payouts: plan.payouts.length,
+            bad: plan.bad.length,
+            resent,
+          },
           faultsInjected: faults.counts,
           checks,
         })}\n`,
@@ -334,11 +339,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     } else {
       say('');
       say(
-        `payfleet demo summary (${plan.charges.length} charges, ${plan.payouts.length} payouts, ${plan.bad.length} bad messages; ${took} s; Node ${process.version}; logs in ${logDir})`,
+        `payfleet demo summary (${plan.charges.length} charges, ${plan.refunds.length} refunds, ${plan.payouts.length} payouts, ${plan.bad.length} bad messages; ${took} s; Node ${process.version}; logs in ${logDir})`,
       );
       say(`  injected faults: ${faults.text}`);
       say(
-        `  re-sent with a fresh deduplication id (must act once): authorisations ×${resent.auth}, captures ×${resent.captures}, payouts ×${resent.payouts}`,
+        `  re-sent with a fresh deduplication id (must act once): authorisations ×${resent.auth}, captures ×${resent.captures}, refunds ×${resent.refunds}, payouts ×${resent.payouts}`,
       );
       say('');
       say(renderSummary(checks, tty ? process.stdout.columns || 160 : Number.POSITIVE_INFINITY));

@@ -128,6 +128,7 @@ export interface LedgerConsumerLike {
       readonly resource_type: string;
       readonly sequence: number;
       readonly event_type: string;
+      readonly parent_resource_external_id?: string;
     };
   }[];
   report(): LedgerReportLike;

@@ -5,6 +5,13 @@
  */
 import type { DeadLetterView } from '../commands/dlq-letters.js';
 import type { DemoPlan } from './load.js';
+import {
+  plannedRefundLetters,
+  refundChecks,
+  type LedgerRefund,
+  type ProcessorRefunds,
+  type StoredRefund,
+} from './refund-checks.js';
 
 export interface Check {
   readonly name: string;
@@ -26,19 +33,30 @@ export interface LedgerReportLike {
 
 export interface SummaryInput {
   readonly plan: DemoPlan;
-  /** chargeId -> stored charge (status, processor, processorRef, authIdempotencyKey). */
+  /** chargeId -> stored charge (status, processor, processorRef, authIdempotencyKey, amount, refundedAmount). */
   readonly charges: ReadonlyMap<
     string,
-    { status: string; processor: string; processorRef?: string; authIdempotencyKey?: string }
+    {
+      status: string;
+      processor: string;
+      processorRef?: string;
+      authIdempotencyKey?: string;
+      amount?: number;
+      refundedAmount?: number;
+    }
   >;
+  /** refundId -> the refunds table's row (bare reservations left out). */
+  readonly refunds: ReadonlyMap<string, StoredRefund>;
   /** paymentId -> payout status (undefined: no payout row). */
   readonly payouts: ReadonlyMap<string, string | undefined>;
   /** Per-charge effect counters of the Stripe sandbox. */
-  readonly stripe: Readonly<Record<string, { created: number; authorised: number; captured: number }>>;
-  /** Worldpay orders: orderCode -> authorisations and captures performed. */
-  readonly worldpay: Readonly<Record<string, { authorisations: number; captures: number }>>;
+  readonly stripe: Readonly<Record<string, { created: number; authorised: number; captured: number } & ProcessorRefunds>>;
+  /** Worldpay orders: orderCode -> authorisations, captures and refunds performed. */
+  readonly worldpay: Readonly<
+    Record<string, { authorisations: number; captures: number; duplicateRefunds: number } & ProcessorRefunds>
+  >;
   /** Per-charge effect counters of the Chase sandbox (by merchantOrderNumber, the chargeId). */
-  readonly chase: Readonly<Record<string, { created: number; authorised: number; captured: number }>>;
+  readonly chase: Readonly<Record<string, { created: number; authorised: number; captured: number } & ProcessorRefunds>>;
   /** LHV initiations per paymentId (EndToEndId). */
   readonly lhvInitiations: Readonly<Record<string, number>> | undefined;
   readonly lhvRequests: number;
@@ -49,6 +67,8 @@ export interface SummaryInput {
   readonly ledger: LedgerReportLike;
   /** Problems of the consumer's record against the outbox (LedgerConsumer.missingAgainst). */
   readonly ledgerMissing: readonly string[];
+  /** refundId -> the event types and parent ids the Ledger consumer received for it. */
+  readonly ledgerRefunds: ReadonlyMap<string, LedgerRefund>;
   /** Letters found per DLQ, with their bodies. */
   readonly dlq: ReadonlyMap<string, readonly { view: DeadLetterView; body: string }[]>;
   /** Where to look for card numbers: name -> text. */
@@ -209,10 +229,13 @@ function everyEventDelivered(i: SummaryInput): Check {
   };
 }
 
-/** Every bad message is in its DLQ, body byte for byte, with the expected reason; nothing else is (docs/contract.md §6). */
+/**
+ * Every bad message is in its DLQ, body byte for byte, with the expected reason; nothing else is
+ * (docs/contract.md §6) but the refused refunds of the plan, which the refund checks judge.
+ */
 function badMessagesInDlq(i: SummaryInput): Check {
   const problems: string[] = [];
-  const matched = new Set<string>();
+  const matched = plannedRefundLetters(i);
   for (const b of i.plan.bad) {
     const letters = i.dlq.get(b.queue) ?? [];
     const found = letters.find((l) => l.body === b.body);
@@ -260,6 +283,7 @@ export function checkInvariants(i: SummaryInput): Check[] {
   return [
     finalStates(i),
     noDoubleCharge(i),
+    ...refundChecks(i),
     noDoublePayout(i),
     everyEventDelivered(i),
     badMessagesInDlq(i),

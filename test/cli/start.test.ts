@@ -1,6 +1,7 @@
 /**
  * Command: `npm start`'s orchestrator (`payfleet start`), bounded: a small load without a terminal.
  * It must end with every check PASS and exit 0, and leave no DynamoDB Local and no worker behind.
+ * 20 charges are enough for every refund kind at all four processors (test/cli/summary.test.ts).
  */
 import { execFile, spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +44,10 @@ describe('payfleet start (npm start)', () => {
     expect(summary.checks.map((c) => c.name)).toEqual([
       'every good message reached its final state',
       'no double charge (Stripe, Worldpay and Chase counters)',
+      'every refund reached its planned outcome',
+      'refunded never more than captured (charges and processors)',
+      'at most one refund per request at each processor',
+      'every refund seen by the Ledger (REFUND_* events)',
       'no double payout (LHV initiations per payment)',
       'every event delivered (Ledger consumer: once, in order)',
       'every bad message in a DLQ with its reason',
