@@ -19,11 +19,20 @@ import { createFleet, scanAll, startSandboxes, type Fleet, type Sandboxes, type 
  * the processors and the bank, 5xx at the token service. Every few seconds a random worker process
  * is SIGKILLed and a fresh one started.
  *
+ * Refunds: once a charge is captured (Worldpay: CAPTURE_SUBMITTED), refund requests for a share of
+ * them — a full refund sent twice under two deduplication ids, partials up to the captured amount
+ * (one re-sent under a fresh deduplication id) then an over-refund, a partial and the same refundId
+ * again under a new refundRequestId — and a refund of a declined charge; through the same faults.
+ *
  * Oracle: every charge and payout reaches its expected final state; every bad message is in its DLQ
  * with its reason and nothing else is; the sandboxes counted at most one authorisation and one
- * capture per charge and one initiation per payout; the reference Ledger consumer received every
- * outbox event exactly once after de-duplication, in order, with no gaps; no card number or CVC
- * appears in any worker's log.
+ * capture per charge and one initiation per payout; every accepted refund is REFUNDED, each
+ * processor counted exactly one refund per accepted refund (the stateless in-process sandbox
+ * processor counts nothing: its charges are judged by the tables alone) and never refunded more than
+ * it captured, and each charge's refundedAmount is the sum of its REFUNDED refunds; the reference
+ * Ledger consumer received every outbox event exactly once after de-duplication, in order, with no
+ * gaps (a refund's: REFUND_CREATED, REFUND_SUBMITTED, REFUND_SUCCEEDED, its charge as parent); no
+ * card number or CVC appears in any worker's log.
  */
 const CHARGES = Number(process.env.CHAOS_CHARGES ?? 420);
 const PAYOUTS = Number(process.env.CHAOS_PAYOUTS ?? 200);
@@ -94,6 +103,101 @@ function planCharges(): { plans: ChargePlan[]; auth: OutgoingMessage[]; capture:
   return { plans, auth, capture };
 }
 
+interface RefundPlan {
+  readonly chargeId: string;
+  readonly processor: ChargePlan['processor'];
+  /** The charge statuses at which the requests are sent (refunds follow captures, as captures follow authorisations). */
+  readonly sendAt: readonly string[];
+  /** In this order, in the charge's group. */
+  readonly messages: OutgoingMessage[];
+  /** The refunds that must end REFUNDED. */
+  readonly accepted: { readonly refundId: string; readonly amount: number }[];
+  /** The code of the one request of this charge that must be dead-lettered. */
+  readonly dead?: string;
+}
+
+/**
+ * Refund requests for a share of the charges, by kind (i: the charge's index, amount 100 + i):
+ *   full      the whole amount, sent twice under two deduplication ids: one refund
+ *   partials  a third (re-sent under a fresh deduplication id), the rest, then 1 more: REFUND_AMOUNT_UNAVAILABLE
+ *   again     half, then the same refundId under a new refundRequestId (an upstream retry): one refund
+ *   declined  a refund of a declined charge: NOT_REFUNDABLE
+ */
+function planRefunds(plans: readonly ChargePlan[]): RefundPlan[] {
+  const out: RefundPlan[] = [];
+  const request = (chargeId: string, refundId: string, amount: number, refundRequestId = randomUUID()) =>
+    JSON.stringify({
+      type: 'RefundRequested',
+      refundRequestId,
+      refundId,
+      chargeId,
+      amount,
+      requestedAt: new Date().toISOString(),
+    });
+  const msg = (chargeId: string, body: string, dedupId = randomUUID()) => ({ body, groupId: chargeId, dedupId });
+  for (const [i, p] of plans.entries()) {
+    const amount = 100 + i;
+    const { chargeId, processor } = p;
+    if (p.final.includes('AUTHORISATION_REJECTED')) {
+      if (i % 20 === 3) {
+        out.push({
+          chargeId,
+          processor,
+          sendAt: p.final,
+          messages: [msg(chargeId, request(chargeId, `${chargeId}-rf-declined`, amount))],
+          accepted: [],
+          dead: 'NOT_REFUNDABLE',
+        });
+      }
+      continue;
+    }
+    if (i % 4 !== 1) continue;
+    const kind = (['full', 'partials', 'again'] as const)[Math.floor(i / 4) % 3]!;
+    if (kind === 'full') {
+      const body = request(chargeId, `${chargeId}-rf-full`, amount);
+      out.push({
+        chargeId,
+        processor,
+        sendAt: p.final,
+        messages: [msg(chargeId, body), msg(chargeId, body)],
+        accepted: [{ refundId: `${chargeId}-rf-full`, amount }],
+      });
+    } else if (kind === 'partials') {
+      const first = Math.floor(amount / 3);
+      const b1 = request(chargeId, `${chargeId}-rf-1`, first);
+      out.push({
+        chargeId,
+        processor,
+        sendAt: p.final,
+        messages: [
+          msg(chargeId, b1),
+          msg(chargeId, b1),
+          msg(chargeId, request(chargeId, `${chargeId}-rf-2`, amount - first)),
+          msg(chargeId, request(chargeId, `${chargeId}-rf-over`, 1)),
+        ],
+        accepted: [
+          { refundId: `${chargeId}-rf-1`, amount: first },
+          { refundId: `${chargeId}-rf-2`, amount: amount - first },
+        ],
+        dead: 'REFUND_AMOUNT_UNAVAILABLE',
+      });
+    } else {
+      const half = Math.floor(amount / 2);
+      out.push({
+        chargeId,
+        processor,
+        sendAt: p.final,
+        messages: [
+          msg(chargeId, request(chargeId, `${chargeId}-rf-half`, half)),
+          msg(chargeId, request(chargeId, `${chargeId}-rf-half`, half)),
+        ],
+        accepted: [{ refundId: `${chargeId}-rf-half`, amount: half }],
+      });
+    }
+  }
+  return out;
+}
+
 function planPayouts(): { payouts: { paymentId: string; final: 'PAID' | 'REJECTED' }[]; messages: OutgoingMessage[] } {
   const payouts: { paymentId: string; final: 'PAID' | 'REJECTED' }[] = [];
   const messages: OutgoingMessage[] = [];
@@ -120,8 +224,11 @@ function planPayouts(): { payouts: { paymentId: string; final: 'PAID' | 'REJECTE
 }
 
 /** Bad input of every kind, with the DLQ code each must carry. */
-function planBad(): { queue: 'auth-requests' | 'capture-requests' | 'payout-events'; message: OutgoingMessage; code: string }[] {
-  const bad: { queue: 'auth-requests' | 'capture-requests' | 'payout-events'; message: OutgoingMessage; code: string }[] = [];
+type Queue = 'auth-requests' | 'capture-requests' | 'refund-requests' | 'payout-events';
+const QUEUES: readonly Queue[] = ['auth-requests', 'capture-requests', 'refund-requests', 'payout-events'];
+
+function planBad(): { queue: Queue; message: OutgoingMessage; code: string }[] {
+  const bad: { queue: Queue; message: OutgoingMessage; code: string }[] = [];
   for (let i = 0; i < 10; i++) {
     const id = `bad-${i}`;
     const base = { type: 'AuthorisationRequested', authRequestId: randomUUID(), chargeId: id, gatewayAccountId: 'gw', processor: 'sandbox', amount: 100, currency: 'GBP', paymentTokenId: 'tok_4242424242424242', reference: 'r', description: 'd', requestedAt: new Date().toISOString() };
@@ -130,6 +237,9 @@ function planBad(): { queue: 'auth-requests' | 'capture-requests' | 'payout-even
     bad.push({ queue: 'auth-requests', message: { body: JSON.stringify({ ...base, chargeId: `${id}-proc`, processor: 'acme' }), groupId: `${id}-proc`, dedupId: `${id}-proc` }, code: 'UNKNOWN_PROCESSOR' });
     bad.push({ queue: 'auth-requests', message: { body: JSON.stringify({ ...base, chargeId: `${id}-tok`, paymentTokenId: `tok_expired_${i}` }), groupId: `${id}-tok`, dedupId: `${id}-tok` }, code: 'TOKEN_EXPIRED' });
     bad.push({ queue: 'capture-requests', message: { body: JSON.stringify({ type: 'CaptureRequested', chargeId: `${id}-cap` }), groupId: `${id}-cap`, dedupId: `${id}-cap` }, code: 'INVALID_MESSAGE' });
+    const refund = { type: 'RefundRequested', refundRequestId: randomUUID(), refundId: `${id}-rf`, chargeId: `${id}-rf-nocharge`, amount: 100, requestedAt: new Date().toISOString() };
+    bad.push({ queue: 'refund-requests', message: { body: JSON.stringify({ ...refund, chargeId: `${id}-rf-schema`, amount: 0 }), groupId: `${id}-rf-schema`, dedupId: `${id}-rf-schema` }, code: 'INVALID_MESSAGE' });
+    bad.push({ queue: 'refund-requests', message: { body: JSON.stringify(refund), groupId: `${id}-rf-nocharge`, dedupId: `${id}-rf-nocharge` }, code: 'CHARGE_NOT_FOUND' });
     if (WITH_PAYOUTS) bad.push({ queue: 'payout-events', message: { body: JSON.stringify({ eventType: 'CheckoutApprovalAccepted', paymentId: `${id}-po` }), groupId: `${id}-po`, dedupId: `${id}-po` }, code: 'INVALID_MESSAGE' });
   }
   return bad;
@@ -140,7 +250,9 @@ describe('the whole fleet under faults and SIGKILL', () => {
     const { plans, auth, capture } = planCharges();
     const { payouts, messages: payoutMessages } = planPayouts();
     const bad = planBad();
-    const kinds: WorkerName[] = ['auth', 'auth', 'capture', 'capture', 'ledger', 'ledger', ...(WITH_PAYOUTS ? (['payout', 'payout'] as const) : [])];
+    const refundPlans = planRefunds(plans);
+    const unsentRefunds = new Set(refundPlans);
+    const kinds: WorkerName[] = ['auth', 'auth', 'capture', 'capture', 'refund', 'refund', 'ledger', 'ledger', ...(WITH_PAYOUTS ? (['payout', 'payout'] as const) : [])];
     for (const k of kinds) fleet.start(k);
     await Promise.all(fleet.processes.map((p) => p.waitForLine((l) => l.msg === 'worker started', 60_000)));
 
@@ -151,10 +263,10 @@ describe('the whole fleet under faults and SIGKILL', () => {
     sb.tokens.faults.update({ rate5xx: 0.02 });
     sb.lhv.faults.update({ rate5xx: 0.03, rateResetAfterSuccess: 0.05, paths: ['/payment'] });
 
-    const q = (k: 'auth-requests' | 'capture-requests' | 'payout-events') => stack.url(stack.names.queue(k));
+    const q = (k: Queue) => stack.url(stack.names.queue(k));
     const queueDepths = async () => {
       const depths: number[] = [];
-      for (const k of ['auth-requests', 'capture-requests', 'payout-events'] as const) {
+      for (const k of QUEUES) {
         const a = await stack.clients.sqs.send(
           new GetQueueAttributesCommand({ QueueUrl: q(k), AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
         );
@@ -162,7 +274,7 @@ describe('the whole fleet under faults and SIGKILL', () => {
       }
       return depths;
     };
-    const sent = auth.length + capture.length + payoutMessages.length + bad.length;
+    let sent = auth.length + capture.length + payoutMessages.length + bad.length;
     await Promise.all([
       sendAll(stack.clients.sqs, q('auth-requests'), auth),
       sendAll(stack.clients.sqs, q('capture-requests'), capture),
@@ -171,6 +283,14 @@ describe('the whole fleet under faults and SIGKILL', () => {
     ]);
 
     const expected = new Map(plans.map((p) => [p.chargeId, p.final]));
+    const acceptedRefunds = refundPlans.flatMap((r) => r.accepted);
+    /** Send the refund requests of every charge now in the state they wait for. */
+    const sendDueRefunds = async (status: ReadonlyMap<string, string>) => {
+      const due = [...unsentRefunds].filter((r) => r.sendAt.includes(status.get(r.chargeId) ?? ''));
+      for (const r of due) unsentRefunds.delete(r);
+      await Promise.all(due.map((r) => sendAll(stack.clients.sqs, q('refund-requests'), r.messages)));
+      sent += due.reduce((n, r) => n + r.messages.length, 0);
+    };
     const expectedPayouts = new Map(payouts.map((p) => [p.paymentId, p.final]));
     const progress = async () => {
       const charges = await scanAll<{ chargeId: string; status: string }>(stack, 'charges', 'chargeId, #s', { '#s': 'status' });
@@ -179,6 +299,13 @@ describe('the whole fleet under faults and SIGKILL', () => {
       const payoutsDone = rows.filter((r) => expectedPayouts.get(r.paymentId) === r.status).length;
       const pending = (await scanAll<{ pendingShard?: string }>(stack, 'events', 'pendingShard')).filter((e) => e.pendingShard).length;
       const seen = new Map(charges.map((c) => [c.chargeId, c.status]));
+      await sendDueRefunds(seen);
+      const refundRows = await scanAll<{ refundId: string; status?: string }>(stack, 'refunds', 'refundId, #s', {
+        '#s': 'status',
+      });
+      const refunded = new Set(refundRows.filter((r) => r.status === 'REFUNDED').map((r) => r.refundId));
+      const refundsDone = acceptedRefunds.filter((r) => refunded.has(r.refundId)).length;
+      const refundsLeft = unsentRefunds.size;
       const stuck = [...expected]
         .filter(([id, want]) => !want.includes(seen.get(id) ?? ''))
         .slice(0, 8)
@@ -187,7 +314,11 @@ describe('the whole fleet under faults and SIGKILL', () => {
         .filter(([id, want]) => rows.find((r) => r.paymentId === id)?.status !== want)
         .slice(0, 5)
         .map(([id, want]) => `${id}:${rows.find((r) => r.paymentId === id)?.status ?? 'MISSING'}->${want}`);
-      return { chargesDone, payoutsDone, pending, stuck, stuckPayouts };
+      const stuckRefunds = acceptedRefunds
+        .filter((r) => !refunded.has(r.refundId))
+        .slice(0, 5)
+        .map((r) => `${r.refundId}:${refundRows.find((x) => x.refundId === r.refundId)?.status ?? 'MISSING'}`);
+      return { chargesDone, payoutsDone, refundsDone, refundsLeft, pending, stuck, stuckPayouts, stuckRefunds };
     };
 
     let kills = 0;
@@ -196,7 +327,14 @@ describe('the whole fleet under faults and SIGKILL', () => {
     let lastKill = Date.now();
     let state = await progress();
     let nextLog = Date.now() + 15_000;
-    while (!(state.chargesDone === CHARGES && state.payoutsDone === PAYOUTS && state.pending === 0 && kills >= MIN_KILLS)) {
+    const allDone = () =>
+      state.chargesDone === CHARGES &&
+      state.payoutsDone === PAYOUTS &&
+      state.refundsLeft === 0 &&
+      state.refundsDone === acceptedRefunds.length &&
+      state.pending === 0 &&
+      kills >= MIN_KILLS;
+    while (!allDone()) {
       if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`not done after ${TIMEOUT_MS} ms: ${JSON.stringify({ ...state, kills })}`);
       await sleep(500);
       if (Date.now() - lastKill > KILL_EVERY_MS && kills < MIN_KILLS * 3) {
@@ -221,17 +359,22 @@ describe('the whole fleet under faults and SIGKILL', () => {
     await fleet.stopAll();
 
     // 1. Every message final or dead-lettered with its reason, and nothing else dead-lettered.
-    for (const k of ['auth-requests', 'capture-requests', 'payout-events'] as const) {
+    for (const k of QUEUES) {
       expect(await drain(stack.clients.sqs, q(k)), `${k} still holds messages`).toHaveLength(0);
     }
     const dead = new Map<string, string>();
-    for (const k of ['auth-requests', 'capture-requests', 'payout-events'] as const) {
+    for (const k of QUEUES) {
       for (const m of await drain(stack.clients.sqs, stack.url(stack.names.dlq(k)))) {
         dead.set(m.MessageAttributes?.[DLQ_ATTRIBUTES.groupId]?.StringValue ?? '?', m.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue ?? '?');
         expect(m.MessageAttributes?.[DLQ_ATTRIBUTES.detail]?.StringValue, 'every dead letter says why').toBeTruthy();
       }
     }
-    expect(Object.fromEntries(dead)).toEqual(Object.fromEntries(bad.map((b) => [b.message.groupId, b.code])));
+    expect(Object.fromEntries(dead)).toEqual(
+      Object.fromEntries([
+        ...bad.map((b) => [b.message.groupId, b.code] as const),
+        ...refundPlans.flatMap((r) => (r.dead ? [[r.chargeId, r.dead] as const] : [])),
+      ]),
+    );
     const charges = await scanAll<{ chargeId: string; status: string }>(stack, 'charges', 'chargeId, #s', { '#s': 'status' });
     const actual = new Map(charges.map((c) => [c.chargeId, c.status]));
     for (const [id, final] of expected) expect(final, `${id} ended ${actual.get(id)}`).toContain(actual.get(id));
@@ -255,6 +398,47 @@ describe('the whole fleet under faults and SIGKILL', () => {
         expect(w?.captures ?? 0, `Worldpay captures of ${p.chargeId}`).toBe(p.final.includes('CAPTURED') ? 1 : 0);
       }
     }
+    // 2b. Refunds: every accepted one REFUNDED and no other refund made; at each processor exactly one
+    // refund per accepted refund and never more refunded than captured; the charge carries the sum.
+    const refundRows = await scanAll<{ refundId: string; chargeId?: string; status?: string }>(
+      stack,
+      'refunds',
+      'refundId, chargeId, #s',
+      { '#s': 'status' },
+    );
+    expect(Object.fromEntries(refundRows.filter((r) => r.status).map((r) => [r.refundId, r.status]))).toEqual(
+      Object.fromEntries(acceptedRefunds.map((r) => [r.refundId, 'REFUNDED'])),
+    );
+    const refundedAmounts = new Map(
+      (await scanAll<{ chargeId: string; refundedAmount?: number }>(stack, 'charges', 'chargeId, refundedAmount')).map((c) => [
+        c.chargeId,
+        c.refundedAmount ?? 0,
+      ]),
+    );
+    const atProcessor = (r: RefundPlan) =>
+      r.processor === 'stripe'
+        ? stripe.charges[r.chargeId]
+        : r.processor === 'chase'
+          ? chase.charges[r.chargeId]
+          : r.processor === 'worldpay'
+            ? worldpay.byCharge[r.chargeId]
+            : undefined;
+    for (const r of refundPlans) {
+      const sum = r.accepted.reduce((n, a) => n + a.amount, 0);
+      expect(refundedAmounts.get(r.chargeId), `refundedAmount of ${r.chargeId}`).toBe(sum);
+      const s = atProcessor(r);
+      if (r.processor === 'sandbox') continue; // stateless, in-process: nothing to count
+      expect(s?.refunds ?? 0, `${r.processor} refunds of ${r.chargeId}`).toBe(r.accepted.length);
+      expect(s?.refunded ?? 0, `${r.processor} amount refunded of ${r.chargeId}`).toBe(sum);
+    }
+    for (const [id, s] of [
+      ...Object.entries(stripe.charges),
+      ...Object.entries(chase.charges),
+      ...Object.entries(worldpay.byCharge),
+    ]) {
+      expect(s.refunded, `refunded <= captured for ${id}`).toBeLessThanOrEqual(s.capturedAmount);
+    }
+
     if (WITH_PAYOUTS) {
       const bank = sb.lhv.stats();
       const rows = await scanAll<{ paymentId: string; status: string }>(stack, 'payouts', 'paymentId, #s', { '#s': 'status' });
@@ -276,6 +460,27 @@ describe('the whole fleet under faults and SIGKILL', () => {
     expect(report.reorders).toEqual([]);
     expect(report.unique).toBe(outbox.length);
     expect(ledger.missingAgainst(highest)).toEqual([]);
+    const refundEvents = new Map<string, { type: string; parent?: string }[]>();
+    for (const e of ledger.events()) {
+      if (e.body.resource_type !== 'refund') continue;
+      const list = refundEvents.get(e.body.resource_external_id) ?? [];
+      list[e.body.sequence - 1] = {
+        type: e.body.event_type,
+        ...(e.body.parent_resource_external_id ? { parent: e.body.parent_resource_external_id } : {}),
+      };
+      refundEvents.set(e.body.resource_external_id, list);
+    }
+    expect(Object.fromEntries(refundEvents)).toEqual(
+      Object.fromEntries(
+        refundPlans.flatMap((r) =>
+          r.accepted.map((a) => [
+            a.refundId,
+            ['REFUND_CREATED', 'REFUND_SUBMITTED', 'REFUND_SUCCEEDED'].map((type) => ({ type, parent: r.chargeId })),
+          ]),
+        ),
+      ),
+    );
+
 
     // 4. No card data in any log line of any process.
     const raw = fleet.raw();
@@ -285,7 +490,7 @@ describe('the whole fleet under faults and SIGKILL', () => {
     expect(kills).toBeGreaterThanOrEqual(MIN_KILLS);
     expect(sent).toBeGreaterThanOrEqual(WITH_PAYOUTS ? 2000 : 1500);
     console.info(
-      `[chaos] ${sent} messages sent (${CHARGES} charges, ${PAYOUTS} payouts, ${bad.length} bad), ${kills} SIGKILLs, ${pauses} SIGSTOP pauses past the lease, done in ${busyMs} ms; ` +
+      `[chaos] ${sent} messages sent (${CHARGES} charges, ${acceptedRefunds.length} refunds of ${refundPlans.length} charges, ${PAYOUTS} payouts, ${bad.length} bad), ${kills} SIGKILLs, ${pauses} SIGSTOP pauses past the lease, done in ${busyMs} ms; ` +
         `ledger: ${report.unique} events, ${report.duplicates.length} duplicate deliveries; stripe replays ${stripe.totals.replays}; chase replays ${chase.totals.replays}; worldpay duplicate submits ${worldpay.totals.duplicates}`,
     );
   }, 600_000);

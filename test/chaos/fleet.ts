@@ -39,7 +39,7 @@ export async function startSandboxes(chargeIdOfOrder: (orderCode: string) => str
   };
 }
 
-export type WorkerName = 'auth' | 'capture' | 'ledger' | 'payout';
+export type WorkerName = 'auth' | 'capture' | 'refund' | 'ledger' | 'payout';
 
 /** Environment of each worker: short waits and leases generous enough for a loaded 2-core machine. */
 export function workerEnv(stack: TestStack, sb: Sandboxes, name: WorkerName): Record<string, string> {
@@ -90,6 +90,11 @@ export function workerEnv(stack: TestStack, sb: Sandboxes, name: WorkerName): Re
         CAPTURE_PROCESS_FAILED_CAPTURE_RETRY_DELAY_IN_SECONDS: '1',
         CAPTURE_PROCESS_MAXIMUM_RETRIES: '60',
       };
+    case 'refund':
+      // A Chase refund whose answer was lost in a killed worker waits out the 70-second window in the
+      // next one (its request may still be processing); the attempt budget must outlast that. Refunds
+      // the processor confirms later (Worldpay) are looked up again after 1 s, doubling.
+      return { ...common, PAYFLEET_RETRY_MAX_MS: '8000', ...processors, REFUND_CONFIRMATION_DELAY_SECONDS: '1' };
     case 'ledger':
       return { ...common, PAYFLEET_LEDGER_POLL_MS: '200', PAYFLEET_LEDGER_REBALANCE_MS: '1000', PAYFLEET_LEDGER_RETRY_BASE_MS: '200', PAYFLEET_LEDGER_SWEEP_INTERVAL_MS: '2000' };
     case 'payout':
@@ -178,7 +183,7 @@ export function createFleet(stack: TestStack, sb: Sandboxes): Fleet {
 }
 
 /** Every item of a table (paginated Scan, projected). */
-export async function scanAll<T>(stack: TestStack, table: 'charges' | 'events' | 'payouts', projection: string, names: Record<string, string> = {}): Promise<T[]> {
+export async function scanAll<T>(stack: TestStack, table: 'charges' | 'events' | 'payouts' | 'refunds', projection: string, names: Record<string, string> = {}): Promise<T[]> {
   const out: T[] = [];
   let start: Record<string, unknown> | undefined;
   do {
