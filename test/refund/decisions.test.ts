@@ -104,15 +104,17 @@ describe('refund worker', () => {
         code: 'REFUND_AMOUNT_UNAVAILABLE',
       },
     ];
-    it.each(rows)('$name: $code, no refund row, no commit, no processor call', async ({ status, extra, amount, code }) => {
+    it.each(rows)('$name: $code, no refund, nothing taken from the charge, no processor call', async ({ status, extra, amount, code }) => {
       const { processor, handle } = setup();
       if (status) seed(status, extra);
       await expect(handle(request({ amount: amount ?? 500 }), ctx())).rejects.toMatchObject({ kind: 'terminal', code });
       expect(isRefund()).toBe(false);
-      // What is left is a bare reservation, without chargeId (out of the by-charge index), removed by TTL.
-      expect(refundRow()).toMatchObject({ version: 1, ttl: expect.any(Number) });
+      // What is left is a bare reservation, without chargeId (out of the by-charge index), removed by
+      // TTL; the refusal is recorded on it by one commit fenced on this attempt's lease.
+      expect(refundRow()).toMatchObject({ version: 2, ttl: expect.any(Number), refusedCode: code });
       expect(refundRow()?.chargeId).toBeUndefined();
-      expect(stores.commits).toHaveLength(0);
+      expect(stores.commits).toHaveLength(1);
+      expect(stores.commits[0]!.changes.map((c) => c.table)).toEqual(['refunds']);
       expect(processor.refunds).toHaveLength(0);
       expect(await refundedAmount()).toBe(extra?.refundedAmount ?? 0);
     });
@@ -349,6 +351,36 @@ describe('refund worker', () => {
       expect(processor.refunds).toHaveLength(1);
       expect(processor.lookups.map((l) => l.refundRef)).toEqual(['re_p', 're_p']);
       expect(eventTypes()).toEqual(['REFUND_CREATED', 'REFUND_SUBMITTED', 'REFUND_SUCCEEDED']);
+    });
+  });
+
+  describe('a holder paused past its lease', () => {
+    it('cannot dead-letter a request another worker took over and refunded: its refusal is fenced, its retry acknowledges', async () => {
+      seed('CAPTURED');
+      const req = request({ amount: 1000 });
+      let paused = true;
+      const { processor, handle } = setup(
+        {},
+        {
+          hooks: {
+            // The first holder stops after write 1; its lease lapses; a redelivery takes the request
+            // over and refunds it. Then the first holder reads the charge: all 1000 taken.
+            beforeChargeRead: async () => {
+              if (!paused) return;
+              paused = false;
+              stores.clock.advance(31_000);
+              await expect(handle(req, ctx())).resolves.toEqual({ action: 'ack' });
+            },
+          },
+        },
+      );
+      const stale = handle(req, ctx());
+      await expect(stale).rejects.toMatchObject({ kind: 'retryable' });
+      await expect(stale).rejects.not.toMatchObject({ code: 'REFUND_AMOUNT_UNAVAILABLE' });
+      expect(processor.refunds).toHaveLength(1);
+      expect(refundRow()).toMatchObject({ status: 'REFUNDED' });
+      // Its redelivery finds the request completed: acknowledged, not dead-lettered.
+      await expect(handle(req, ctx())).resolves.toEqual({ action: 'ack' });
     });
   });
 

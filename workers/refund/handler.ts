@@ -43,6 +43,8 @@ export interface RefundDeps {
 
 /** Points between the steps where tests hold or stop a worker. */
 export interface RefundHooks {
+  /** Write 1 is done (the refund row leased); the charge is not read yet. */
+  readonly beforeChargeRead?: (refundId: string) => Promise<void>;
   /** The charge was read and nothing is committed yet (a race between two refunds of one charge is held here). */
   readonly afterChargeRead?: (refundId: string) => Promise<void>;
   /** REFUND_SUBMITTED is committed; the processor has not been asked anything yet. */
@@ -106,6 +108,7 @@ async function refund(run: RefundRun): Promise<WorkAnswer> {
   const existing = refundOf(w.entity);
   if (existing) return follow(run, existing);
 
+  await deps.hooks?.beforeChargeRead?.(req.refundId);
   const charge = await deps.charges.get(req.chargeId);
   await deps.hooks?.afterChargeRead?.(req.refundId);
   if (!charge) return refuse(run, 'CHARGE_NOT_FOUND', `no charge ${req.chargeId}`);
@@ -163,8 +166,23 @@ async function refund(run: RefundRun): Promise<WorkAnswer> {
  * Refused before anything was created: the request is dead-lettered. Its reservation stays a
  * reservation (not a refund; the table's TTL removes it) and its work item stays open, so a redrive
  * decides afresh (e.g. once another refund of the charge has ended in REFUND_ERROR).
+ *
+ * The refusal is fenced like every other answer: the reservation records it in a commit under this
+ * attempt's lease. A holder paused past its lease may have read the row before another worker took
+ * the request over and refunded it, and the charge after (its own refund now counted as taken):
+ * without the fence it would dead-letter a request whose refund succeeded. With it, its commit is
+ * refused (lease lost, retried) and the next delivery finds the refund and acknowledges it.
  */
 async function refuse(run: RefundRun, code: string, detail: string): Promise<never> {
+  const { req, w } = run;
+  await w.commit([
+    {
+      table: 'refunds',
+      key: { refundId: req.refundId },
+      expectedVersion: Number(w.entity?.version ?? 1),
+      set: { refusedCode: code, refusedAt: run.at(), updatedAt: run.at() },
+    },
+  ]);
   run.deps.metrics?.refusals.inc({ code });
   throw new TerminalError(code, detail);
 }
