@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { captureAttemptsFromHistory, TERMINAL_STATUSES, type Charge } from '../../shared/charges/charge.js';
 import type { OutboxEvent } from '../../workers/ledger/ports.js';
 import type { Refund } from '../../workers/refund/refund.js';
-import { printJson, printTable } from './output.js';
+import { money, printHistoryAndEvents, printJson, printTable, reportEvents, type ReportEvent } from './output.js';
 import { refundLine, type RefundLine } from './refund.js';
 
 /** Same codes as cli/main.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
@@ -45,14 +45,7 @@ export interface ChargeReport {
   readonly updatedAt: string;
   readonly version: number;
   readonly history: readonly { readonly status: string; readonly at: string }[];
-  readonly events: readonly {
-    readonly sequence: number;
-    readonly eventType: string;
-    readonly timestamp: string;
-    readonly emitted: boolean;
-    readonly eventId: string;
-    readonly details: Record<string, unknown>;
-  }[];
+  readonly events: readonly ReportEvent[];
 }
 
 /** Build the report from the stored charge, its outbox events and its refunds. */
@@ -92,18 +85,9 @@ export function chargeReport(c: Charge, events: readonly OutboxEvent[], refunds:
     updatedAt: c.updatedAt,
     version: c.version,
     history: c.history.map((h) => ({ status: h.status, at: h.at })),
-    events: events.map((e) => ({
-      sequence: e.sequence,
-      eventType: e.eventType,
-      timestamp: e.timestamp,
-      emitted: e.emittedAt !== undefined,
-      eventId: e.eventId,
-      details: e.details,
-    })),
+    events: reportEvents(events),
   };
 }
-
-const money = (minor: number, currency: string) => `${(minor / 100).toFixed(2)} ${currency} (${minor} minor units)`;
 
 function printReport(r: ChargeReport): void {
   printTable(
@@ -136,18 +120,7 @@ function printReport(r: ChargeReport): void {
       ['live', r.live],
     ].filter(([, v]) => v !== null && v !== undefined),
   );
-  process.stdout.write('\nhistory:\n');
-  printTable(
-    ['status', 'at'],
-    r.history.map((h) => [h.status, h.at]),
-  );
-  process.stdout.write('\nledger events:\n');
-  if (r.events.length === 0) process.stdout.write('(none)\n');
-  else
-    printTable(
-      ['seq', 'event_type', 'timestamp', 'emitted', 'event_id'],
-      r.events.map((e) => [e.sequence, e.eventType, e.timestamp, e.emitted ? 'yes' : 'pending', e.eventId]),
-    );
+  printHistoryAndEvents(r.history, r.events);
   if (r.refunds.length > 0) {
     process.stdout.write('\nrefunds:\n');
     printTable(

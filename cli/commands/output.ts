@@ -1,4 +1,46 @@
 /** Human-readable output helpers for the CLI. `--json` output never goes through these. */
+import type { OutboxEvent } from '../../workers/ledger/ports.js';
+
+/** A ledger event as the read commands (`charge`, `refund`, `payout`) report it. */
+export interface ReportEvent {
+  readonly sequence: number;
+  readonly eventType: string;
+  readonly timestamp: string;
+  readonly emitted: boolean;
+  readonly eventId: string;
+  readonly details: Record<string, unknown>;
+}
+
+export const reportEvents = (
+  events: readonly Pick<OutboxEvent, 'sequence' | 'eventType' | 'timestamp' | 'emittedAt' | 'eventId' | 'details'>[],
+): ReportEvent[] =>
+  events.map((e) => ({
+    sequence: e.sequence,
+    eventType: e.eventType,
+    timestamp: e.timestamp,
+    emitted: e.emittedAt !== undefined,
+    eventId: e.eventId,
+    details: e.details,
+  }));
+
+/** Minor units as money, with the units spelled out: "12.50 GBP (1250 minor units)". */
+export const money = (minor: number, currency: string) => `${(minor / 100).toFixed(2)} ${currency} (${minor} minor units)`;
+
+/** The "history:" and "ledger events:" tables of a charge or refund report. */
+export function printHistoryAndEvents(history: readonly { readonly status: string; readonly at: string }[], events: readonly ReportEvent[]): void {
+  process.stdout.write('\nhistory:\n');
+  printTable(
+    ['status', 'at'],
+    history.map((h) => [h.status, h.at]),
+  );
+  process.stdout.write('\nledger events:\n');
+  if (events.length === 0) process.stdout.write('(none)\n');
+  else
+    printTable(
+      ['seq', 'event_type', 'timestamp', 'emitted', 'event_id'],
+      events.map((e) => [e.sequence, e.eventType, e.timestamp, e.emitted ? 'yes' : 'pending', e.eventId]),
+    );
+}
 
 export function printTable(headers: readonly string[], rows: readonly (readonly unknown[])[], out: NodeJS.WritableStream = process.stdout): void {
   const cells = rows.map((r) => r.map((c) => (c === undefined || c === null ? '-' : String(c))));

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { maskIban } from '../../workers/payout/lhv/types.js';
 import type { Batch, Payout } from '../../workers/payout/model.js';
 import type { PayoutRepository } from '../../workers/payout/repo.js';
-import { printJson, printTable } from './output.js';
+import { printJson, printTable, reportEvents, type ReportEvent } from './output.js';
 
 /** Same codes as cli/main.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
 const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
@@ -11,14 +11,7 @@ const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
 export interface PayoutReport {
   readonly payout: Record<string, unknown>;
   readonly batch: Record<string, unknown> | null;
-  readonly events: {
-    sequence: number;
-    eventType: string;
-    timestamp: string;
-    emitted: boolean;
-    eventId: string;
-    details: Record<string, unknown>;
-  }[];
+  readonly events: readonly ReportEvent[];
 }
 
 export interface PayoutReadDeps {
@@ -53,14 +46,7 @@ export async function describePayout(deps: PayoutReadDeps, paymentId: string): P
     batch: batch
       ? { ...batch, size: batch.paymentIds.length, paymentIds: batch.paymentIds.length <= 10 ? batch.paymentIds : undefined }
       : null,
-    events: events.map((e) => ({
-      sequence: e.sequence,
-      eventType: e.eventType,
-      timestamp: e.timestamp,
-      emitted: e.emittedAt !== undefined,
-      eventId: e.eventId,
-      details: e.details,
-    })),
+    events: reportEvents(events),
   };
 }
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Refund } from '../../workers/refund/refund.js';
 import type { OutboxEvent } from '../../workers/ledger/ports.js';
-import { printJson, printTable } from './output.js';
+import { money, printHistoryAndEvents, printJson, printTable, reportEvents, type ReportEvent } from './output.js';
 
 /** Same codes as cli/main.ts EXIT (kept literal here to avoid importing the CLI entrypoint). */
 const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3 } as const;
@@ -26,14 +26,7 @@ export interface RefundReport {
   readonly updatedAt: string;
   readonly version: number;
   readonly history: readonly { readonly status: string; readonly at: string }[];
-  readonly events: readonly {
-    readonly sequence: number;
-    readonly eventType: string;
-    readonly timestamp: string;
-    readonly emitted: boolean;
-    readonly eventId: string;
-    readonly details: Record<string, unknown>;
-  }[];
+  readonly events: readonly ReportEvent[];
 }
 
 /** One line of a charge's refunds (in `payfleet charge`). */
@@ -71,18 +64,9 @@ export function refundReport(r: Refund, events: readonly OutboxEvent[]): RefundR
     updatedAt: r.updatedAt,
     version: r.version,
     history: r.history.map((h) => ({ status: h.status, at: h.at })),
-    events: events.map((e) => ({
-      sequence: e.sequence,
-      eventType: e.eventType,
-      timestamp: e.timestamp,
-      emitted: e.emittedAt !== undefined,
-      eventId: e.eventId,
-      details: e.details,
-    })),
+    events: reportEvents(events),
   };
 }
-
-const money = (minor: number, currency: string) => `${(minor / 100).toFixed(2)} ${currency} (${minor} minor units)`;
 
 function printReport(r: RefundReport): void {
   printTable(
@@ -104,18 +88,7 @@ function printReport(r: RefundReport): void {
       ['updated', r.updatedAt],
     ].filter(([, v]) => v !== null && v !== undefined),
   );
-  process.stdout.write('\nhistory:\n');
-  printTable(
-    ['status', 'at'],
-    r.history.map((h) => [h.status, h.at]),
-  );
-  process.stdout.write('\nledger events:\n');
-  if (r.events.length === 0) process.stdout.write('(none)\n');
-  else
-    printTable(
-      ['seq', 'event_type', 'timestamp', 'emitted', 'event_id'],
-      r.events.map((e) => [e.sequence, e.eventType, e.timestamp, e.emitted ? 'yes' : 'pending', e.eventId]),
-    );
+  printHistoryAndEvents(r.history, r.events);
 }
 
 /** `payfleet refund <refundId> [--json]`: a refund's status, amount, charge, history and ledger events (exit 3 when unknown). */
