@@ -8,7 +8,7 @@ import { createRefundHandler, type RefundHooks } from '../../workers/refund/hand
 import type { Refund } from '../../workers/refund/refund.js';
 import { parseRefundRequested } from '../../workers/refund/schema.js';
 import { fakeOnceStores, type FakeOnceStores } from '../support/fake-once-stores.js';
-import { connectorWithoutRefunds, scriptedProcessor, type RefundScript } from './support.js';
+import { scriptedProcessor, type RefundScript } from './support.js';
 
 /**
  * The refund worker's decision table, fast: the handler on in-memory stores with a scripted refund
@@ -119,13 +119,6 @@ describe('refund worker', () => {
       expect(await refundedAmount()).toBe(extra?.refundedAmount ?? 0);
     });
 
-    it('a connector without the refund port: REFUNDS_NOT_SUPPORTED before any amount is reserved', async () => {
-      const { handle } = setup({}, { registry: connectorWithoutRefunds() });
-      seed('CAPTURED');
-      await expect(handle(request(), ctx())).rejects.toMatchObject({ kind: 'terminal', code: 'REFUNDS_NOT_SUPPORTED' });
-      expect(isRefund()).toBe(false);
-      expect(await refundedAmount()).toBe(0);
-    });
   });
 
   describe('a new refund', () => {

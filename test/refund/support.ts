@@ -55,10 +55,3 @@ export function scriptedProcessor(script: RefundScript = {}): ScriptedProcessor 
   };
   return { connector, registry: { get: () => connector }, refunds, lookups };
 }
-
-/** A connector as the registry holds them before the connectors branch: no refund port. */
-export function connectorWithoutRefunds(): Pick<ProcessorRegistry, 'get'> {
-  const { connector } = scriptedProcessor();
-  const { refund: _r, lookupRefund: _l, ...bare } = connector;
-  return { get: () => bare as ProcessorConnector };
-}

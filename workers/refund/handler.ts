@@ -3,12 +3,11 @@ import type { HandlerContext, HandlerResult } from '../../shared/core/consumer.j
 import { systemClock, type Clock } from '../../shared/core/clock.js';
 import type { Deferral, Once, OnceItem, WorkAnswer, WorkContext } from '../../shared/core/work.js';
 import type { ProcessorRegistry } from '../../shared/connectors/registry.js';
-import type { RefundOutcome, RefundPort, RefundRequest } from '../../shared/connectors/types.js';
+import type { RefundOutcome, RefundRequest } from '../../shared/connectors/types.js';
 import { REFUNDABLE_STATUSES, type Charge } from '../../shared/charges/charge.js';
 import type { ChargeRepository } from '../../shared/charges/repo.js';
 import { refundIdempotencyKey, refundLeaseKey, refundWorkItemKey } from './keys.js';
 import type { RefundMetrics } from './metrics.js';
-import { refundsOf } from './port.js';
 import {
   amendRefund,
   chargeChange,
@@ -127,13 +126,7 @@ async function refund(run: RefundRun): Promise<WorkAnswer> {
       `refund of ${req.amount} asked; ${charge.amount - refunded} of the captured ${charge.amount} ${charge.currency} is left (${refunded} refunded or in progress)`,
     );
   }
-  let port: RefundPort;
-  try {
-    port = refundsOf(deps.registry.get(charge.processor));
-  } catch (err) {
-    if (err instanceof TerminalError) return refuse(run, err.code, err.message);
-    throw err;
-  }
+  const port = deps.registry.get(charge.processor);
 
   const made = createRefund(
     charge,
@@ -216,7 +209,7 @@ async function follow(run: RefundRun, refund: Refund): Promise<WorkAnswer> {
  */
 async function resolve(run: RefundRun, refund: Refund): Promise<WorkAnswer> {
   const { deps, w } = run;
-  const port = refundsOf(deps.registry.get(refund.processor));
+  const port = deps.registry.get(refund.processor);
   const request = processorRequest(refund);
   const found = await port.lookupRefund({ ...request, ...(refund.refundRef ? { refundRef: refund.refundRef } : {}) }, w.signal);
   w.log.info({ found: found.kind }, 'refund was REFUND_SUBMITTED: looked it up before sending anything again');
