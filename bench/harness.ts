@@ -59,7 +59,8 @@ export async function startWorker(name: string, env: Record<string, string>): Pr
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
       PAYFLEET_LOG_LEVEL: 'warn',
-      PAYFLEET_DYNAMODB_CONSUMED_CAPACITY: 'true',
+      // BENCH_CONSUMED_CAPACITY=false: no ReturnConsumedCapacity (a tree without it, or CPU compared with one).
+      PAYFLEET_DYNAMODB_CONSUMED_CAPACITY: process.env.BENCH_CONSUMED_CAPACITY ?? 'true',
       ...env,
       PAYFLEET_OPS_PORT: String(port),
     },

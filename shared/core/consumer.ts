@@ -87,6 +87,22 @@ export interface FifoConsumerOptions<T> {
   readonly resilience?: ResilienceMetrics;
   /** Parked messages at most; past it, receiving pauses. @default concurrency * 10 */
   readonly maxParked?: number;
+  /**
+   * Deletes are sent when every message of their receive has settled (one `DeleteMessageBatch` per
+   * receive); a message whose receive-mates are still in work (a slow processor call, a parked
+   * message) waits at most this long for them. Holding a committed message's delete costs only its
+   * place in SQS's in-flight count (the heartbeat keeps it invisible) and, after a crash, a
+   * redelivery its work item answers as a duplicate; too short a wait splits receives whose
+   * handlers finish a few hundred milliseconds apart. @default 1000
+   */
+  readonly ackLingerMs?: number;
+}
+
+const DEFAULT_ACK_LINGER_MS = 1000;
+
+/** The messages of one ReceiveMessage answer whose fate (delete or hand-back) is not decided yet. */
+interface Receive {
+  open: number;
 }
 
 /** A parked message is handed back before SQS's 12-hour visibility ceiling would be reached. */
@@ -94,10 +110,13 @@ const MAX_HOLD_MS = 11 * 3600_000;
 
 interface Held {
   readonly message: Message;
+  readonly receive: Receive;
   readonly receivedAtMs: number;
   /** When our current visibility runs out (local clock). */
   visibleAtMs: number;
   settled: boolean;
+  /** Its delete was queued or its hand-back started: nothing more is decided about it here. */
+  decided: boolean;
   /** In-place re-runs after an outage (not charged to the message). */
   uncounted: number;
 }
@@ -113,8 +132,9 @@ const MAX_VISIBILITY_SEC = 43_200;
  * poller, and several pollers let concurrency exceed one receive's 10 messages.
  *
  * Every message is deleted only after its handler resolved (its result committed), through batched
- * deletes whose `Failed` entries are checked. Held messages have their visibility extended by a
- * heartbeat until they are settled.
+ * deletes whose `Failed` entries are checked, one `DeleteMessageBatch` per receive once all of its
+ * messages have settled (see {@link FifoConsumer.decide}). Held messages have their visibility
+ * extended by a heartbeat until they are settled.
  */
 export class FifoConsumer<T> {
   private readonly pollers: Consumer[] = [];
@@ -132,7 +152,10 @@ export class FifoConsumer<T> {
   private stopping = false;
   private closed: Promise<void> | undefined;
   private readonly o: Required<
-    Omit<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'gate' | 'heartbeatSec' | 'breakers' | 'gating' | 'resilience' | 'maxParked'>
+    Omit<
+      FifoConsumerOptions<T>,
+      'metrics' | 'acceptGate' | 'gate' | 'heartbeatSec' | 'breakers' | 'gating' | 'resilience' | 'maxParked' | 'ackLingerMs'
+    >
   > &
     Pick<FifoConsumerOptions<T>, 'metrics' | 'acceptGate' | 'gate' | 'breakers' | 'resilience'> & {
       heartbeatSec: number;
@@ -161,7 +184,7 @@ export class FifoConsumer<T> {
       (h, yieldSlot) => this.process(h, yieldSlot),
       (dropped) => void this.handBack(dropped, 0, 'group short-circuited after a failure'),
     );
-    this.deletes = new DeleteBatcher(this.o.sqs, this.o.queueUrl);
+    this.deletes = new DeleteBatcher(this.o.sqs, this.o.queueUrl, options.ackLingerMs ?? DEFAULT_ACK_LINGER_MS);
     this.visibility = new VisibilityBatcher(this.o.sqs, this.o.queueUrl);
   }
 
@@ -219,8 +242,17 @@ export class FifoConsumer<T> {
 
   private accept(messages: Message[]): void {
     const now = Date.now();
+    const receive: Receive = { open: messages.length };
     for (const message of messages) {
-      const h: Held = { message, receivedAtMs: now, visibleAtMs: now + this.o.visibilityTimeoutSec * 1000, settled: false, uncounted: 0 };
+      const h: Held = {
+        message,
+        receive,
+        receivedAtMs: now,
+        visibleAtMs: now + this.o.visibilityTimeoutSec * 1000,
+        settled: false,
+        decided: false,
+        uncounted: 0,
+      };
       this.held.add(h);
       this.o.metrics?.received.inc({ queue: this.o.queueName });
       if (this.stopping) {
@@ -281,7 +313,7 @@ export class FifoConsumer<T> {
         ));
       const r = result ?? { action: 'ack' as const };
       if (r.action === 'ack') {
-        await this.ack(h, log, true);
+        this.ack(h, log, true);
         observe('success');
         return 'continue';
       }
@@ -447,17 +479,48 @@ export class FifoConsumer<T> {
     }
   }
 
-  /** Delete a settled message; `succeeded` is false for one that was dead-lettered. */
-  private async ack(h: Held, log: Logger, succeeded: boolean): Promise<void> {
-    try {
-      await this.deletes.add({ receiptHandle: h.message.ReceiptHandle! });
-      if (succeeded) this.o.metrics?.succeeded.inc({ queue: this.o.queueName });
-    } catch (err) {
-      // The result is committed; a redelivery finds the completed work item and is acknowledged.
-      log.warn({ err }, 'delete failed after commit; a redelivery will be acknowledged as a duplicate');
-    } finally {
-      this.settle(h);
-    }
+  /**
+   * Queue the delete of a settled message (`succeeded` is false for one that was dead-lettered).
+   * Its lane does not wait for the delete: the result is committed, and the next message of the
+   * group was received already or stays blocked in SQS until this delete lands. The delete goes
+   * out with its receive-mates' (see {@link decide}); the message stays held, and heartbeated,
+   * until SQS answered.
+   */
+  private ack(h: Held, log: Logger, succeeded: boolean): void {
+    const deleted = this.deletes.add({ receiptHandle: h.message.ReceiptHandle! }, h.receive);
+    this.decide(h);
+    void deleted
+      .then(
+        () => {
+          if (succeeded) this.o.metrics?.succeeded.inc({ queue: this.o.queueName });
+        },
+        (err: unknown) => {
+          // The result is committed; a redelivery finds the completed work item and is acknowledged.
+          log.warn({ err }, 'delete failed after commit; a redelivery will be acknowledged as a duplicate');
+        },
+      )
+      .finally(() => this.settle(h));
+  }
+
+  /**
+   * A message's fate is sealed (delete queued, or hand-back started). When that is so for every
+   * message of its receive, that receive's deletes go out now: one DeleteMessageBatch per receive
+   * of up to 10 instead of one per few milliseconds of linger. Deletes of different receives are
+   * not mixed, so one receive finishing does not split another's. A receive-mate still in work
+   * (slow, or parked for an outage) holds the others' deletes at most `ackLingerMs` (the batcher's
+   * timer).
+   *
+   *   receive: m1 m2 m3 ... m10
+   *   ack m1 ─┐ queued
+   *   ack m2 ─┤ queued
+   *   ...     │
+   *   ack m10 ┴─▶ DeleteMessageBatch [m1..m10]   (or at ackLingerMs after m1, whichever first)
+   */
+  private decide(h: Held): void {
+    if (h.decided) return;
+    h.decided = true;
+    h.receive.open -= 1;
+    if (h.receive.open === 0) this.deletes.flushPending(h.receive);
   }
 
   private async deadLetter(h: Held, letter: { code: string; detail: string; attempts: number }, log: Logger): Promise<void> {
@@ -483,11 +546,12 @@ export class FifoConsumer<T> {
       { code: letter.code, attempts: letter.attempts, dlqMessageId: sent.dlqMessageId, redrives: sent.redrives },
       'message dead-lettered',
     );
-    await this.ack(h, log, false);
+    this.ack(h, log, false);
   }
 
   /** Make messages visible again after `delaySec` (0 = now) and forget them. */
   private async handBack(hs: Held[], delaySec: number, reason: string): Promise<void> {
+    for (const h of hs) this.decide(h);
     await Promise.all(
       hs.map(async (h) => {
         try {
@@ -571,7 +635,8 @@ export class FifoConsumer<T> {
       await settlesWithin(this.scheduler.whenIdle(), 2000);
     }
     try {
-      const leftovers = [...this.held];
+      // Not those whose delete is queued: they are flushed below.
+      const leftovers = [...this.held].filter((h) => !h.decided);
       if (leftovers.length > 0) await this.handBack(leftovers, 0, 'shutting down');
     } catch (err) {
       this.o.logger.warn({ err }, 'handing back held messages failed');

@@ -6,14 +6,21 @@ import {
 
 /**
  * Coalesces single-message deletes and visibility changes into SQS batch calls (up to 10 per
- * call), waiting at most `lingerMs` for company. Each caller gets its own promise that settles
- * with its own entry's fate: batch calls succeed as a whole while single entries fail, so the
- * `Failed` list of every response is checked entry by entry.
+ * call). Entries may carry a group (the consumer's: the receive they came from). A group's entries
+ * go out together, in one call, when its owner says the group is complete
+ * ({@link Batcher.flushPending}), when ten of them are pending, or when the oldest of them has
+ * waited `lingerMs`, whichever comes first; entries without a group form one group of their own.
+ * Each caller gets its own promise that settles with its own entry's fate: batch calls succeed as
+ * a whole while single entries fail, so the `Failed` list of every response is checked entry by
+ * entry.
  */
 interface Pending<E> {
   entry: E;
   resolve: () => void;
   reject: (err: Error) => void;
+  readonly group: object | undefined;
+  /** performance.now() when added. */
+  readonly at: number;
 }
 
 export class SqsEntryError extends Error {
@@ -34,25 +41,51 @@ abstract class Batcher<E> {
 
   constructor(protected readonly lingerMs: number) {}
 
-  add(entry: E): Promise<void> {
+  add(entry: E, group?: object): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ entry, resolve, reject });
-      if (this.pending.length >= 10) this.flushNow();
-      else this.timer ??= setTimeout(() => this.flushNow(), this.lingerMs);
+      this.pending.push({ entry, resolve, reject, group, at: performance.now() });
+      if (this.pending.filter((p) => p.group === group).length >= 10) this.sendWhere((p) => p.group === group);
+      else this.arm();
     });
   }
 
   /** Send what is pending and wait for every call under way. */
   async flush(): Promise<void> {
-    this.flushNow();
+    this.sendWhere(() => true);
     await Promise.allSettled([...this.inflight]);
   }
 
-  private flushNow(): void {
+  /** Send the pending entries of `group` now (all pending ones without it), not waiting for the calls. */
+  flushPending(group?: object): void {
+    this.sendWhere(group === undefined ? () => true : (p) => p.group === group);
+  }
+
+  /** The linger ran out for the oldest entries: send their groups whole. */
+  private expire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    const due = new Set(this.pending.filter((p) => now - p.at >= this.lingerMs - 1).map((p) => p.group));
+    this.sendWhere((p) => due.has(p.group));
+    this.arm();
+  }
+
+  /** A timer for the oldest pending entry, if none is set. */
+  private arm(): void {
+    if (this.timer || this.pending.length === 0) return;
+    const oldest = Math.min(...this.pending.map((p) => p.at));
+    this.timer = setTimeout(() => this.expire(), Math.max(0, oldest + this.lingerMs - performance.now()));
+  }
+
+  private sendWhere(take: (p: Pending<E>) => boolean): void {
+    const out = this.pending.filter(take);
+    if (out.length === 0) return;
+    this.pending = this.pending.filter((p) => !take(p));
+    // The oldest entry may have left: set the timer again for what remains.
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    while (this.pending.length > 0) {
-      const chunk = this.pending.splice(0, 10);
+    this.arm();
+    while (out.length > 0) {
+      const chunk = out.splice(0, 10);
       const p = this.send(chunk).finally(() => this.inflight.delete(p));
       this.inflight.add(p);
     }
