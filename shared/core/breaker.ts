@@ -6,11 +6,15 @@
  *   closed ──(failureThreshold failures in a row, from >= distinctKeys different messages)──▶ open
  *   open ──(openMs; doubled after each failed trial, up to maxOpenMs)──▶ half-open
  *   half-open ──(one trial call succeeds)──▶ closed (recovering)   half-open ──(the trial fails)──▶ open
- *   closed (recovering) ──(any failure before failureThreshold successes)──▶ open (longer)
+ *   closed (recovering) ──(a failure that makes failures >= successes since the close)──▶ open (longer)
  *
  * "Recovering": one good trial does not prove the dependency is back (a probe may pass while real
- * calls still fail). Until as many calls have succeeded as it takes failures to open it, a single
- * failure reopens the breaker, so the attempts that fail then are parked, not counted.
+ * calls still fail). Until as many calls have succeeded as it takes failures to open it, the
+ * breaker reopens at once when its calls since the close have failed at least as often as they
+ * succeeded: the first failure after a lucky probe reopens it, so the attempts that fail then are
+ * parked, not counted. A dependency that answers most calls (DynamoDB throttling one write in
+ * three) is not down: reopening it on each of its failures would park every caller in turn, for
+ * longer each time, and the breaker would never settle (the issue 16 fault test livelocked so).
  *
  * While a breaker is open its calls fail at once with {@link DependencyUnavailableError}, before
  * anything is sent. What the fleet does with that (docs/operations.md "Outages"):
@@ -120,6 +124,9 @@ export class CircuitBreaker {
   private current: 'closed' | 'open' = 'closed';
   /** Successes still needed after a reopen-close before the breaker trusts the dependency again. */
   private recovering = 0;
+  /** Calls that succeeded / failed since the breaker last closed, while recovering. */
+  private recoveredOk = 0;
+  private recoveredFailed = 0;
   private failures = 0;
   private readonly failingKeys = new Set<string>();
   private openUntilMs = 0;
@@ -193,7 +200,10 @@ export class CircuitBreaker {
     this.failures = 0;
     this.failingKeys.clear();
     if (this.current === 'closed') {
-      if (this.recovering > 0) this.recovering -= 1;
+      if (this.recovering > 0) {
+        this.recovering -= 1;
+        this.recoveredOk += 1;
+      }
       if (this.recovering === 0) this.period = this.openMs;
       return;
     }
@@ -212,9 +222,12 @@ export class CircuitBreaker {
       return;
     }
     if (this.recovering > 0) {
-      this.period = Math.min(this.maxOpenMs, this.period * 2);
-      this.open(hint.retryAfterMs, 'a call failed while recovering');
-      return;
+      this.recoveredFailed += 1;
+      if (this.recoveredFailed >= this.recoveredOk) {
+        this.period = Math.min(this.maxOpenMs, this.period * 2);
+        this.open(hint.retryAfterMs, `${this.recoveredFailed} of ${this.recoveredFailed + this.recoveredOk} calls failed while recovering`);
+        return;
+      }
     }
     this.failures += 1;
     this.failingKeys.add(scopes.getStore()?.key ?? 'background');
@@ -286,6 +299,8 @@ export class CircuitBreaker {
     const from = this.state;
     this.current = 'closed';
     this.recovering = this.threshold;
+    this.recoveredOk = 0;
+    this.recoveredFailed = 0;
     this.trialStartedAtMs = undefined;
     this.dispose();
     this.onTransition?.(this, from, 'closed', why);

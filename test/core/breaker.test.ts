@@ -108,6 +108,38 @@ describe('CircuitBreaker', () => {
     b.dispose();
   });
 
+  it('while recovering, a dependency that answers most calls (one write in three refused) stays closed; once half its calls fail it reopens', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 5, openMs: 1000, now: clock.now });
+    for (const k of ['a', 'b', 'c', 'd', 'e']) await failAs(b, k);
+    clock.advance(1000);
+    b.succeeded(b.admit()); // the probe passed: closed, recovering
+    // Two answered, one refused, over and over: it never reopens, and it finishes recovering.
+    for (let i = 0; i < 6; i++) {
+      b.succeeded(b.admit());
+      b.succeeded(b.admit());
+      await failAs(b, `m${i}`);
+      expect(b.state).toBe('closed');
+    }
+    // Recovered: the period is back to openMs, and it takes five failures in a row again.
+    b.succeeded(b.admit());
+    for (const k of ['a', 'b', 'c', 'd']) await failAs(b, k);
+    expect(b.state).toBe('closed');
+    await failAs(b, 'e');
+    expect(b.retryAfterMs()).toBe(1000);
+    // Recovering again, this time half of the calls fail: reopened, for longer.
+    clock.advance(1000);
+    b.succeeded(b.admit()); // the probe
+    b.succeeded(b.admit());
+    b.succeeded(b.admit());
+    await failAs(b, 'x');
+    expect(b.state).toBe('closed');
+    await failAs(b, 'y');
+    expect(b.state).toBe('open');
+    expect(b.retryAfterMs()).toBe(2000);
+    b.dispose();
+  });
+
   it('a trial that never reports frees its slot after trialTimeoutMs', async () => {
     const clock = manualClock(1_000_000);
     const b = new CircuitBreaker({ name: 'x', failureThreshold: 1, openMs: 100, trialTimeoutMs: 5000, now: clock.now });
