@@ -34,7 +34,7 @@ const FARGATE_MEMORY: Readonly<Record<number, readonly [number, number, number]>
   2048: [4096, 16_384, 1024],
   4096: [8192, 30_720, 1024],
   8192: [16_384, 61_440, 4096],
-  16_384: [32_768, 122_880, 8192],
+  16384: [32_768, 122_880, 8192],
 };
 
 /** Whether Fargate accepts `memoryMiB` with `cpu` (a bad pair fails only at deploy otherwise). */
