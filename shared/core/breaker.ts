@@ -6,15 +6,17 @@
  *   closed ──(failureThreshold failures in a row, from >= distinctKeys different messages)──▶ open
  *   open ──(openMs; doubled after each failed trial, up to maxOpenMs)──▶ half-open
  *   half-open ──(one trial call succeeds)──▶ closed (recovering)   half-open ──(the trial fails)──▶ open
- *   closed (recovering) ──(a failure that makes failures >= successes since the close)──▶ open (longer)
+ *   closed (recovering) ──(failureThreshold failures in a row)──▶ open (for twice as long)
  *
  * "Recovering": one good trial does not prove the dependency is back (a probe may pass while real
- * calls still fail). Until as many calls have succeeded as it takes failures to open it, the
- * breaker reopens at once when its calls since the close have failed at least as often as they
- * succeeded: the first failure after a lucky probe reopens it, so the attempts that fail then are
- * parked, not counted. A dependency that answers most calls (DynamoDB throttling one write in
- * three) is not down: reopening it on each of its failures would park every caller in turn, for
- * longer each time, and the breaker would never settle (the issue 16 fault test livelocked so).
+ * calls still fail). Until as many calls have succeeded as it takes failures to open it, an attempt
+ * that fails on this dependency counts as an outage ({@link CircuitBreaker.suspect}): it is parked
+ * and re-run, not counted against the message. Reopening still takes failureThreshold failures in a
+ * row, as from closed, and then the open period doubles. A single failure does not reopen it: a
+ * dependency that answers most calls (DynamoDB throttling one write in three) answers its first
+ * calls after a pause with a burst of quick refusals, and reopening on one of them parked every
+ * caller again, for longer each time, so the breaker never settled (the issue 16 fault test
+ * livelocked so).
  *
  * While a breaker is open its calls fail at once with {@link DependencyUnavailableError}, before
  * anything is sent. What the fleet does with that (docs/operations.md "Outages"):
@@ -68,14 +70,15 @@ export function runInAttemptScope<T>(scope: AttemptScope, fn: () => Promise<T>):
 }
 
 /**
- * True when the current attempt hit a dependency that is down now (its breaker is not closed).
+ * True when the current attempt hit a dependency that is down now (its breaker is not closed, or
+ * closed but still recovering: {@link CircuitBreaker.suspect}).
  * A handler about to give a message up for exhausted retries checks this first: an outage is not
  * the message's failure.
  */
 export function dependencyOutage(): boolean {
   const scope = scopes.getStore();
   if (!scope) return false;
-  for (const b of scope.failed) if (b.state !== 'closed') return true;
+  for (const b of scope.failed) if (b.suspect) return true;
   return false;
 }
 
@@ -124,9 +127,6 @@ export class CircuitBreaker {
   private current: 'closed' | 'open' = 'closed';
   /** Successes still needed after a reopen-close before the breaker trusts the dependency again. */
   private recovering = 0;
-  /** Calls that succeeded / failed since the breaker last closed, while recovering. */
-  private recoveredOk = 0;
-  private recoveredFailed = 0;
   private failures = 0;
   private readonly failingKeys = new Set<string>();
   private openUntilMs = 0;
@@ -154,6 +154,19 @@ export class CircuitBreaker {
   get state(): BreakerState {
     if (this.current === 'closed') return 'closed';
     return this.now() >= this.openUntilMs ? 'half-open' : 'open';
+  }
+
+  /**
+   * Not trusted: open, half-open, or closed but still recovering. An attempt that failed on a
+   * suspect dependency is the dependency's failure, not the message's: it is parked, not counted.
+   */
+  get suspect(): boolean {
+    return this.current !== 'closed' || this.recovering > 0;
+  }
+
+  /** The open period the breaker would use if it opened now (doubled while it has not recovered). */
+  get openPeriodMs(): number {
+    return this.period;
   }
 
   /** True when a probe will run the half-open trial (so nobody needs to send real work as one). */
@@ -200,10 +213,7 @@ export class CircuitBreaker {
     this.failures = 0;
     this.failingKeys.clear();
     if (this.current === 'closed') {
-      if (this.recovering > 0) {
-        this.recovering -= 1;
-        this.recoveredOk += 1;
-      }
+      if (this.recovering > 0) this.recovering -= 1;
       if (this.recovering === 0) this.period = this.openMs;
       return;
     }
@@ -221,18 +231,12 @@ export class CircuitBreaker {
       }
       return;
     }
-    if (this.recovering > 0) {
-      this.recoveredFailed += 1;
-      if (this.recoveredFailed >= this.recoveredOk) {
-        this.period = Math.min(this.maxOpenMs, this.period * 2);
-        this.open(hint.retryAfterMs, `${this.recoveredFailed} of ${this.recoveredFailed + this.recoveredOk} calls failed while recovering`);
-        return;
-      }
-    }
     this.failures += 1;
     this.failingKeys.add(scopes.getStore()?.key ?? 'background');
     if (this.failures >= this.threshold && this.failingKeys.size >= this.distinctKeys) {
-      this.open(hint.retryAfterMs, `${this.failures} failures in a row from ${this.failingKeys.size} callers`);
+      const recovering = this.recovering > 0;
+      if (recovering) this.period = Math.min(this.maxOpenMs, this.period * 2);
+      this.open(hint.retryAfterMs, `${this.failures} failures in a row from ${this.failingKeys.size} callers${recovering ? ' while recovering' : ''}`);
     }
   }
 
@@ -299,8 +303,6 @@ export class CircuitBreaker {
     const from = this.state;
     this.current = 'closed';
     this.recovering = this.threshold;
-    this.recoveredOk = 0;
-    this.recoveredFailed = 0;
     this.trialStartedAtMs = undefined;
     this.dispose();
     this.onTransition?.(this, from, 'closed', why);

@@ -107,6 +107,12 @@ interface Receive {
 
 /** A parked message is handed back before SQS's 12-hour visibility ceiling would be reached. */
 const MAX_HOLD_MS = 11 * 3600_000;
+/**
+ * How often one message may be parked, uncounted, in one receive on a breaker that is closed but
+ * still recovering before its failures count again: an outage's failures are parked, but a message that fails alone
+ * (a poison message while its processor's breaker recovers) must still spend its own attempts.
+ */
+const MAX_RECOVERING_PARKS = 3;
 
 interface Held {
   readonly message: Message;
@@ -119,6 +125,8 @@ interface Held {
   decided: boolean;
   /** In-place re-runs after an outage (not charged to the message). */
   uncounted: number;
+  /** Of those, the ones parked on a breaker that was closed but still recovering. */
+  recoveringParks: number;
 }
 
 type Verdict = 'continue' | 'stop-lane' | { readonly park: readonly CircuitBreaker[] };
@@ -252,6 +260,7 @@ export class FifoConsumer<T> {
         settled: false,
         decided: false,
         uncounted: 0,
+        recoveringParks: 0,
       };
       this.held.add(h);
       this.o.metrics?.received.inc({ queue: this.o.queueName });
@@ -336,7 +345,9 @@ export class FifoConsumer<T> {
       const e = toPayfleetError(err);
       // An outage is not the message's failure: if a dependency this attempt needed is down now,
       // wait for it instead of spending an attempt (and a receive) on it.
-      const down = e.kind === 'terminal' ? [] : [...scope.failed].filter((b) => b.failFast && b.state !== 'closed');
+      const suspects = e.kind === 'terminal' ? [] : [...scope.failed].filter((b) => b.failFast && b.suspect);
+      const onlyRecovering = suspects.every((b) => b.state === 'closed');
+      const down = onlyRecovering && h.recoveringParks >= MAX_RECOVERING_PARKS ? [] : suspects;
       if (down.length > 0 && !this.stopping) {
         log.warn(
           { code: e.code, dependencies: down.map((b) => b.name), uncountedAttempts: h.uncounted + 1 },
@@ -362,7 +373,14 @@ export class FifoConsumer<T> {
     try {
       await yieldSlot(
         (async () => {
-          for (const b of down) await b.whenUsable(signal);
+          for (const b of down) {
+            // Closed but recovering: re-run after the pause an open period would have given, not at once.
+            if (b.state === 'closed') {
+              h.recoveringParks += 1;
+              await sleep(b.openPeriodMs, signal);
+            }
+            await b.whenUsable(signal);
+          }
         })(),
       );
     } catch {

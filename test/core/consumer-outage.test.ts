@@ -1,6 +1,6 @@
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Breakers, type CircuitBreaker } from '../../shared/core/breaker.js';
+import { Breakers, runInAttemptScope, type CircuitBreaker } from '../../shared/core/breaker.js';
 import type { FifoConsumerOptions, HandlerContext } from '../../shared/core/consumer.js';
 import { DLQ_ATTRIBUTES } from '../../shared/core/dlq.js';
 import { RetryableError } from '../../shared/errors.js';
@@ -167,6 +167,46 @@ describe('FifoConsumer (outages)', () => {
     expect(dead.map((d) => d.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue)).toEqual(['RETRIES_EXHAUSTED']);
     expect(dead[0]!.MessageAttributes?.[DLQ_ATTRIBUTES.attempts]?.StringValue).toBe('4');
     expect(b.state).toBe('closed');
+    breakers.dispose();
+    q.s.close();
+  });
+
+  it('while a breaker recovers, a message failing on it is parked uncounted (after a pause), but at most 3 times a receive: alone, it then spends its attempts and is dead-lettered', async () => {
+    const q = await freshQueues('recovering');
+    const breakers = new Breakers({ failureThreshold: 3, distinctKeys: 3, openMs: 50 });
+    const b = breakers.get('processor');
+    for (const k of ['x', 'y', 'z']) {
+      await runInAttemptScope({ key: k, failed: new Set() }, async () => b.failed(b.admit()));
+    }
+    await sleep(60);
+    b.succeeded(b.admit()); // the trial passed: closed, recovering (3 successes to go)
+    expect({ state: b.state, suspect: b.suspect }).toEqual({ state: 'closed', suspect: true });
+    await sendAll(q.s.clients.sqs, q.queueUrl, [msg('poison', 1)]);
+    let calls = 0;
+    const consumer = consumerFor(
+      q,
+      async () => {
+        calls++;
+        b.failed(b.admit());
+        throw new RetryableError('PROCESSOR_ERROR', 'processor answered 500 for this charge');
+      },
+      { maxAttempts: 2, breakers },
+    );
+    consumer.start();
+    let dead: Awaited<ReturnType<typeof drain>> = [];
+    await eventually(
+      async () => {
+        dead = await drain(q.s.clients.sqs, q.dlqUrl, { waitSec: 1 });
+        return dead.length > 0;
+      },
+      30_000,
+      'dead-lettered',
+    );
+    await consumer.close(3000);
+    expect(dead.map((d) => d.MessageAttributes?.[DLQ_ATTRIBUTES.code]?.StringValue)).toEqual(['RETRIES_EXHAUSTED']);
+    expect(dead[0]!.MessageAttributes?.[DLQ_ATTRIBUTES.attempts]?.StringValue).toBe('2');
+    // Two counted attempts, each after three in-place re-runs that were not charged to it.
+    expect(calls).toBe(8);
     breakers.dispose();
     q.s.close();
   });
