@@ -22,10 +22,12 @@ import { Consumer } from 'sqs-consumer';
 import { FifoConsumer } from '../shared/core/consumer.js';
 import { silentLogger } from '../shared/log/logger.js';
 import { startTokenServiceSandbox } from '../cli/sandbox/token-service-server.js';
-import { costPerMessage, fmt, fmtCalls, quantile, scrape, startBenchStack, startWorker, sum, until, type CostPerMessage } from './harness.js';
+import { costPerMessage, fmt, fmtCalls, quantile, scrape, stackCpuMeter, startBenchStack, startWorker, sum, until, type CostPerMessage, type StackCpu } from './harness.js';
 import { preload } from './support.js';
 
 const N = Number(process.env.BENCH_CHARGES ?? 1500);
+/** Charges authorised and captured, unmeasured, before the first round: DynamoDB Local's JVM compiles its hot paths in the first thousand or so calls, which would otherwise fall in whichever round comes first. */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 300);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 
 async function sendBodies(sqs: Parameters<typeof preload>[0], url: string, bodies: { body: object; group: string; dedup: string }[]) {
@@ -57,6 +59,8 @@ interface Row {
   readonly rssMb: number;
   /** Worker rounds only: calls per message by operation, WRU/RRU per message. */
   readonly cost?: CostPerMessage;
+  /** Worker rounds only: CPU ms per message of the stack around the workers. */
+  readonly stackCpuMs?: StackCpu;
 }
 
 const PROCESSES = (process.env.BENCH_PROCESSES ?? '1,2,4').split(',').map(Number);
@@ -136,51 +140,63 @@ async function main() {
     };
 
     // 2. Each worker at 1, 2 and 4 processes; every round on fresh charges (capture rounds capture
-    //    the charges the matching auth round authorised).
-    for (const phase of ['auth', 'capture'] as const) {
-      for (const procs of PROCESSES) {
-        const chargeIds = Array.from({ length: N }, (_, i) => `bench-p${procs}-${i}`);
-        const bodies = chargeIds.map((chargeId) => {
-          const id = randomUUID();
-          const body =
-            phase === 'auth'
-              ? { type: 'AuthorisationRequested', authRequestId: id, chargeId, gatewayAccountId: 'gw-bench', processor: 'sandbox', amount: 1000, currency: 'GBP', paymentTokenId: `tok_4242424242424242_${chargeId}`, reference: chargeId, description: 'bench', requestedAt: new Date().toISOString() }
-              : { type: 'CaptureRequested', captureRequestId: id, chargeId, requestedAt: new Date().toISOString() };
-          return { body, group: chargeId, dedup: id };
-        });
-        await sendBodies(b.clients.sqs, phase === 'auth' ? authUrl : captureUrl, bodies);
-        const workers = await Promise.all(Array.from({ length: procs }, () => startWorker(phase, env)));
-        const all = async () => {
-          const maps = await Promise.all(workers.map((w) => scrape(w.port)));
-          return maps.reduce((acc, m) => merge(acc, m), new Map<string, number>());
-        };
-        const before = await all();
-        const start = performance.now();
-        await until(async () => sum(await all(), 'payfleet_messages_succeeded_total') >= N, 600_000, `${phase} drain`);
-        const ms = performance.now() - start;
-        const after = await all();
-        const cpu = sum(after, 'payfleet_process_cpu_seconds_total') - sum(before, 'payfleet_process_cpu_seconds_total');
-        const calls = sum(after, 'payfleet_aws_calls_total') - sum(before, 'payfleet_aws_calls_total');
-        const cost = costPerMessage(before, after, N);
-        rows.push({
-          name: `${phase} worker, sandbox processor, ${procs} process${procs > 1 ? 'es' : ''} x concurrency ${CONCURRENCY}`,
-          perSec: (N / ms) * 1000,
-          p50Ms: quantile(after, 'payfleet_processing_seconds', 0.5, 'outcome="success"') * 1000,
-          p99Ms: quantile(after, 'payfleet_processing_seconds', 0.99, 'outcome="success"') * 1000,
-          awsPerMsg: calls / N,
-          cpuMsPerMsg: (cpu * 1000) / N,
-          rssMb: sum(after, 'payfleet_process_resident_memory_bytes') / 1024 / 1024 / procs,
-          cost,
-        });
+    //    the charges the matching auth round authorised). First, unmeasured, a warm-up round of each.
+    const stackCpu = stackCpuMeter(b);
+    const rounds: Array<{ phase: 'auth' | 'capture'; procs: number; n: number; measured: boolean; tag: string }> = [];
+    if (WARMUP > 0) for (const phase of ['auth', 'capture'] as const) rounds.push({ phase, procs: 1, n: WARMUP, measured: false, tag: 'w' });
+    for (const phase of ['auth', 'capture'] as const) for (const procs of PROCESSES) rounds.push({ phase, procs, n: N, measured: true, tag: `p${procs}` });
+    for (const { phase, procs, n, measured, tag } of rounds) {
+      const chargeIds = Array.from({ length: n }, (_, i) => `bench-${tag}-${i}`);
+      const bodies = chargeIds.map((chargeId) => {
+        const id = randomUUID();
+        const body =
+          phase === 'auth'
+            ? { type: 'AuthorisationRequested', authRequestId: id, chargeId, gatewayAccountId: 'gw-bench', processor: 'sandbox', amount: 1000, currency: 'GBP', paymentTokenId: `tok_4242424242424242_${chargeId}`, reference: chargeId, description: 'bench', requestedAt: new Date().toISOString() }
+            : { type: 'CaptureRequested', captureRequestId: id, chargeId, requestedAt: new Date().toISOString() };
+        return { body, group: chargeId, dedup: id };
+      });
+      await sendBodies(b.clients.sqs, phase === 'auth' ? authUrl : captureUrl, bodies);
+      const workers = await Promise.all(Array.from({ length: procs }, () => startWorker(phase, env)));
+      const all = async () => {
+        const maps = await Promise.all(workers.map((w) => scrape(w.port)));
+        return maps.reduce((acc, m) => merge(acc, m), new Map<string, number>());
+      };
+      const before = await all();
+      const stackBefore = stackCpu();
+      const start = performance.now();
+      await until(async () => sum(await all(), 'payfleet_messages_succeeded_total') >= n, 600_000, `${phase} drain`);
+      const ms = performance.now() - start;
+      const stackAfter = stackCpu();
+      const after = await all();
+      if (!measured) {
         await Promise.all(workers.map((w) => w.stop()));
+        continue;
       }
+      const cpu = sum(after, 'payfleet_process_cpu_seconds_total') - sum(before, 'payfleet_process_cpu_seconds_total');
+      const calls = sum(after, 'payfleet_aws_calls_total') - sum(before, 'payfleet_aws_calls_total');
+      const cost = costPerMessage(before, after, N);
+      rows.push({
+        name: `${phase} worker, sandbox processor, ${procs} process${procs > 1 ? 'es' : ''} x concurrency ${CONCURRENCY}`,
+        perSec: (N / ms) * 1000,
+        p50Ms: quantile(after, 'payfleet_processing_seconds', 0.5, 'outcome="success"') * 1000,
+        p99Ms: quantile(after, 'payfleet_processing_seconds', 0.99, 'outcome="success"') * 1000,
+        awsPerMsg: calls / N,
+        cpuMsPerMsg: (cpu * 1000) / N,
+        rssMb: sum(after, 'payfleet_process_resident_memory_bytes') / 1024 / 1024 / procs,
+        cost,
+        stackCpuMs: {
+          dynamodbLocal: ((stackAfter.dynamodbLocal - stackBefore.dynamodbLocal) * 1000) / N,
+          benchProcess: ((stackAfter.benchProcess - stackBefore.benchProcess) * 1000) / N,
+        },
+      });
+      await Promise.all(workers.map((w) => w.stop()));
     }
   } finally {
     await tokens.close();
     await b.close();
   }
   const base = rows[0]!.perSec;
-  console.log(`\n${N} messages per round, node ${process.version}, ${new Date().toISOString()}\n`);
+  console.log(`\n${N} messages per round (after ${WARMUP} unmeasured), node ${process.version}, ${new Date().toISOString()}\n`);
   console.log('| what | msg/s | vs bare loop | p50 ms | p99 ms | AWS calls/msg | worker CPU ms/msg | RSS MB per process |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
@@ -196,6 +212,18 @@ async function main() {
     const c = r.cost;
     console.log(`| ${r.name} | ${fmt(c.dynamodbCalls, 2)} | ${fmtCalls(c.calls.dynamodb)} | ${fmt(c.sqsCalls, 2)} | ${fmtCalls(c.calls.sqs)} | ${fmt(c.wru, 1)} | ${fmt(c.rru, 1)} |`);
   }
+  // The whole machine's work per message: on the embedded stack everything shares the same cores,
+  // so throughput follows the sum, and DynamoDB Local's share is what no worker change can remove.
+  console.log('\nCPU ms per message across the stack (worker processes, DynamoDB Local JVM, bench process with fauxqs and the sandboxes):\n');
+  console.log('| worker round | workers | DynamoDB Local | bench process | total |');
+  console.log('|---|---|---|---|---|');
+  for (const r of rows) {
+    if (!r.stackCpuMs) continue;
+    const s = r.stackCpuMs;
+    console.log(`| ${r.name} | ${fmt(r.cpuMsPerMsg, 2)} | ${fmt(s.dynamodbLocal, 2)} | ${fmt(s.benchProcess, 2)} | ${fmt(r.cpuMsPerMsg + s.dynamodbLocal + s.benchProcess, 2)} |`);
+  }
 }
 
 await main();
+
+

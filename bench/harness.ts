@@ -7,6 +7,7 @@
  * figures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createAwsClients, type AwsClients } from '../shared/aws/clients.js';
 import { bootstrap } from '../cli/bootstrap.js';
@@ -61,6 +62,8 @@ export async function startWorker(name: string, env: Record<string, string>): Pr
       PAYFLEET_LOG_LEVEL: 'warn',
       // BENCH_CONSUMED_CAPACITY=false: no ReturnConsumedCapacity (a tree without it, or CPU compared with one).
       PAYFLEET_DYNAMODB_CONSUMED_CAPACITY: process.env.BENCH_CONSUMED_CAPACITY ?? 'true',
+      // e.g. BENCH_WORKER_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof": a CPU profile per worker.
+      ...(process.env.BENCH_WORKER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_WORKER_NODE_OPTIONS } : {}),
       ...env,
       PAYFLEET_OPS_PORT: String(port),
     },
@@ -185,3 +188,45 @@ export async function until(predicate: () => Promise<boolean>, timeoutMs: number
 }
 
 export const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+
+/** CPU seconds (user + system) process `pid` has used, from /proc/<pid>/stat (Linux, 100 ticks/s). */
+export function procCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: state is field 3, utime field 14, stime field 15 (1-based, man 5 proc).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** The DynamoDB Local JVM serving `endpoint` (found by its `-port` argument in /proc), if any. */
+export function dynamoDbLocalPid(endpoint: string): number | undefined {
+  const port = new URL(endpoint).port;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const args = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (args.some((a) => a.endsWith('DynamoDBLocal.jar')) && args[args.indexOf('-port') + 1] === port && !args[0]!.endsWith('sh')) return Number(d);
+    } catch {
+      /* gone, or not ours */
+    }
+  }
+  return undefined;
+}
+
+/** CPU of the stack around the workers, in seconds: the DynamoDB Local JVM, and this process (fauxqs, the sandboxes, the bench's scrapes). */
+export interface StackCpu {
+  readonly dynamodbLocal: number;
+  readonly benchProcess: number;
+}
+
+/** A reader of {@link StackCpu} for the bench stack `b` (NaN for DynamoDB Local when it cannot be found). */
+export function stackCpuMeter(b: BenchStack): () => StackCpu {
+  const pid = b.stack.dynamodbEndpoint ? dynamoDbLocalPid(b.stack.dynamodbEndpoint) : undefined;
+  return () => {
+    const own = process.cpuUsage();
+    return { dynamodbLocal: pid === undefined ? Number.NaN : procCpuSeconds(pid), benchProcess: (own.user + own.system) / 1e6 };
+  };
+}
