@@ -19,6 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { GetCommand, PutCommand, TransactWriteCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { fmt, procCpuSeconds, dynamoDbLocalPid, startBenchStack, type BenchStack } from './harness.js';
+import { chargeEventPut } from './support.js';
 
 const N = Number(process.env.BENCH_CHARGES ?? 1000);
 const IN_FLIGHT = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -72,22 +73,7 @@ function ops(b: BenchStack) {
     },
     ExpressionAttributeValues: { ':one': 1, ':two': 2, ':me': 'bench', ':now': Date.now(), ':aid': 'a1', ':ok': 'AUTHORISATION_SUCCESS', ':cq': 'capture#0', ':cd': at, ':done': 'COMPLETED', ':zero': 0 },
   });
-  const event = (chargeId: string, sequence: number, eventType: string, pending: boolean) => ({
-    TableName: events,
-    Item: {
-      resourceId: chargeId,
-      sequence,
-      eventId: randomUUID(),
-      resourceType: 'payment',
-      eventType,
-      timestamp: at,
-      gatewayAccountId: 'gw-bench',
-      live: false,
-      details: { processor_ref: 'ref', amount: 1000 },
-      ...(pending ? { pendingShard: 'ledger-shard#000', pendingKey: `${at}#${chargeId}#${sequence}` } : {}),
-    },
-    ConditionExpression: 'attribute_not_exists(resourceId)',
-  });
+  const event = (chargeId: string, sequence: number, eventType: string, pending: boolean) => chargeEventPut(events, chargeId, sequence, eventType, at, pending);
   const write2 = (opts: { token: boolean; pending: boolean }) => (doc: DynamoDBDocumentClient, chargeId: string) =>
     doc.send(
       new TransactWriteCommand({

@@ -41,6 +41,7 @@ import { parseCaptureRequested } from '../workers/capture/schema.js';
 import { startTokenServiceSandbox } from '../cli/sandbox/token-service-server.js';
 import { EMBEDDED_CREDENTIALS } from '../cli/embedded/stack.js';
 import { fmt, scrape, startBenchStack, startWorker, sum, until, type BenchStack } from './harness.js';
+import { chargeEventPut } from './support.js';
 
 const N = Number(process.env.BENCH_CHARGES ?? 1000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -133,25 +134,7 @@ async function twoWrites(doc: DynamoDBDocumentClient, b: BenchStack, owner: stri
     }),
   );
   // The processor: a no-op approval.
-  const event = (sequence: number, eventType: string) => ({
-    Put: {
-      TableName: b.names.table('events'),
-      Item: {
-        resourceId: m.chargeId,
-        sequence,
-        eventId: randomUUID(),
-        resourceType: 'payment',
-        eventType,
-        timestamp: at,
-        gatewayAccountId: 'gw-bench',
-        live: false,
-        details: { processor_ref: 'ref', amount: 1000 },
-        pendingShard: 'ledger-shard#000',
-        pendingKey: `${at}#${m.chargeId}#${sequence}`,
-      },
-      ConditionExpression: 'attribute_not_exists(resourceId)',
-    },
-  });
+  const event = (sequence: number, eventType: string) => ({ Put: chargeEventPut(b.names.table('events'), m.chargeId, sequence, eventType, at) });
   await doc.send(
     new TransactWriteCommand({
       ClientRequestToken: randomUUID(),

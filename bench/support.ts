@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 
 export interface RoundResult {
@@ -73,4 +74,27 @@ export async function waitUntil(predicate: () => boolean, timeoutMs: number, pro
     }
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * The Put of one charge event as the auth worker writes it in write 2 (on the `pending` index
+ * unless `pending` is false), for the benches that make the engine's writes by hand.
+ */
+export function chargeEventPut(table: string, chargeId: string, sequence: number, eventType: string, at: string, pending = true) {
+  return {
+    TableName: table,
+    Item: {
+      resourceId: chargeId,
+      sequence,
+      eventId: randomUUID(),
+      resourceType: 'payment',
+      eventType,
+      timestamp: at,
+      gatewayAccountId: 'gw-bench',
+      live: false,
+      details: { processor_ref: 'ref', amount: 1000 },
+      ...(pending ? { pendingShard: 'ledger-shard#000', pendingKey: `${at}#${chargeId}#${sequence}` } : {}),
+    },
+    ConditionExpression: 'attribute_not_exists(resourceId)',
+  };
 }
