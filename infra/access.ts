@@ -6,10 +6,11 @@
  *   DeleteMessage(Batch), ChangeMessageVisibility(Batch) on its queue; GetQueueUrl and
  *   GetQueueAttributes (worker-kit resolves URLs and its readiness check reads the queue);
  *   SendMessage + GetQueueUrl on its own DLQ (shared/core/dlq.ts).
- * - the worker kit: leases (dynamo-leases.ts: UpdateItem acquire/renew/release, GetItem inspect,
- *   ConditionCheckItem as the fence inside every commit), idempotency (dynamo-idempotency.ts:
- *   UpdateItem begin/note, GetItem; the commit's Update completes the work item), events (the
- *   commit Puts outbox rows: PutItem only).
+ * - the worker kit: leases (dynamo-leases.ts: UpdateItem acquire/renew/release, GetItem inspect and
+ *   the DynamoDB breaker's probe, ConditionCheckItem as the fence inside every commit), events (the
+ *   commit Puts outbox rows: PutItem only). No worker reaches the `idempotency` table: every once()
+ *   item of auth, capture and refund carries its row (the lease and the work item live on the
+ *   entity row, dynamo-row-work.ts), and payout and the ledger do not use once() at all.
  * - entity tables through the commit (dynamo-outcomes.ts: Put for a new entity, Update for the
  *   next version) and the repositories (GetItem, consistent reads); auth alone deletes, and only the
  *   charge row its own attempt created (dynamo-row-work.ts discard, conditioned on that attempt).
@@ -68,8 +69,6 @@ export const PRODUCER_QUEUE_ACTIONS = ['sqs:SendMessage', 'sqs:GetQueueUrl', 'sq
 
 /** Every worker fences commits on, renews and releases leases. */
 const LEASES: TableGrant = { table: 'leases', actions: ['GetItem', 'UpdateItem', 'ConditionCheckItem'] };
-/** Every consuming worker keeps one work item per message. */
-const IDEMPOTENCY: TableGrant = { table: 'idempotency', actions: ['GetItem', 'UpdateItem'] };
 /** Every state change writes its ledger events into the outbox, in the same transaction. */
 const OUTBOX_WRITE: TableGrant = { table: 'events', actions: ['PutItem'] };
 
@@ -79,7 +78,6 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     sendsTo: [],
     tables: [
       LEASES,
-      IDEMPOTENCY,
       // DeleteItem: a request refused before any processor call (token unknown or expired) takes
       // back the charge its own write 1 created — a conditional delete on this attempt's id and its
       // live lease (shared/core/dynamo-row-work.ts discard), so it cannot remove any other row.
@@ -92,7 +90,6 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     sendsTo: [],
     tables: [
       LEASES,
-      IDEMPOTENCY,
       // awaiting-capture: the overdue-captures gauge and the retry schedule read it.
       { table: 'charges', actions: ['GetItem', 'PutItem', 'UpdateItem'], indexes: { 'awaiting-capture': ['Query'] } },
       OUTBOX_WRITE,
@@ -103,7 +100,6 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     sendsTo: [],
     tables: [
       LEASES,
-      IDEMPOTENCY,
       // workers/refund: the refund row is opened, leased and committed with UpdateItem only; a
       // reservation that never became a refund is left to the table's TTL, not deleted.
       { table: 'refunds', actions: ['GetItem', 'UpdateItem'] },
@@ -117,7 +113,6 @@ export const WORKER_ACCESS: Readonly<Record<WorkerName, WorkerAccess>> = {
     sendsTo: [],
     tables: [
       LEASES,
-      IDEMPOTENCY,
       // workers/payout/repo.ts: payouts by paymentId (one, or a batch's worth with BatchGetItem);
       // initiable lists what a shard may put in the next batch.
       {

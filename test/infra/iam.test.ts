@@ -16,7 +16,6 @@ const CONSUME = [
 ];
 const DEAD_LETTER = ['sqs:GetQueueUrl', 'sqs:SendMessage'];
 const LEASES = ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem'];
-const WORK_ITEMS = ['dynamodb:GetItem', 'dynamodb:UpdateItem'];
 const OUTBOX = ['dynamodb:PutItem'];
 const EMF = ['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'];
 
@@ -29,7 +28,6 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'queue:payfleet-auth-requests.fifo': CONSUME,
     'queue:payfleet-auth-requests-dlq.fifo': DEAD_LETTER,
     'table:payfleet-leases': LEASES,
-    'table:payfleet-idempotency': WORK_ITEMS,
     'table:payfleet-charges': ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
     'table:payfleet-events': OUTBOX,
     'logs:/ecs/payfleet-metrics': EMF,
@@ -38,7 +36,6 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'queue:payfleet-capture-requests.fifo': CONSUME,
     'queue:payfleet-capture-requests-dlq.fifo': DEAD_LETTER,
     'table:payfleet-leases': LEASES,
-    'table:payfleet-idempotency': WORK_ITEMS,
     'table:payfleet-charges': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
     'table:payfleet-charges/index/awaiting-capture': ['dynamodb:Query'],
     'table:payfleet-events': OUTBOX,
@@ -48,7 +45,6 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'queue:payfleet-refund-requests.fifo': CONSUME,
     'queue:payfleet-refund-requests-dlq.fifo': DEAD_LETTER,
     'table:payfleet-leases': LEASES,
-    'table:payfleet-idempotency': WORK_ITEMS,
     'table:payfleet-refunds': ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
     'table:payfleet-charges': ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
     'table:payfleet-events': OUTBOX,
@@ -58,7 +54,6 @@ const EXPECTED: Record<WorkerName, Record<string, string[]>> = {
     'queue:payfleet-payout-events.fifo': CONSUME,
     'queue:payfleet-payout-events-dlq.fifo': DEAD_LETTER,
     'table:payfleet-leases': LEASES,
-    'table:payfleet-idempotency': WORK_ITEMS,
     'table:payfleet-payouts': ['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
     'table:payfleet-payouts/index/initiable': ['dynamodb:Query'],
     'table:payfleet-batches': ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
@@ -124,6 +119,8 @@ describe('IAM: one least-privilege task role per worker', () => {
     expect(reach('capture').filter((r) => /payout|batches|auth-requests|ledger-events/.test(r))).toEqual([]);
     expect(reach('payout').filter((r) => /charges|auth-requests|capture-requests|ledger-events/.test(r))).toEqual([]);
     expect(reach('ledger').filter((r) => /charges|payouts|batches|idempotency|-requests|payout-events|dlq/.test(r))).toEqual([]);
+    // The work items live on the entity rows (the row lease): no worker reaches the idempotency table.
+    for (const w of WORKER_NAMES) expect(reach(w).filter((r) => /idempotency/.test(r)), w).toEqual([]);
   });
 
   it('lets each worker read only its own secrets at task start (execution role)', () => {
