@@ -60,6 +60,16 @@ export interface AttemptScope {
   /** Identifies the caller for distinct-key counting (the message group). */
   readonly key: string;
   readonly failed: Set<CircuitBreaker>;
+  /**
+   * Whether a failure on a breaker that is closed but still recovering may be parked as an outage
+   * for this attempt (the consumer allows it a few times per receive). @default true
+   */
+  readonly parkRecovering?: boolean;
+}
+
+/** Would a failure on `b` be parked as an outage in `scope`? Open or half-open: yes; recovering: if the scope allows it. */
+export function isOutageFor(b: CircuitBreaker, scope: Pick<AttemptScope, 'parkRecovering'>): boolean {
+  return b.failFast && (b.state !== 'closed' || (b.suspect && scope.parkRecovering !== false));
 }
 
 const scopes = new AsyncLocalStorage<AttemptScope>();
@@ -71,14 +81,15 @@ export function runInAttemptScope<T>(scope: AttemptScope, fn: () => Promise<T>):
 
 /**
  * True when the current attempt hit a dependency that is down now (its breaker is not closed, or
- * closed but still recovering: {@link CircuitBreaker.suspect}).
+ * closed but still recovering and the attempt may still be parked for it: {@link isOutageFor}) —
+ * the consumer parks such an attempt instead of counting it.
  * A handler about to give a message up for exhausted retries checks this first: an outage is not
  * the message's failure.
  */
 export function dependencyOutage(): boolean {
   const scope = scopes.getStore();
   if (!scope) return false;
-  for (const b of scope.failed) if (b.suspect) return true;
+  for (const b of scope.failed) if (isOutageFor(b, scope)) return true;
   return false;
 }
 

@@ -5,7 +5,7 @@ import type { Logger } from '../log/logger.js';
 import type { CoreMetrics } from '../ops/metrics.js';
 import type { ResilienceMetrics } from '../ops/resilience-metrics.js';
 import { backoffMs, type BackoffPolicy } from './backoff.js';
-import { runInAttemptScope, type Breakers, type CircuitBreaker } from './breaker.js';
+import { isOutageFor, runInAttemptScope, type Breakers, type CircuitBreaker } from './breaker.js';
 import { sendToDlq } from './dlq.js';
 import { GroupScheduler, type YieldSlot } from './group-scheduler.js';
 import { DeleteBatcher, VisibilityBatcher } from './sqs-batcher.js';
@@ -302,7 +302,7 @@ export class FifoConsumer<T> {
       await this.handBack([h], 0, 'shutting down');
       return 'stop-lane';
     }
-    const scope = { key: groupId || messageId, failed: new Set<CircuitBreaker>() };
+    const scope = { key: groupId || messageId, failed: new Set<CircuitBreaker>(), parkRecovering: h.recoveringParks < MAX_RECOVERING_PARKS };
     try {
       const gated = this.o.acceptGate?.();
       const result: HandlerResult | void =
@@ -345,9 +345,8 @@ export class FifoConsumer<T> {
       const e = toPayfleetError(err);
       // An outage is not the message's failure: if a dependency this attempt needed is down now,
       // wait for it instead of spending an attempt (and a receive) on it.
-      const suspects = e.kind === 'terminal' ? [] : [...scope.failed].filter((b) => b.failFast && b.suspect);
-      const onlyRecovering = suspects.every((b) => b.state === 'closed');
-      const down = onlyRecovering && h.recoveringParks >= MAX_RECOVERING_PARKS ? [] : suspects;
+      // The same rule the handler saw through dependencyOutage(), so both agree on what is parked.
+      const down = e.kind === 'terminal' ? [] : [...scope.failed].filter((b) => isOutageFor(b, scope));
       if (down.length > 0 && !this.stopping) {
         log.warn(
           { code: e.code, dependencies: down.map((b) => b.name), uncountedAttempts: h.uncounted + 1 },
@@ -373,12 +372,10 @@ export class FifoConsumer<T> {
     try {
       await yieldSlot(
         (async () => {
+          if (down.some((b) => b.state === 'closed')) h.recoveringParks += 1;
           for (const b of down) {
             // Closed but recovering: re-run after the pause an open period would have given, not at once.
-            if (b.state === 'closed') {
-              h.recoveringParks += 1;
-              await sleep(b.openPeriodMs, signal);
-            }
+            if (b.state === 'closed') await sleep(b.openPeriodMs, signal);
             await b.whenUsable(signal);
           }
         })(),

@@ -5,6 +5,7 @@ import {
   CircuitBreaker,
   DependencyUnavailableError,
   dependencyOutage,
+  isOutageFor,
   runInAttemptScope,
   type AttemptScope,
 } from '../../shared/core/breaker.js';
@@ -113,6 +114,31 @@ describe('CircuitBreaker', () => {
     await failAs(b, 'a');
     await failAs(b, 'b');
     expect(b.state).toBe('closed');
+    b.dispose();
+  });
+
+  it('dependencyOutage agrees with what the consumer parks: recovering counts only while the attempt may still be parked for it; open always counts', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 3, openMs: 1000, now: clock.now });
+    for (const k of ['a', 'b', 'c']) await failAs(b, k);
+    const failedIn = (parkRecovering: boolean) =>
+      runInAttemptScope({ key: 'm', failed: new Set(), parkRecovering }, async () => {
+        try {
+          b.failed(b.admit());
+        } catch {
+          /* refused: open */
+        }
+        return dependencyOutage();
+      });
+    expect(await failedIn(false)).toBe(true); // open: an outage whatever the scope allows
+    clock.advance(1000);
+    b.succeeded(b.admit()); // the trial: closed, recovering
+    expect(await failedIn(true)).toBe(true); // parked: not the message's failure
+    expect(await failedIn(false)).toBe(false); // its parks for this receive used up: counted
+    expect(b.state).toBe('closed');
+    expect(isOutageFor(b, {})).toBe(true);
+    for (let i = 0; i < 3; i++) b.succeeded(b.admit()); // recovered
+    expect(isOutageFor(b, {})).toBe(false);
     b.dispose();
   });
 
