@@ -109,8 +109,9 @@ interface Receive {
 const MAX_HOLD_MS = 11 * 3600_000;
 /**
  * How often one message may be parked, uncounted, in one receive on a breaker that is closed but
- * still recovering before its failures count again: an outage's failures are parked, but a message that fails alone
- * (a poison message while its processor's breaker recovers) must still spend its own attempts.
+ * still recovering before its failures count again: an outage's failures are parked, but a message
+ * that fails alone (a poison message while its processor's breaker recovers) must still spend its
+ * own attempts.
  */
 const MAX_RECOVERING_PARKS = 3;
 
