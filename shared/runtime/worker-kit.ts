@@ -7,6 +7,7 @@ import { createCapacityCounter } from '../aws/capacity.js';
 import { createAwsClients, type AwsClients } from '../aws/clients.js';
 import { describeAwsFailure } from '../aws/errors.js';
 import { guardAwsClient } from '../aws/guard.js';
+import { atStartup } from '../aws/startup.js';
 import type { HttpGuard } from '../connectors/http.js';
 import { Breakers } from '../core/breaker.js';
 import { withAwsEndpointCheck } from '../config/common.js';
@@ -220,7 +221,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
     const name = dlq ? names.dlq(key) : names.queue(key);
     let p = urls.get(name);
     if (!p) {
-      p = clients.sqs.send(new GetQueueUrlCommand({ QueueName: name })).then(
+      p = atStartup(`looking up queue ${name}`, () => clients.sqs.send(new GetQueueUrlCommand({ QueueName: name })), { log }).then(
         (r) => r.QueueUrl!,
         (err: unknown) => {
           urls.delete(name);
@@ -267,7 +268,7 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
   let consumer: FifoConsumer<T> | undefined;
   if (plan.consume) {
     const c = plan.consume;
-    await checkAttemptBudget(clients.sqs, await queueUrl(c.queue), names.queue(c.queue), c.overrides?.maxAttempts ?? config.consumer.maxAttempts, spec.worker);
+    await checkAttemptBudget(clients.sqs, await queueUrl(c.queue), names.queue(c.queue), c.overrides?.maxAttempts ?? config.consumer.maxAttempts, spec.worker, log);
     consumer = new FifoConsumer<T>({
       sqs: clients.sqs,
       queueUrl: await queueUrl(c.queue),
@@ -337,8 +338,16 @@ export async function runWorker<S extends z.ZodRawShape, C, T>(spec: WorkerSpec<
  * `maxReceiveCount`: SQS would then move a message to the DLQ itself, before the worker could,
  * and without the reason attributes operators rely on (docs/contract.md §6).
  */
-export async function checkAttemptBudget(sqs: SQSClient, queueUrl: string, queueName: string, maxAttempts: number, worker: string): Promise<void> {
-  const attrs = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }))).Attributes;
+export async function checkAttemptBudget(
+  sqs: SQSClient,
+  queueUrl: string,
+  queueName: string,
+  maxAttempts: number,
+  worker: string,
+  log?: Pick<Logger, 'warn'>,
+): Promise<void> {
+  const read = () => sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }));
+  const attrs = (await atStartup(`reading the redrive policy of ${queueName}`, read, { log })).Attributes;
   const policy = attrs?.RedrivePolicy ? (JSON.parse(attrs.RedrivePolicy) as { maxReceiveCount?: number | string }) : undefined;
   const receives = Number(policy?.maxReceiveCount ?? Number.POSITIVE_INFINITY);
   if (maxAttempts >= receives) {
