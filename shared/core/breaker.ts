@@ -331,6 +331,13 @@ export class CircuitBreaker {
   private onPeriodEnd(): void {
     this.timer = undefined;
     if (this.current !== 'open') return;
+    // Timers run on the monotonic clock and `now` on the wall clock: a timer can fire a millisecond
+    // before the period is over by `now`. Wait the rest; a probe sent now would be refused as too
+    // early, and the next look would come only after trialTimeoutMs (30 s).
+    if (this.now() < this.openUntilMs) {
+      this.schedule();
+      return;
+    }
     this.announceHalfOpen();
     if (this.probe) {
       const probe = this.probe;

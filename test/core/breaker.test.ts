@@ -227,6 +227,24 @@ describe('CircuitBreaker', () => {
     expect(b.state).toBe('closed');
   });
 
+  it('a period timer that fires before the clock says the period is over waits the rest, then probes (timers and the clock can disagree)', async () => {
+    const clock = manualClock(1_000_000);
+    const b = new CircuitBreaker({ name: 'dynamodb', failureThreshold: 1, openMs: 20, now: clock.now });
+    let probes = 0;
+    b.setProbe(async () => {
+      probes++;
+      b.succeeded(b.admit());
+    });
+    await failAs(b, 'a');
+    // The 20 ms timer fires (more than once) while, by the breaker's clock, the period is not over.
+    await new Promise((r) => setTimeout(r, 80));
+    expect({ state: b.state, probes }).toEqual({ state: 'open', probes: 0 });
+    clock.advance(20);
+    await b.whenClosed(AbortSignal.timeout(5_000));
+    expect(probes).toBe(1);
+    b.dispose();
+  });
+
   it('whenUsable rejects when its signal aborts (shutdown), and forgets the waiter', async () => {
     const b = new CircuitBreaker({ name: 'x', failureThreshold: 1, openMs: 60_000 });
     await failAs(b, 'a');
