@@ -32,6 +32,7 @@
  * TLS verification always stays on; `tls` only adds a CA or a client certificate (mTLS).
  */
 import { Agent, type Dispatcher } from 'undici';
+import type { z } from 'zod';
 import { AmbiguousError, RetryableError, TerminalError } from '../errors.js';
 import { guardedCall, type OutboundGuard, type OutboundVerdicts } from './guarded.js';
 
@@ -403,4 +404,14 @@ function flattenHeaders(raw: Record<string, string | string[] | undefined>): Rec
     out[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
   }
   return out;
+}
+
+/** A response body validated against `schema`, or undefined when it is not JSON or not of that shape. */
+export function parseJsonBody<T>(schema: z.ZodType<T>, body: string): T | undefined {
+  try {
+    const r = schema.safeParse(JSON.parse(body));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
 }

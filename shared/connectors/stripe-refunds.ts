@@ -16,7 +16,7 @@
  * finds it `succeeded` (or `failed`/`canceled`).
  */
 import { z } from 'zod';
-import { formEncode, type HttpResponse } from './http.js';
+import { formEncode, parseJsonBody, type HttpResponse } from './http.js';
 import type { RefundLookupOutcome, RefundLookupRequest, RefundOutcome, RefundPort, RefundRequest } from './types.js';
 
 /** How the connector sends one request (stripe.ts): POST with a form and key, GET without a body. */
@@ -77,7 +77,7 @@ export function createStripeRefunds(
         : { kind: 'error', retryable: true, code: 'PROCESSOR_UNREACHABLE', message: sent.reason };
     const { res } = sent;
     if (res.status === 200) {
-      const r = parse(refundSchema, res.body);
+      const r = parseJsonBody(refundSchema, res.body);
       // Created (or replayed) but unreadable: only a lookup can tell what Stripe holds.
       if (!r) return { kind: 'ambiguous', reason: 'stripe answered 200 with an unreadable refund' };
       switch (r.status) {
@@ -98,7 +98,7 @@ export function createStripeRefunds(
           return { kind: 'ambiguous', reason: `stripe refund ${r.id} in status ${r.status ?? 'none'}` };
       }
     }
-    const e = parse(errorSchema, res.body)?.error;
+    const e = parseJsonBody(errorSchema, res.body)?.error;
     if (res.status === 400 && e?.type === 'idempotency_error')
       return {
         kind: 'error',
@@ -125,7 +125,7 @@ export function createStripeRefunds(
       if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
       if (sent.res.status === 404) return { kind: 'not_found' };
       if (sent.res.status !== 200) return { kind: 'unknown', reason: `stripe answered HTTP ${sent.res.status}` };
-      const r = parse(refundSchema, sent.res.body);
+      const r = parseJsonBody(refundSchema, sent.res.body);
       return r ? fromRefund(r) : { kind: 'unknown', reason: 'stripe answered 200 with an unreadable refund' };
     }
     let after: string | undefined;
@@ -134,7 +134,7 @@ export function createStripeRefunds(
       const sent = await call('lookup-refund-list', `/v1/refunds?${query}`, undefined, undefined, signal);
       if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
       if (sent.res.status !== 200) return { kind: 'unknown', reason: `stripe refund list answered HTTP ${sent.res.status}` };
-      const list = parse(refundListSchema, sent.res.body);
+      const list = parseJsonBody(refundListSchema, sent.res.body);
       if (!list) return { kind: 'unknown', reason: 'stripe refund list answered with an unreadable body' };
       const mine = list.data.find((r) => r.metadata?.[STRIPE_REFUND_KEY_METADATA] === req.idempotencyKey);
       if (mine) return fromRefund(mine);
@@ -165,13 +165,4 @@ export function createStripeRefunds(
   }
 
   return { refund, lookupRefund };
-}
-
-function parse<T>(schema: z.ZodType<T>, body: string): T | undefined {
-  try {
-    const r = schema.safeParse(JSON.parse(body));
-    return r.success ? r.data : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -29,6 +29,7 @@ import {
   formEncode,
   HttpAmbiguousError,
   HttpNotSentError,
+  parseJsonBody,
   parseRetryAfterMs,
   type HttpClient,
   type HttpGuard,
@@ -180,7 +181,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
     const { res } = sent;
     const processorRef = req.processorRef;
     if (res.status === 200) {
-      const pi = parse(paymentIntentSchema, res.body);
+      const pi = parseJsonBody(paymentIntentSchema, res.body);
       // The capture was performed but the answer is unreadable: the state is known only to Stripe.
       if (!pi) return { kind: 'ambiguous', reason: 'stripe answered 200 with an unreadable body' };
       if (pi.status === 'succeeded') return { kind: 'captured', processorRef };
@@ -193,7 +194,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
         processorRef,
       };
     }
-    const e = parse(errorBodySchema, res.body)?.error;
+    const e = parseJsonBody(errorBodySchema, res.body)?.error;
     if (res.status === 400 && e?.code === 'payment_intent_unexpected_state') {
       // A capture that already happened (earlier key, or after the key expired) is a success.
       if (e.payment_intent?.status === 'succeeded') return { kind: 'captured', processorRef };
@@ -213,7 +214,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
     if (!sent.ok) return sent.kind === 'not_sent' ? notSent(sent.reason) : { kind: 'ambiguous', reason: sent.reason };
     const { res } = sent;
     if (res.status === 200) {
-      const pi = parse(paymentIntentSchema, res.body);
+      const pi = parseJsonBody(paymentIntentSchema, res.body);
       if (!pi) return { kind: 'ambiguous', reason: 'stripe answered 200 with an unreadable body' };
       if (pi.status === 'canceled') return { kind: 'voided' };
       return {
@@ -223,7 +224,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
         message: `cancel left the PaymentIntent in status ${pi.status}`,
       };
     }
-    const e = parse(errorBodySchema, res.body)?.error;
+    const e = parseJsonBody(errorBodySchema, res.body)?.error;
     if (res.status === 400 && e?.code === 'payment_intent_unexpected_state') {
       if (e.payment_intent?.status === 'canceled') return { kind: 'voided' };
       return { kind: 'error', retryable: false, code: 'NOT_VOIDABLE', message: stateMessage('cancel', e) };
@@ -244,7 +245,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
       if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
       if (sent.res.status === 404) return { kind: 'not_found' };
       if (sent.res.status !== 200) return { kind: 'unknown', reason: `stripe answered HTTP ${sent.res.status}` };
-      const pi = parse(paymentIntentSchema, sent.res.body);
+      const pi = parseJsonBody(paymentIntentSchema, sent.res.body);
       return pi ? lookupFromIntent(pi) : { kind: 'unknown', reason: 'stripe answered 200 with an unreadable body' };
     }
     if (req.original) {
@@ -254,7 +255,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
       if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
       const { res } = sent;
       if (res.status === 200) {
-        const pi = parse(paymentIntentSchema, res.body);
+        const pi = parseJsonBody(paymentIntentSchema, res.body);
         // Report the truth, even a mismatching amount: the worker compares it with the charge.
         return pi ? lookupFromIntent(pi) : { kind: 'unknown', reason: 'stripe answered 200 with an unreadable body' };
       }
@@ -279,7 +280,7 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
     );
     if (!sent.ok) return { kind: 'unknown', reason: sent.reason };
     if (sent.res.status !== 200) return { kind: 'unknown', reason: `stripe search answered HTTP ${sent.res.status}` };
-    const found = parse(searchResultSchema, sent.res.body);
+    const found = parseJsonBody(searchResultSchema, sent.res.body);
     if (!found) return { kind: 'unknown', reason: 'stripe search answered with an unreadable body' };
     // Search lags writes by up to a minute, so "nothing found" is not proof of "never created".
     if (found.data.length === 0)
@@ -297,12 +298,12 @@ export function createStripeConnector(options: StripeConnectorOptions): StripeCo
 
 function authoriseOutcome(res: HttpResponse, req: AuthoriseRequest): AuthoriseOutcome {
   if (res.status === 200) {
-    const pi = parse(paymentIntentSchema, res.body);
+    const pi = parseJsonBody(paymentIntentSchema, res.body);
     // Something was created but we cannot read what: only a lookup can tell.
     if (!pi) return { kind: 'ambiguous', reason: 'stripe answered 200 with an unreadable body' };
     return fromIntent(pi, req);
   }
-  const e = parse(errorBodySchema, res.body)?.error;
+  const e = parseJsonBody(errorBodySchema, res.body)?.error;
   if (res.status === 402 && e?.type === 'card_error') {
     return {
       kind: 'declined',
@@ -426,13 +427,4 @@ function stateMessage(op: string, e: StripeError): string {
 /** Stripe's human message, PAN-masked and bounded: it ends up in tables and DLQ attributes. */
 function safeMessage(message: string | null | undefined): string {
   return maskPans(message ?? 'declined').slice(0, 300);
-}
-
-function parse<T>(schema: z.ZodType<T>, body: string): T | undefined {
-  try {
-    const r = schema.safeParse(JSON.parse(body));
-    return r.success ? r.data : undefined;
-  } catch {
-    return undefined;
-  }
 }
