@@ -93,7 +93,7 @@ const RETRYABLE_AWS_NAMES = new Set([
 ]);
 
 /** Node system error codes that happen before any byte of a request could have been processed. */
-const RETRYABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+export const NO_CONNECTION_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /**
  * Classify any thrown value. Unknown errors are retryable: bounded retries end in the DLQ with
@@ -105,7 +105,7 @@ export function classify(err: unknown): ErrorKind {
   const e = err as { name?: unknown; code?: unknown; $retryable?: unknown; $metadata?: { httpStatusCode?: number } };
   if (typeof e.name === 'string' && RETRYABLE_AWS_NAMES.has(e.name)) return 'retryable';
   if (e.$retryable) return 'retryable';
-  if (typeof e.code === 'string' && RETRYABLE_NODE_CODES.has(e.code)) return 'retryable';
+  if (typeof e.code === 'string' && NO_CONNECTION_CODES.has(e.code)) return 'retryable';
   const status = e.$metadata?.httpStatusCode;
   if (typeof status === 'number' && status >= 400 && status < 500 && status !== 429) return 'terminal';
   return 'retryable';

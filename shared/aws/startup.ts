@@ -7,16 +7,16 @@
  * endpoint, a missing queue, refused credentials or permissions.
  */
 import pRetry from 'p-retry';
+import { NO_CONNECTION_CODES } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { isAwsUnavailable } from './guard.js';
 
-/** Node codes of "nothing there": a wrong endpoint, not a slow one. */
-const NOTHING_THERE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** Is this failure worth waiting out at start-up? Timeouts, 5xx and throttling are; anything else is not. */
 export function worthWaitingFor(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && NOTHING_THERE.has(code)) return false;
+  // No connection was made: a wrong endpoint, not a slow one.
+  if (typeof code === 'string' && NO_CONNECTION_CODES.has(code)) return false;
   return isAwsUnavailable(err);
 }
 
